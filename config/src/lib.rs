@@ -1,0 +1,1 @@
+//! Typed configuration: defaults, file, environment, flags and the EKS add-on JSON.

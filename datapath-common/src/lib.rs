@@ -1,0 +1,11 @@
+//! The ABI shared by the kernel programs (`datapath-ebpf`) and userspace (`datapath`):
+//! `#[repr(C)]` map keys, values and the ring-buffer event, with compile-time size and
+//! offset checks, plus the verdict decision written once as pure functions that both
+//! the kernel and host tests call.
+#![no_std]
+
+pub mod abi;
+pub mod decide;
+
+pub use abi::*;
+pub use decide::*;

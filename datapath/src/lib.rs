@@ -1,0 +1,1 @@
+//! Userspace side of the kernel datapath.

@@ -1,0 +1,1 @@
+//! Flow-log pipeline: enrichment, line formats, rotating file sink, CloudWatch shipper, loss accounting, metrics.
