@@ -1,1 +1,22 @@
-//! Flow-log pipeline: enrichment, line formats, rotating file sink, CloudWatch shipper, loss accounting, metrics.
+//! Flow-log pipeline: kernel `FlowEvent`s become enriched lines in a rotating file,
+//! with every loss counted and exposed as metrics.
+//!
+//! Data flow, all on the datapath's ring-reader thread except where noted:
+//! `FlowEvent` → [`pipeline::Pipeline::on_event`] (scope filter, [`clock`] time
+//! conversion, [`enrich`] lookups, [`format`] into a reusable buffer) → write groups
+//! of whole lines into the [`sink`] (space reserved before each write, size-based
+//! rotation by rename-then-create; gzip and pruning of rotated files on a background
+//! thread) → [`stats`] counters, served by [`metrics`] on `:8162` with health on `:8163`.
+//!
+//! The line formats and every key's meaning are documented in the crate README.
+
+pub mod clock;
+pub mod enrich;
+pub mod error;
+pub mod format;
+pub mod labels;
+pub mod timefmt;
+
+pub use enrich::{EnrichmentSnapshot, PodInfo, SnapshotHandle, snapshot_handle};
+pub use error::ExporterError;
+pub use format::{FlowScope, LineFormat, LineFormatter};

@@ -1,0 +1,195 @@
+//! Cluster state the pipeline reads to name each endpoint and the deciding policy.
+//! The agent builds a plain [`EnrichmentSnapshot`] and publishes it through a
+//! [`SnapshotHandle`]; the pipeline thread picks up a new snapshot on its next event
+//! without any lock (arc-swap), so a swap never pauses the pipeline.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use datapath_common::abi::{DIRECTION_INGRESS, FAMILY_IPV4, FlowEvent};
+
+use crate::labels;
+
+/// One pod, as flow lines name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: Arc<str>,
+    pub namespace: Arc<str>,
+    /// The node the pod runs on.
+    pub node: Arc<str>,
+}
+
+/// Everything enrichment needs, immutable once published.
+#[derive(Debug, Clone, Default)]
+pub struct EnrichmentSnapshot {
+    /// Pod addresses (IPv4 and IPv6) to pods, on every node.
+    pub pods: HashMap<IpAddr, PodInfo>,
+    /// Policy ids as the datapath reports them to `namespace/name`.
+    pub policies: HashMap<u32, Arc<str>>,
+    /// The node this agent runs on (the `Node` key).
+    pub node_name: Arc<str>,
+}
+
+/// Shared, swappable snapshot: `handle.store(Arc::new(next))` publishes a new one.
+pub type SnapshotHandle = Arc<ArcSwap<EnrichmentSnapshot>>;
+
+/// A handle holding `snapshot`.
+pub fn snapshot_handle(snapshot: EnrichmentSnapshot) -> SnapshotHandle {
+    Arc::new(ArcSwap::from_pointee(snapshot))
+}
+
+/// The names one event resolves to in a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    pub src: Option<&'a PodInfo>,
+    pub dst: Option<&'a PodInfo>,
+    /// `namespace/name`, or a reason label (see [`labels::reason`]) when no policy
+    /// decided, or `unknown-policy` for an id the snapshot does not know.
+    pub policy: &'a str,
+    /// The peer pod's node when the peer is a pod on another node, else `""`.
+    pub peer_node: &'a str,
+    pub node: &'a str,
+}
+
+impl EnrichmentSnapshot {
+    /// Resolves the endpoints and policy of `ev`.
+    #[inline]
+    pub fn resolve(&self, ev: &FlowEvent) -> Resolved<'_> {
+        let src = self.pods.get(&event_addr(ev.family, &ev.src_addr));
+        let dst = self.pods.get(&event_addr(ev.family, &ev.dst_addr));
+        let policy = if ev.policy_id == 0 {
+            labels::reason(ev.reason)
+        } else {
+            self.policies
+                .get(&ev.policy_id)
+                .map_or("unknown-policy", |name| name)
+        };
+        let peer = if ev.direction == DIRECTION_INGRESS {
+            src
+        } else {
+            dst
+        };
+        let peer_node = match peer {
+            Some(p) if *p.node != *self.node_name => &p.node,
+            _ => "",
+        };
+        Resolved {
+            src,
+            dst,
+            policy,
+            peer_node,
+            node: &self.node_name,
+        }
+    }
+}
+
+/// The address of an event field: the first 4 bytes for IPv4, all 16 otherwise.
+#[inline]
+pub fn event_addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == FAMILY_IPV4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datapath_common::abi::{DIRECTION_EGRESS, FAMILY_IPV6, REASON_NO_RULE_MATCHED};
+
+    fn pod(name: &str, ns: &str, node: &str) -> PodInfo {
+        PodInfo {
+            name: name.into(),
+            namespace: ns.into(),
+            node: node.into(),
+        }
+    }
+
+    fn snapshot() -> EnrichmentSnapshot {
+        let mut s = EnrichmentSnapshot {
+            node_name: "node-a".into(),
+            ..Default::default()
+        };
+        s.pods.insert(
+            "10.0.0.1".parse().unwrap(),
+            pod("client", "default", "node-a"),
+        );
+        s.pods
+            .insert("10.0.1.9".parse().unwrap(), pod("db", "data", "node-b"));
+        s.pods
+            .insert("fd00::9".parse().unwrap(), pod("db", "data", "node-b"));
+        s.policies.insert(3, "data/allow-client".into());
+        s
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    #[test]
+    fn egress_to_a_remote_pod_names_both_pods_the_policy_and_the_peer_node() {
+        let s = snapshot();
+        let ev = FlowEvent {
+            family: FAMILY_IPV4,
+            direction: DIRECTION_EGRESS,
+            src_addr: v4([10, 0, 0, 1]),
+            dst_addr: v4([10, 0, 1, 9]),
+            policy_id: 3,
+            ..Default::default()
+        };
+        let r = s.resolve(&ev);
+        assert_eq!(&*r.src.unwrap().name, "client");
+        assert_eq!(&*r.dst.unwrap().namespace, "data");
+        assert_eq!(r.policy, "data/allow-client");
+        assert_eq!(r.peer_node, "node-b");
+        assert_eq!(r.node, "node-a");
+    }
+
+    #[test]
+    fn ingress_from_an_unknown_address_has_no_peer_and_a_reason_label() {
+        let s = snapshot();
+        let ev = FlowEvent {
+            family: FAMILY_IPV4,
+            direction: DIRECTION_INGRESS,
+            src_addr: v4([192, 0, 2, 1]),
+            dst_addr: v4([10, 0, 0, 1]),
+            policy_id: 0,
+            reason: REASON_NO_RULE_MATCHED,
+            ..Default::default()
+        };
+        let r = s.resolve(&ev);
+        assert!(r.src.is_none());
+        assert_eq!(&*r.dst.unwrap().name, "client");
+        assert_eq!(r.policy, "no-rule-matched");
+        assert_eq!(r.peer_node, "");
+    }
+
+    #[test]
+    fn ipv6_events_use_all_sixteen_bytes_and_unknown_ids_are_labelled() {
+        let s = snapshot();
+        let ev = FlowEvent {
+            family: FAMILY_IPV6,
+            direction: DIRECTION_EGRESS,
+            dst_addr: "fd00::9".parse::<Ipv6Addr>().unwrap().octets(),
+            policy_id: 99,
+            ..Default::default()
+        };
+        let r = s.resolve(&ev);
+        assert_eq!(&*r.dst.unwrap().name, "db");
+        assert_eq!(r.policy, "unknown-policy");
+    }
+
+    #[test]
+    fn a_stored_snapshot_is_seen_by_the_next_load() {
+        let handle = snapshot_handle(EnrichmentSnapshot::default());
+        let mut cache = arc_swap::Cache::new(Arc::clone(&handle));
+        assert!(cache.load().pods.is_empty());
+        handle.store(Arc::new(snapshot()));
+        assert_eq!(cache.load().pods.len(), 3);
+    }
+}

@@ -1,0 +1,95 @@
+//! Line formats: one event and its resolved names become one line appended to a
+//! reusable buffer. [`json`] is the default layout; [`compat`] reproduces the
+//! incumbent v1.3 text-in-`msg` layout. [`FlowScope`] decides which verdicts get a
+//! line at all.
+
+pub mod compat;
+pub mod json;
+pub mod write;
+
+use datapath_common::abi::{FlowEvent, VERDICT_ACCEPT};
+use serde::Deserialize;
+
+use crate::enrich::Resolved;
+use crate::timefmt::TimestampFormatter;
+
+/// Which line layout the pipeline writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineFormat {
+    /// One JSON object per line, keys of the EKS guide first, then ours.
+    #[default]
+    Json,
+    /// The incumbent v1.3 layout: `Flow Info: …` text inside `msg`.
+    Compat,
+}
+
+/// Which verdicts are written; independent of the operational log level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowScope {
+    /// Every ACCEPT and DENY event.
+    #[default]
+    All,
+    /// DENY events only.
+    Deny,
+    /// No flow lines (counters and metrics still run).
+    None,
+}
+
+impl FlowScope {
+    /// Whether an event with this verdict gets a line.
+    #[inline]
+    pub fn admits(self, verdict: u8) -> bool {
+        match self {
+            FlowScope::All => true,
+            FlowScope::Deny => verdict != VERDICT_ACCEPT,
+            FlowScope::None => false,
+        }
+    }
+}
+
+/// Formats events in one layout; keeps the timestamp cache between calls.
+#[derive(Debug, Clone, Default)]
+pub struct LineFormatter {
+    format: LineFormat,
+    timestamps: TimestampFormatter,
+}
+
+impl LineFormatter {
+    pub fn new(format: LineFormat) -> Self {
+        Self {
+            format,
+            timestamps: TimestampFormatter::default(),
+        }
+    }
+
+    /// Appends one line, ending in `\n`, for `ev` at `unix_ms`.
+    #[inline]
+    pub fn append(
+        &mut self,
+        buf: &mut Vec<u8>,
+        ev: &FlowEvent,
+        unix_ms: i64,
+        names: &Resolved<'_>,
+    ) {
+        let ts = self.timestamps.format(unix_ms);
+        match self.format {
+            LineFormat::Json => json::append_line(buf, ev, ts, names),
+            LineFormat::Compat => compat::append_line(buf, ev, ts),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datapath_common::abi::VERDICT_DENY;
+
+    #[test]
+    fn scope_admits_verdicts() {
+        assert!(FlowScope::All.admits(VERDICT_ACCEPT) && FlowScope::All.admits(VERDICT_DENY));
+        assert!(!FlowScope::Deny.admits(VERDICT_ACCEPT) && FlowScope::Deny.admits(VERDICT_DENY));
+        assert!(!FlowScope::None.admits(VERDICT_ACCEPT) && !FlowScope::None.admits(VERDICT_DENY));
+    }
+}

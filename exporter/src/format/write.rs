@@ -1,0 +1,157 @@
+//! Byte-level writers the line formats share: decimal integers, IP addresses and
+//! JSON string bodies appended to a reusable buffer, with no allocation or
+//! `format!` per call.
+
+use std::io::Write as _;
+use std::net::Ipv6Addr;
+
+use datapath_common::abi::FAMILY_IPV4;
+
+/// Two-digit table: `DIGITS[2n..2n+2]` is `n` for 0..=99.
+const DIGITS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `value` in decimal.
+#[inline]
+pub fn push_u64(buf: &mut Vec<u8>, mut value: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    while value >= 100 {
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS[pair..pair + 2]);
+    }
+    if value >= 10 {
+        let pair = value as usize * 2;
+        i -= 2;
+        tmp[i..i + 2].copy_from_slice(&DIGITS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        tmp[i] = b'0' + value as u8;
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends the address held in an event field: dotted quad for IPv4 (every octet,
+/// zeros included), RFC 5952 text for IPv6.
+#[inline]
+pub fn push_ip(buf: &mut Vec<u8>, family: u8, bytes: &[u8; 16]) {
+    if family == FAMILY_IPV4 {
+        for (i, octet) in bytes[..4].iter().enumerate() {
+            if i > 0 {
+                buf.push(b'.');
+            }
+            push_u64(buf, u64::from(*octet));
+        }
+    } else {
+        // Longest IPv6 text is 45 bytes (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
+        let mut tmp = [0u8; 48];
+        let mut cursor = &mut tmp[..];
+        let room = cursor.len();
+        // A 48-byte buffer always holds the text, so the write cannot fail; on the
+        // impossible failure the address is simply cut short.
+        let _ = write!(cursor, "{}", Ipv6Addr::from(*bytes));
+        let used = room - cursor.len();
+        buf.extend_from_slice(&tmp[..used]);
+    }
+}
+
+/// Appends `text` as the body of a JSON string (no quotes), escaping `"`, `\` and
+/// control characters.
+#[inline]
+pub fn push_json_str(buf: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(b"\\u00");
+                buf.push(HEX[usize::from(b >> 4)]);
+                buf.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => buf.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datapath_common::abi::FAMILY_IPV6;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut buf = Vec::new();
+        f(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn integers_match_std_formatting() {
+        for v in [
+            0,
+            7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            65_535,
+            1_000_000,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            assert_eq!(text(|b| push_u64(b, v)), v.to_string());
+        }
+    }
+
+    #[test]
+    fn ipv4_keeps_zero_octets() {
+        let rows: [([u8; 4], &str); 4] = [
+            ([64, 6, 160, 0], "64.6.160.0"),
+            ([0, 0, 0, 0], "0.0.0.0"),
+            ([10, 0, 0, 10], "10.0.0.10"),
+            ([255, 255, 255, 255], "255.255.255.255"),
+        ];
+        for (octets, want) in rows {
+            let mut field = [0xaa; 16];
+            field[..4].copy_from_slice(&octets);
+            assert_eq!(text(|b| push_ip(b, FAMILY_IPV4, &field)), want);
+        }
+    }
+
+    #[test]
+    fn ipv6_uses_compressed_text() {
+        for want in [
+            "fd00::1",
+            "::",
+            "2001:db8:0:1::64:6",
+            "::ffff:64.6.160.0",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let field = want.parse::<Ipv6Addr>().unwrap().octets();
+            assert_eq!(text(|b| push_ip(b, FAMILY_IPV6, &field)), want);
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(text(|b| push_json_str(b, "plain-name")), "plain-name");
+        assert_eq!(
+            text(|b| push_json_str(b, "a\"b\\c\nd\u{1}")),
+            "a\\\"b\\\\c\\nd\\u0001"
+        );
+    }
+}
