@@ -82,6 +82,8 @@ pub mod program_names {
     pub const POD_EGRESS: &str = "pod_egress";
     /// Run by userspace through BPF_PROG_TEST_RUN to flush due DENY folds.
     pub const FOLD_FLUSH: &str = "fold_flush";
+    /// A classifier that does nothing: the floor benchmarks subtract.
+    pub const NOOP: &str = "noop";
 }
 
 /// One pod interface, keyed by the host-side ifindex in `POD_RECORDS`.

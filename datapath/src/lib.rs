@@ -1,1 +1,32 @@
-//! Userspace side of the kernel datapath.
+//! Userspace side of the kernel datapath: embeds the eBPF object built by `build.rs`,
+//! loads it with maps pinned under a bpffs directory of ours (versioned by ABI),
+//! attaches the classifiers to pod interfaces (TCX, or clsact through netlink),
+//! writes pod records and policy entries, reads verdict events from the ring buffer,
+//! sweeps idle conntrack entries, flushes DENY folds and reads the kernel counters.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use datapath::{Datapath, LoadOptions};
+//! let mut dp = Datapath::load(&LoadOptions::default())?;
+//! dp.attach("eni1234")?;
+//! # Ok::<(), datapath::DatapathError>(())
+//! ```
+
+mod attach;
+mod error;
+mod events;
+mod loader;
+mod maps;
+mod object;
+mod pins;
+pub mod testrun;
+
+pub use attach::AttachMode;
+pub use error::DatapathError;
+pub use events::{AsyncEventReader, EventReader, decode_event};
+pub use loader::{Datapath, LoadOptions};
+pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, monotonic_now_ns, policy_key, rule_list};
+pub use pins::PinLayout;
+
+pub use datapath_common as abi;

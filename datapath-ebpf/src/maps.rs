@@ -1,0 +1,41 @@
+//! Every map the programs use, pinned by name so a restarted agent re-adopts them.
+//! Sizes here are defaults; userspace sets the real ones at load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use datapath_common::{
+    Counters, CtValue, FlowKey, FoldValue, FragKey, FragValue, PodRecord, PolicyKey, RuleList,
+    Settings,
+};
+
+/// `BPF_F_NO_PREALLOC`: memory follows the entries actually written.
+const NO_PREALLOC: u32 = 1;
+
+#[map(name = "POD_RECORDS")]
+pub static POD_RECORDS: HashMap<u32, PodRecord> = HashMap::pinned(16384, NO_PREALLOC);
+
+#[map(name = "POLICY_LPM")]
+pub static POLICY_LPM: LpmTrie<PolicyKey, u32> = LpmTrie::pinned(1 << 20, 0);
+
+#[map(name = "RULE_LISTS")]
+pub static RULE_LISTS: HashMap<u32, RuleList> = HashMap::pinned(65536, NO_PREALLOC);
+
+#[map(name = "CONNTRACK")]
+pub static CONNTRACK: LruHashMap<FlowKey, CtValue> = LruHashMap::pinned(65536, 0);
+
+#[map(name = "FRAGMENTS")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue> = LruHashMap::pinned(8192, 0);
+
+#[map(name = "FOLDS")]
+pub static FOLDS: HashMap<FlowKey, FoldValue> = HashMap::pinned(65536, NO_PREALLOC);
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
+
+#[map(name = "SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::pinned(1, 0);

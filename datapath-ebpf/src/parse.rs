@@ -1,0 +1,256 @@
+//! Header parsing: Ethernet (one 802.1Q tag), IPv4 with options, IPv6 with a bounded
+//! walk over extension headers, TCP/UDP/SCTP ports, ICMP/ICMPv6 type and echo id, and
+//! the flow quoted inside an ICMP error. Only bounds-checked direct packet access.
+
+use aya_ebpf::programs::TcContext;
+use datapath_common::{
+    FAMILY_IPV4, FAMILY_IPV6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    is_icmp_echo, is_icmp_error,
+};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const IPV6_HLEN: usize = 40;
+/// Extension headers walked before giving up (and treating the packet as opaque).
+const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+pub const FRAG_NONE: u8 = 0;
+pub const FRAG_FIRST: u8 = 1;
+pub const FRAG_LATER: u8 = 2;
+
+/// TCP flag bits.
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What the datapath needs from one packet.
+pub struct Packet {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub frag_id: u32,
+    pub family: u8,
+    pub protocol: u8,
+    pub tcp_flags: u8,
+    pub icmp_type: u8,
+    pub frag: u8,
+    pub icmp_error: bool,
+    /// Offset of the L4 header (for the quoted packet of an ICMP error).
+    pub l4_offset: usize,
+}
+
+/// The flow an ICMP error quotes, as it travelled.
+pub struct Quoted {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+}
+
+#[inline(always)]
+fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn u8_at(ctx: &TcContext, offset: usize) -> Option<u8> {
+    // SAFETY: ptr_at checked that the byte lies inside the packet.
+    ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn be16_at(ctx: &TcContext, offset: usize) -> Option<u16> {
+    // SAFETY: ptr_at checked the two bytes; unaligned read.
+    ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
+}
+
+#[inline(always)]
+fn bytes4_at(ctx: &TcContext, offset: usize) -> Option<[u8; 4]> {
+    // SAFETY: ptr_at checked the four bytes.
+    ptr_at::<[u8; 4]>(ctx, offset).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn bytes16_at(ctx: &TcContext, offset: usize) -> Option<[u8; 16]> {
+    // SAFETY: ptr_at checked the sixteen bytes.
+    ptr_at::<[u8; 16]>(ctx, offset).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn v4_addr(b: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = b[0];
+    a[1] = b[1];
+    a[2] = b[2];
+    a[3] = b[3];
+    a
+}
+
+/// Parses an IP packet; `None` for non-IP frames and for IP headers cut short.
+#[inline(always)]
+pub fn parse(ctx: &TcContext) -> Option<Packet> {
+    let mut l3 = ETH_HLEN;
+    let mut ethertype = be16_at(ctx, 12)?;
+    if ethertype == ETH_P_8021Q {
+        ethertype = be16_at(ctx, 16)?;
+        l3 = ETH_HLEN + 4;
+    }
+    let mut pkt = Packet {
+        src: [0; 16],
+        dst: [0; 16],
+        src_port: 0,
+        dst_port: 0,
+        frag_id: 0,
+        family: 0,
+        protocol: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        frag: FRAG_NONE,
+        icmp_error: false,
+        l4_offset: 0,
+    };
+    let l4 = match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, l3, &mut pkt)?,
+        ETH_P_IPV6 => parse_ipv6(ctx, l3, &mut pkt)?,
+        _ => return None,
+    };
+    pkt.l4_offset = l4;
+    if pkt.frag != FRAG_LATER {
+        parse_l4(ctx, l4, &mut pkt);
+    }
+    Some(pkt)
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &TcContext, l3: usize, pkt: &mut Packet) -> Option<usize> {
+    let ver_ihl = u8_at(ctx, l3)?;
+    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    pkt.family = FAMILY_IPV4;
+    pkt.protocol = u8_at(ctx, l3 + 9)?;
+    pkt.src = v4_addr(bytes4_at(ctx, l3 + 12)?);
+    pkt.dst = v4_addr(bytes4_at(ctx, l3 + 16)?);
+    let frag = be16_at(ctx, l3 + 6)?;
+    let more_fragments = frag & 0x2000 != 0;
+    let offset = frag & 0x1fff;
+    if offset != 0 {
+        pkt.frag = FRAG_LATER;
+    } else if more_fragments {
+        pkt.frag = FRAG_FIRST;
+    }
+    if pkt.frag != FRAG_NONE {
+        pkt.frag_id = be16_at(ctx, l3 + 4)? as u32;
+    }
+    Some(l3 + ihl)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &TcContext, l3: usize, pkt: &mut Packet) -> Option<usize> {
+    pkt.family = FAMILY_IPV6;
+    let mut next = u8_at(ctx, l3 + 6)?;
+    pkt.src = bytes16_at(ctx, l3 + 8)?;
+    pkt.dst = bytes16_at(ctx, l3 + 24)?;
+    let mut off = l3 + IPV6_HLEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            // hop-by-hop, routing, destination options
+            0 | 43 | 60 => {
+                let len = (u8_at(ctx, off + 1)? as usize + 1) * 8;
+                next = u8_at(ctx, off)?;
+                off += len;
+            }
+            // fragment
+            44 => {
+                let frag = be16_at(ctx, off + 2)?;
+                let id = bytes4_at(ctx, off + 4)?;
+                pkt.frag_id = u32::from_be_bytes(id);
+                let offset = frag >> 3;
+                let more_fragments = frag & 1 != 0;
+                if offset != 0 {
+                    pkt.frag = FRAG_LATER;
+                } else if more_fragments {
+                    pkt.frag = FRAG_FIRST;
+                }
+                next = u8_at(ctx, off)?;
+                off += 8;
+            }
+            // authentication header
+            51 => {
+                let len = (u8_at(ctx, off + 1)? as usize + 2) * 4;
+                next = u8_at(ctx, off)?;
+                off += len;
+            }
+            _ => break,
+        }
+    }
+    pkt.protocol = next;
+    Some(off)
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &TcContext, l4: usize, pkt: &mut Packet) {
+    match pkt.protocol {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
+            pkt.src_port = be16_at(ctx, l4).unwrap_or(0);
+            pkt.dst_port = be16_at(ctx, l4 + 2).unwrap_or(0);
+            if pkt.protocol == PROTO_TCP {
+                pkt.tcp_flags = u8_at(ctx, l4 + 13).unwrap_or(0);
+            }
+        }
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            pkt.icmp_type = u8_at(ctx, l4).unwrap_or(0);
+            if is_icmp_echo(pkt.family, pkt.icmp_type) {
+                let id = be16_at(ctx, l4 + 4).unwrap_or(0);
+                pkt.src_port = id;
+                pkt.dst_port = id;
+            } else if is_icmp_error(pkt.family, pkt.icmp_type) {
+                pkt.icmp_error = true;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The flow quoted by an ICMP error whose L4 header starts at `l4`.
+#[inline(always)]
+pub fn parse_quoted(ctx: &TcContext, family: u8, l4: usize) -> Option<Quoted> {
+    let inner = l4 + 8;
+    let (protocol, src, dst, inner_l4) = if family == FAMILY_IPV4 {
+        let ihl = ((u8_at(ctx, inner)? & 0x0f) as usize) * 4;
+        if ihl < 20 {
+            return None;
+        }
+        (
+            u8_at(ctx, inner + 9)?,
+            v4_addr(bytes4_at(ctx, inner + 12)?),
+            v4_addr(bytes4_at(ctx, inner + 16)?),
+            inner + ihl,
+        )
+    } else {
+        (
+            u8_at(ctx, inner + 6)?,
+            bytes16_at(ctx, inner + 8)?,
+            bytes16_at(ctx, inner + 24)?,
+            inner + IPV6_HLEN,
+        )
+    };
+    let (src_port, dst_port) = match protocol {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => (be16_at(ctx, inner_l4)?, be16_at(ctx, inner_l4 + 2)?),
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let id = be16_at(ctx, inner_l4 + 4)?;
+            (id, id)
+        }
+        _ => (0, 0),
+    };
+    Some(Quoted { src, dst, src_port, dst_port, protocol })
+}

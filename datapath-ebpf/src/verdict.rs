@@ -1,0 +1,434 @@
+//! The per-packet decision: pod record, anti-spoofing, fragments, ICMP errors,
+//! conntrack, policy lookup, counters, and the verdict events (DENYs folded).
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
+
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT},
+    helpers::bpf_ktime_get_ns,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use datapath_common::*;
+
+use crate::{
+    maps::{CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_LPM, RULE_LISTS, SETTINGS},
+    parse::{self, FRAG_FIRST, FRAG_LATER, Packet, TCP_ACK, TCP_SYN},
+};
+
+/// Continue the chain (`TCX_NEXT`, which clsact reads as `TC_ACT_UNSPEC`).
+pub const TCX_NEXT: i32 = -1;
+const DROP: i32 = TC_ACT_SHOT as i32;
+/// Bytes one event takes in the ring: 8-byte record header plus the event.
+const RING_RECORD_BYTES: u64 = 8 + core::mem::size_of::<FlowEvent>() as u64;
+/// Fold keys one `fold_flush` run reads.
+const FLUSH_BATCH: usize = 32;
+
+#[inline(always)]
+fn counters() -> Option<&'static mut Counters> {
+    // SAFETY: a per-CPU slot: no other program touches it while this one runs
+    // (TC programs run with preemption disabled).
+    COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+#[inline(always)]
+fn settings() -> Settings {
+    SETTINGS.get(0).copied().unwrap_or_default()
+}
+
+/// Judge one packet in `direction` (as seen from the pod).
+#[inline(always)]
+pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
+    // SAFETY: ctx.skb.skb is the live __sk_buff the program was called with.
+    let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
+    let Some(pod) = POD_RECORDS.get_ptr(ifindex) else {
+        return TCX_NEXT;
+    };
+    // SAFETY: map values stay valid for the duration of the program (RCU).
+    let pod = unsafe { &*pod };
+    let Some(pkt) = parse::parse(ctx) else {
+        return TCX_NEXT;
+    };
+    let segs = if gso_segs > 1 { gso_segs as u64 } else { 1 };
+    let len = ctx.len() as u64;
+    let mut judged = Judged { ctx, pod, pkt: &pkt, direction, ifindex, segs, len, now: 0 };
+    let verdict = judged.run();
+    if let Some(c) = counters() {
+        let d = (direction & 1) as usize;
+        let v = (verdict & 1) as usize;
+        c.packets[d][v] += segs;
+        c.bytes[d][v] += len;
+    }
+    if verdict == VERDICT_ACCEPT { TCX_NEXT } else { DROP }
+}
+
+struct Judged<'a> {
+    ctx: &'a TcContext,
+    pod: &'a PodRecord,
+    pkt: &'a Packet,
+    direction: u8,
+    ifindex: u32,
+    segs: u64,
+    len: u64,
+    now: u64,
+}
+
+impl Judged<'_> {
+    #[inline(always)]
+    fn run(&mut self) -> u8 {
+        let pkt = self.pkt;
+        if pkt.protocol == PROTO_ICMPV6 && is_icmpv6_neighbour_discovery(pkt.icmp_type) {
+            return VERDICT_ACCEPT;
+        }
+        // SAFETY: a plain helper call with no arguments.
+        self.now = unsafe { bpf_ktime_get_ns() };
+        let key = self.flow_key();
+        if self.direction == DIRECTION_EGRESS && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src) {
+            if let Some(c) = counters() {
+                c.spoofed_packets += self.segs;
+            }
+            return self.deny(&key, Decision::deny(0, REASON_SPOOFED_SOURCE));
+        }
+        if pkt.frag == FRAG_LATER {
+            return self.later_fragment();
+        }
+        if pkt.icmp_error && self.quoted_flow_is_tracked() {
+            return VERDICT_ACCEPT;
+        }
+        let verdict = self.tracked_or_new(&key);
+        if pkt.frag == FRAG_FIRST {
+            self.remember_first_fragment(verdict);
+        }
+        verdict
+    }
+
+    /// The packet's flow key, oriented from the pod.
+    #[inline(always)]
+    fn flow_key(&self) -> FlowKey {
+        let p = self.pkt;
+        let ingress = self.direction == DIRECTION_INGRESS;
+        FlowKey {
+            ifindex: self.ifindex,
+            family: p.family,
+            protocol: p.protocol,
+            pod_port: if ingress { p.dst_port } else { p.src_port },
+            peer_port: if ingress { p.src_port } else { p.dst_port },
+            direction: 0,
+            _pad: 0,
+            pod_addr: if ingress { p.dst } else { p.src },
+            peer_addr: if ingress { p.src } else { p.dst },
+        }
+    }
+
+    #[inline(always)]
+    fn tracked_or_new(&mut self, key: &FlowKey) -> u8 {
+        if let Some(ct) = CONNTRACK.get_ptr_mut(key) {
+            // SAFETY: LRU map value, valid for this program run; racing writers only
+            // store whole u64/u32 fields.
+            let ct = unsafe { &mut *ct };
+            if ct.generation == self.pod.generation {
+                if self.now.wrapping_sub(ct.last_seen_ns) > 1_000_000_000 {
+                    ct.last_seen_ns = self.now;
+                }
+                return VERDICT_ACCEPT;
+            }
+            // The pod's rules changed: judge the flow again as its first packet was.
+            let origin = ct.origin_direction;
+            let decision = self.evaluate(origin, key);
+            if decision.is_accept() {
+                ct.generation = self.pod.generation;
+                ct.policy_id = decision.policy_id;
+                ct.last_seen_ns = self.now;
+                return VERDICT_ACCEPT;
+            }
+            let _ = CONNTRACK.remove(key);
+            return self.deny(key, decision);
+        }
+        let p = self.pkt;
+        if p.protocol == PROTO_TCP && (p.tcp_flags & TCP_SYN == 0 || p.tcp_flags & TCP_ACK != 0) {
+            // Mid-stream TCP without an entry (evicted, or the agent restarted with
+            // fresh maps): if the reverse direction would open this flow, it is a reply.
+            let reverse = self.direction ^ 1;
+            let decision = self.evaluate(reverse, key);
+            if decision.is_accept() {
+                self.track(key, reverse, decision.policy_id);
+                return VERDICT_ACCEPT;
+            }
+        }
+        let decision = self.evaluate(self.direction, key);
+        if decision.is_accept() {
+            self.track(key, self.direction, decision.policy_id);
+            self.emit(key, self.direction, VERDICT_ACCEPT, &decision, self.segs, self.len, self.now);
+            VERDICT_ACCEPT
+        } else {
+            self.deny(key, decision)
+        }
+    }
+
+    #[inline(always)]
+    fn track(&self, key: &FlowKey, origin: u8, policy_id: u32) {
+        let ct = CtValue {
+            last_seen_ns: self.now,
+            generation: self.pod.generation,
+            origin_direction: origin,
+            _pad: [0; 3],
+            policy_id,
+            _pad2: 0,
+        };
+        let _ = CONNTRACK.insert(key, &ct, 0);
+    }
+
+    /// The policy decision for a new flow of `key` opened in `direction`.
+    #[inline(always)]
+    fn evaluate(&self, direction: u8, key: &FlowKey) -> Decision {
+        let state = if direction == DIRECTION_INGRESS { self.pod.ingress_state } else { self.pod.egress_state };
+        if state != STATE_POLICIES_APPLIED {
+            return decide(state, None);
+        }
+        let bits = if key.family == FAMILY_IPV4 { 32 } else { 128 };
+        let lpm_key = Key::new(
+            POLICY_KEY_FIXED_BITS + bits,
+            PolicyKey {
+                policy_set_be: self.pod.policy_set.to_be(),
+                direction,
+                family: key.family,
+                _pad: [0; 2],
+                addr: key.peer_addr,
+            },
+        );
+        let port = policy_port(direction, key.pod_port, key.peer_port);
+        let admitted = match POLICY_LPM.get(&lpm_key) {
+            // SAFETY: map values stay valid for the duration of the program (RCU).
+            Some(list_id) => match RULE_LISTS.get_ptr(list_id) {
+                Some(list) => first_admitting_rule(unsafe { &*list }, key.protocol, port),
+                None => None,
+            },
+            None => None,
+        };
+        decide(state, admitted)
+    }
+
+    /// An ICMP error passes when the flow it quotes is tracked on this interface.
+    #[inline(always)]
+    fn quoted_flow_is_tracked(&self) -> bool {
+        let Some(q) = parse::parse_quoted(self.ctx, self.pkt.family, self.pkt.l4_offset) else {
+            return false;
+        };
+        // The quoted packet travelled the other way: into the pod for an error the
+        // pod sends, out of the pod for an error it receives.
+        let quoted_ingress = self.direction == DIRECTION_EGRESS;
+        let key = FlowKey {
+            ifindex: self.ifindex,
+            family: self.pkt.family,
+            protocol: q.protocol,
+            pod_port: if quoted_ingress { q.dst_port } else { q.src_port },
+            peer_port: if quoted_ingress { q.src_port } else { q.dst_port },
+            direction: 0,
+            _pad: 0,
+            pod_addr: if quoted_ingress { q.dst } else { q.src },
+            peer_addr: if quoted_ingress { q.src } else { q.dst },
+        };
+        CONNTRACK.get_ptr(&key).is_some()
+    }
+
+    #[inline(always)]
+    fn frag_key(&self) -> FragKey {
+        FragKey {
+            family: self.pkt.family,
+            protocol: self.pkt.protocol,
+            _pad: [0; 2],
+            id: self.pkt.frag_id,
+            src: self.pkt.src,
+            dst: self.pkt.dst,
+        }
+    }
+
+    #[inline(always)]
+    fn remember_first_fragment(&self, verdict: u8) {
+        let v = FragValue { src_port: self.pkt.src_port, dst_port: self.pkt.dst_port, verdict, _pad: [0; 3] };
+        let _ = FRAGMENTS.insert(&self.frag_key(), &v, 0);
+    }
+
+    /// Later fragments follow their first fragment's verdict; without one they drop.
+    #[inline(always)]
+    fn later_fragment(&mut self) -> u8 {
+        let Some(first) = FRAGMENTS.get_ptr(&self.frag_key()) else {
+            if let Some(c) = counters() {
+                c.fragments_untracked += self.segs;
+            }
+            let key = self.flow_key();
+            return self.deny(&key, Decision::deny(0, REASON_FRAGMENT_UNTRACKED));
+        };
+        // SAFETY: map values stay valid for the duration of the program (RCU).
+        let first = unsafe { *first };
+        if first.verdict == VERDICT_ACCEPT {
+            return VERDICT_ACCEPT;
+        }
+        let ingress = self.direction == DIRECTION_INGRESS;
+        let mut key = self.flow_key();
+        key.pod_port = if ingress { first.dst_port } else { first.src_port };
+        key.peer_port = if ingress { first.src_port } else { first.dst_port };
+        let decision = self.evaluate(self.direction, &key);
+        self.deny(&key, decision)
+    }
+
+    /// Drop the packet and account for it in exactly one event (now or folded).
+    #[inline(always)]
+    fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
+        let window = settings().fold_window_ns;
+        if window == 0 {
+            self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, self.now);
+            return VERDICT_DENY;
+        }
+        let mut fold_key = *key;
+        fold_key.direction = self.direction;
+        match FOLDS.get_ptr_mut(&fold_key) {
+            Some(fold) => {
+                // SAFETY: map value valid for this run; counts change only through
+                // atomic adds and exchanges.
+                let fold = unsafe { &mut *fold };
+                fold.last_packet_ns = self.now;
+                match fold_step(window, fold.window_start_ns, self.now) {
+                    FoldStep::Accumulate => {
+                        if fold.first_pending_ns == 0 {
+                            fold.first_pending_ns = self.now;
+                        }
+                        atomic_add(&mut fold.pending_packets, self.segs);
+                        atomic_add(&mut fold.pending_bytes, self.len);
+                    }
+                    FoldStep::Emit => {
+                        let taken = atomic_take(&mut fold.pending_packets);
+                        let taken_bytes = atomic_take(&mut fold.pending_bytes);
+                        let first = if taken > 0 && fold.first_pending_ns != 0 { fold.first_pending_ns } else { self.now };
+                        fold.first_pending_ns = 0;
+                        fold.window_start_ns = self.now;
+                        self.emit(key, self.direction, VERDICT_DENY, &decision, taken + self.segs, taken_bytes + self.len, first);
+                    }
+                }
+            }
+            None => {
+                let fold = FoldValue {
+                    window_start_ns: self.now,
+                    first_pending_ns: 0,
+                    last_packet_ns: self.now,
+                    pending_packets: 0,
+                    pending_bytes: 0,
+                    policy_id: decision.policy_id,
+                    reason: decision.reason,
+                    _pad: [0; 3],
+                };
+                if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err() {
+                    if let Some(c) = counters() {
+                        c.events_unfolded_fold_full += 1;
+                    }
+                }
+                self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, self.now);
+            }
+        }
+        VERDICT_DENY
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn emit(&self, key: &FlowKey, direction: u8, verdict: u8, decision: &Decision, count: u64, bytes: u64, time: u64) {
+        let mut k = *key;
+        k.direction = direction;
+        emit_event(&k, verdict, decision.policy_id, decision.reason, count, bytes, self.len as u32, time);
+    }
+}
+
+/// Atomic add (BPF `lock xadd`): other CPUs may count into the same fold.
+#[inline(always)]
+fn atomic_add(v: &mut u64, n: u64) {
+    // SAFETY: the u64 is 8-byte aligned inside the map value (offset asserted in
+    // datapath-common) and lives for the program run.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(v, n) };
+}
+
+/// Atomic exchange with 0 (BPF_XCHG): takes a count without losing a racing add.
+#[inline(always)]
+fn atomic_take(v: &mut u64) -> u64 {
+    // SAFETY: as for atomic_add.
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(v, 0) }
+}
+
+/// Sends one event for `key` (whose `direction` says which way its packets went).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn emit_event(key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64, bytes: u64, packet_len: u32, time: u64) {
+    let s = settings();
+    let Some(c) = counters() else { return };
+    if !scope_admits(s.event_scope, verdict) {
+        c.events_filtered_scope += 1;
+        return;
+    }
+    let flags = if s.wakeup_threshold_bytes == 0 {
+        0
+    } else {
+        let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+        if pending < s.wakeup_threshold_bytes && pending + RING_RECORD_BYTES >= s.wakeup_threshold_bytes {
+            c.wakeups_forced += 1;
+            BPF_RB_FORCE_WAKEUP as u64
+        } else {
+            BPF_RB_NO_WAKEUP as u64
+        }
+    };
+    let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
+        c.events_lost += 1;
+        if verdict == VERDICT_DENY {
+            c.denied_packets_lost += count;
+        }
+        return;
+    };
+    let (src, src_port, dst, dst_port) = flow_endpoints(key);
+    entry.write(FlowEvent {
+        timestamp_ns: time,
+        bytes,
+        count: count as u32,
+        ifindex: key.ifindex,
+        policy_id,
+        packet_len,
+        src_addr: *src,
+        dst_addr: *dst,
+        src_port,
+        dst_port,
+        family: key.family,
+        protocol: key.protocol,
+        direction: key.direction,
+        verdict,
+        reason,
+        _pad: [0; 7],
+    });
+    entry.submit(flags);
+    c.events_submitted += 1;
+}
+
+/// See `fold_flush` in main.rs.
+#[inline(always)]
+pub fn flush_folds(ctx: &TcContext) -> i32 {
+    let window = settings().fold_window_ns;
+    // SAFETY: a plain helper call with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key_len = core::mem::size_of::<FlowKey>();
+    let mut read = 0;
+    for i in 0..FLUSH_BATCH {
+        let Ok(key) = ctx.load::<FlowKey>(i * key_len) else { break };
+        read += 1;
+        let Some(fold) = FOLDS.get_ptr_mut(&key) else { continue };
+        // SAFETY: map value valid for this run; counts change only atomically.
+        let fold = unsafe { &mut *fold };
+        if !fold_due(window, fold.window_start_ns, now) {
+            continue;
+        }
+        let taken = atomic_take(&mut fold.pending_packets);
+        if taken > 0 {
+            let bytes = atomic_take(&mut fold.pending_bytes);
+            let first = fold.first_pending_ns;
+            fold.first_pending_ns = 0;
+            emit_event(&key, VERDICT_DENY, fold.policy_id, fold.reason, taken, bytes, 0, first);
+        } else if fold_expired(window, fold.last_packet_ns, now) {
+            let _ = FOLDS.remove(&key);
+        }
+    }
+    read
+}

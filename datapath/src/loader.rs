@@ -1,0 +1,244 @@
+//! Loading: the embedded object with maps pinned by name under our versioned pin
+//! directory (re-used when already there), programs loaded and pinned, settings
+//! written, and links of a previous agent re-adopted by atomic program replacement.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, RingBuf},
+    programs::SchedClassifier,
+};
+use datapath_common::{Settings, map_names, program_names};
+
+use crate::{
+    AttachMode, DatapathError, EventReader, PinLayout, PolicyMaps,
+    attach::{self, Attached},
+    object::EBPF_OBJECT,
+};
+
+/// How to load the datapath.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub pins: PinLayout,
+    /// Ring buffer size in bytes: a power of two and a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Conntrack LRU entries (the incumbent's `--conntrack-cache-table-size`).
+    pub conntrack_entries: u32,
+    pub attach_mode: AttachMode,
+    pub settings: Settings,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            pins: PinLayout::default(),
+            ring_bytes: 1 << 20,
+            conntrack_entries: 512 * 1024,
+            attach_mode: AttachMode::Auto,
+            settings: Settings {
+                fold_window_ns: 1_000_000_000,
+                wakeup_threshold_bytes: 64 * 1024,
+                ..Settings::default()
+            },
+        }
+    }
+}
+
+/// The loaded datapath: programs, typed maps, the event ring, attached interfaces.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pins: PinLayout,
+    mode: AttachMode,
+    maps: PolicyMaps,
+    ring: Option<RingBuf<MapData>>,
+    attached: BTreeMap<u32, Attached>,
+}
+
+/// Programs attached to pod interfaces.
+const POD_PROGRAMS: [&str; 2] = [program_names::POD_INGRESS, program_names::POD_EGRESS];
+
+impl Datapath {
+    /// Loads the programs, re-using pinned maps of a previous agent of the same ABI
+    /// and re-adopting its links without detaching them.
+    ///
+    /// # Errors
+    /// A missing bpffs, a program the verifier rejects, or a pin that cannot be made.
+    pub fn load(opts: &LoadOptions) -> Result<Self, DatapathError> {
+        opts.pins.prepare()?;
+        let maps_dir = opts.pins.maps_dir();
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .map_max_entries(map_names::EVENTS, opts.ring_bytes)
+            .map_max_entries(map_names::CONNTRACK, opts.conntrack_entries)
+            .load(EBPF_OBJECT)
+            .map_err(|e| DatapathError::Load(Box::new(e)))?;
+        for name in [
+            program_names::POD_INGRESS,
+            program_names::POD_EGRESS,
+            program_names::FOLD_FLUSH,
+            program_names::NOOP,
+        ] {
+            let prog = classifier_mut(&mut ebpf, name)?;
+            prog.load().map_err(|e| DatapathError::program(name, e))?;
+            let pin = opts.pins.progs_dir().join(name);
+            if pin.exists() {
+                std::fs::remove_file(&pin)
+                    .map_err(|e| DatapathError::Pin { path: pin.clone(), reason: e.to_string() })?;
+            }
+            prog.pin(&pin).map_err(|e| DatapathError::Pin { path: pin.clone(), reason: e.to_string() })?;
+        }
+        let ring = ebpf
+            .take_map(map_names::EVENTS)
+            .ok_or(DatapathError::MissingMap { name: map_names::EVENTS })
+            .and_then(|m| RingBuf::try_from(m).map_err(|e| DatapathError::map(map_names::EVENTS, e)))?;
+        let mut maps = PolicyMaps::take(&mut ebpf)?;
+        maps.set_settings(&opts.settings)?;
+        let mut dp = Self {
+            ebpf,
+            pins: opts.pins.clone(),
+            mode: opts.attach_mode,
+            maps,
+            ring: Some(ring),
+            attached: BTreeMap::new(),
+        };
+        dp.readopt_links()?;
+        Ok(dp)
+    }
+
+    /// Replaces the program of every pinned link whose interface still exists and
+    /// removes the pins of interfaces that are gone.
+    fn readopt_links(&mut self) -> Result<(), DatapathError> {
+        for (ifindex, program, path) in attach::pinned_links(&self.pins)? {
+            if attach::ifname(ifindex).is_none() {
+                std::fs::remove_file(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+                tracing::info!(ifindex, program, "removed the pin of a link whose interface is gone");
+                continue;
+            }
+            let Some(name) = POD_PROGRAMS.into_iter().find(|n| *n == program) else { continue };
+            let prog = classifier_mut(&mut self.ebpf, name)?;
+            attach::replace_pinned(prog, name, &path)?;
+            self.attached.entry(ifindex).or_default().tcx = true;
+        }
+        Ok(())
+    }
+
+    /// Attaches both pod programs to `interface` (the pod's host-side veth). Already
+    /// attached interfaces are left as they are.
+    ///
+    /// # Errors
+    /// An unknown interface or a failed attach (the message names both).
+    pub fn attach(&mut self, interface: &str) -> Result<u32, DatapathError> {
+        let ifindex = attach::ifindex(interface)?;
+        if self.attached.get(&ifindex).is_some_and(|a| a.tcx || a.netlink) {
+            return Ok(ifindex);
+        }
+        let use_tcx = self.mode.use_tcx();
+        for name in POD_PROGRAMS {
+            let path = self.pins.link_path(ifindex, name);
+            let prog = classifier_mut(&mut self.ebpf, name)?;
+            if use_tcx {
+                attach::attach_tcx(prog, name, interface, &path)?;
+            } else {
+                attach::attach_netlink(prog, name, interface)?;
+            }
+        }
+        let entry = self.attached.entry(ifindex).or_default();
+        entry.tcx = use_tcx;
+        entry.netlink = !use_tcx;
+        Ok(ifindex)
+    }
+
+    /// Detaches our programs from `interface` and removes their pins.
+    ///
+    /// # Errors
+    /// An unknown interface or a failed detach.
+    pub fn detach(&mut self, interface: &str) -> Result<(), DatapathError> {
+        let ifindex = attach::ifindex(interface)?;
+        self.detach_ifindex(ifindex, Some(interface))
+    }
+
+    fn detach_ifindex(&mut self, ifindex: u32, interface: Option<&str>) -> Result<(), DatapathError> {
+        let Some(state) = self.attached.remove(&ifindex) else { return Ok(()) };
+        if state.tcx {
+            for name in POD_PROGRAMS {
+                attach::unpin_link(&self.pins.link_path(ifindex, name))?;
+            }
+        }
+        if state.netlink
+            && let Some(interface) = interface
+        {
+            for name in POD_PROGRAMS {
+                attach::detach_netlink(name, interface)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Interfaces our programs are attached to, by ifindex.
+    pub fn attached_ifindexes(&self) -> Vec<u32> {
+        self.attached.keys().copied().collect()
+    }
+
+    pub fn maps(&mut self) -> &mut PolicyMaps {
+        &mut self.maps
+    }
+
+    pub fn pins(&self) -> &PinLayout {
+        &self.pins
+    }
+
+    /// The event reader; `None` once taken.
+    pub fn take_event_reader(&mut self) -> Option<EventReader> {
+        self.ring.take().map(EventReader::new)
+    }
+
+    /// A loaded program, for BPF_PROG_TEST_RUN.
+    ///
+    /// # Errors
+    /// [`DatapathError::MissingProgram`] for a name the object lacks.
+    pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, DatapathError> {
+        self.ebpf
+            .program(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(DatapathError::MissingProgram { name })
+    }
+
+    /// Sends the pending counts of DENY folds whose window has passed and deletes
+    /// folds idle for two windows. Returns the number of folds examined.
+    ///
+    /// # Errors
+    /// A failed map read or program run.
+    pub fn flush_folds(&mut self) -> Result<usize, DatapathError> {
+        let keys = self.maps.fold_keys()?;
+        let prog = self.program(program_names::FOLD_FLUSH)?;
+        crate::testrun::run_fold_flush(prog, &keys)?;
+        Ok(keys.len())
+    }
+
+    /// Detaches every link and removes every pin of this ABI version: enforcement
+    /// stops on all interfaces.
+    ///
+    /// # Errors
+    /// A pin that cannot be removed.
+    pub fn remove_all(mut self) -> Result<(), DatapathError> {
+        let ifindexes: Vec<u32> = self.attached.keys().copied().collect();
+        for ifindex in ifindexes {
+            let name = attach::ifname(ifindex);
+            self.detach_ifindex(ifindex, name.as_deref())?;
+        }
+        for (_, _, path) in attach::pinned_links(&self.pins)? {
+            attach::unpin_link(&path)?;
+        }
+        let dir = self.pins.version_dir();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(|e| DatapathError::Pin { path: dir.clone(), reason: e.to_string() })?;
+        Ok(())
+    }
+}
+
+fn classifier_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(DatapathError::MissingProgram { name })
+}

@@ -1,0 +1,254 @@
+//! Typed access to the kernel maps: pod records, policy LPM entries, rule lists,
+//! settings, counters, conntrack and folds. The policy side writes the first three;
+//! the datapath owns conntrack and folds.
+
+use std::{net::IpAddr, time::Duration};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, lpm_trie::{Key, LpmTrie}},
+};
+use datapath_common::{
+    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST, POLICY_KEY_FIXED_BITS,
+    PodRecord, PolicyKey, Rule, RuleList, Settings, map_names,
+};
+
+use crate::DatapathError;
+
+/// Id of a rule list in `RULE_LISTS`.
+pub type RuleListId = u32;
+
+/// A conntrack entry as userspace sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConntrackEntry {
+    pub key: FlowKey,
+    pub value: CtValue,
+}
+
+pub struct PolicyMaps {
+    pods: HashMap<MapData, u32, PodRecord>,
+    lpm: LpmTrie<MapData, PolicyKey, RuleListId>,
+    rule_lists: HashMap<MapData, RuleListId, RuleList>,
+    conntrack: HashMap<MapData, FlowKey, CtValue>,
+    folds: HashMap<MapData, FlowKey, FoldValue>,
+    settings: Array<MapData, Settings>,
+    counters: PerCpuArray<MapData, Counters>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })?;
+    T::try_from(map).map_err(|e| DatapathError::map(name, e))
+}
+
+/// The LPM key of a peer prefix in one policy set and direction.
+pub fn policy_key(policy_set: u32, direction: u8, addr: IpAddr, prefix_bits: u8) -> (PolicyKey, u32) {
+    let mut key = PolicyKey { policy_set_be: policy_set.to_be(), direction, ..PolicyKey::default() };
+    match addr {
+        IpAddr::V4(a) => {
+            key.family = FAMILY_IPV4;
+            key.addr[..4].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            key.family = FAMILY_IPV6;
+            key.addr = a.octets();
+        }
+    }
+    (key, POLICY_KEY_FIXED_BITS + prefix_bits as u32)
+}
+
+/// Builds a rule list from at most [`MAX_RULES_PER_LIST`] rules.
+///
+/// # Errors
+/// [`DatapathError::RuleListTooLong`] past the limit.
+pub fn rule_list(rules: &[Rule]) -> Result<RuleList, DatapathError> {
+    if rules.len() > MAX_RULES_PER_LIST {
+        return Err(DatapathError::RuleListTooLong { len: rules.len(), max: MAX_RULES_PER_LIST });
+    }
+    let mut list = RuleList { len: rules.len() as u32, ..RuleList::default() };
+    list.rules[..rules.len()].copy_from_slice(rules);
+    Ok(list)
+}
+
+/// CLOCK_MONOTONIC now, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl PolicyMaps {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        Ok(Self {
+            pods: take(ebpf, map_names::POD_RECORDS)?,
+            lpm: take(ebpf, map_names::POLICY_LPM)?,
+            rule_lists: take(ebpf, map_names::RULE_LISTS)?,
+            conntrack: take(ebpf, map_names::CONNTRACK)?,
+            folds: take(ebpf, map_names::FOLDS)?,
+            settings: take(ebpf, map_names::SETTINGS)?,
+            counters: take(ebpf, map_names::COUNTERS)?,
+        })
+    }
+
+    /// # Errors
+    /// A failed map update (the message names the map).
+    pub fn put_pod(&mut self, ifindex: u32, record: &PodRecord) -> Result<(), DatapathError> {
+        self.pods.insert(ifindex, record, 0).map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))
+    }
+
+    /// Removes a pod record; a missing record is not an error.
+    ///
+    /// # Errors
+    /// A failed map delete other than "not found".
+    pub fn remove_pod(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        ignore_not_found(self.pods.remove(&ifindex), map_names::POD_RECORDS)
+    }
+
+    pub fn pod(&self, ifindex: u32) -> Option<PodRecord> {
+        self.pods.get(&ifindex, 0).ok()
+    }
+
+    pub fn pods(&self) -> Vec<(u32, PodRecord)> {
+        self.pods.iter().filter_map(Result::ok).collect()
+    }
+
+    /// # Errors
+    /// A list longer than the kernel holds, or a failed map update.
+    pub fn put_rule_list(&mut self, id: RuleListId, rules: &[Rule]) -> Result<(), DatapathError> {
+        let list = rule_list(rules)?;
+        self.put_rule_list_raw(id, &list)
+    }
+
+    /// # Errors
+    /// A failed map update.
+    pub fn put_rule_list_raw(&mut self, id: RuleListId, list: &RuleList) -> Result<(), DatapathError> {
+        self.rule_lists.insert(id, list, 0).map_err(|e| DatapathError::map(map_names::RULE_LISTS, e))
+    }
+
+    /// # Errors
+    /// A failed map delete other than "not found".
+    pub fn remove_rule_list(&mut self, id: RuleListId) -> Result<(), DatapathError> {
+        ignore_not_found(self.rule_lists.remove(&id), map_names::RULE_LISTS)
+    }
+
+    pub fn rule_lists(&self) -> Vec<(RuleListId, RuleList)> {
+        self.rule_lists.iter().filter_map(Result::ok).collect()
+    }
+
+    /// # Errors
+    /// A failed map update.
+    pub fn put_entry(&mut self, key: &PolicyKey, prefix_len: u32, list: RuleListId) -> Result<(), DatapathError> {
+        self.lpm.insert(&Key::new(prefix_len, *key), list, 0).map_err(|e| DatapathError::map(map_names::POLICY_LPM, e))
+    }
+
+    /// # Errors
+    /// A failed map delete other than "not found".
+    pub fn remove_entry(&mut self, key: &PolicyKey, prefix_len: u32) -> Result<(), DatapathError> {
+        ignore_not_found(self.lpm.remove(&Key::new(prefix_len, *key)), map_names::POLICY_LPM)
+    }
+
+    /// Every LPM entry: (key, prefix length including the fixed bits, list id).
+    pub fn entries(&self) -> Vec<(PolicyKey, u32, RuleListId)> {
+        self.lpm
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.data(), k.prefix_len(), v))
+            .collect()
+    }
+
+    /// # Errors
+    /// A failed map update.
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<(), DatapathError> {
+        self.settings.set(0, settings, 0).map_err(|e| DatapathError::map(map_names::SETTINGS, e))
+    }
+
+    /// # Errors
+    /// A failed map read.
+    pub fn settings(&self) -> Result<Settings, DatapathError> {
+        self.settings.get(&0, 0).map_err(|e| DatapathError::map(map_names::SETTINGS, e))
+    }
+
+    /// The kernel counters summed over CPUs.
+    ///
+    /// # Errors
+    /// A failed map read.
+    pub fn counters(&self) -> Result<Counters, DatapathError> {
+        let per_cpu = self.counters.get(&0, 0).map_err(|e| DatapathError::map(map_names::COUNTERS, e))?;
+        let mut sum = Counters::default();
+        for c in per_cpu.iter() {
+            for d in 0..2 {
+                for v in 0..2 {
+                    sum.packets[d][v] += c.packets[d][v];
+                    sum.bytes[d][v] += c.bytes[d][v];
+                }
+            }
+            sum.events_submitted += c.events_submitted;
+            sum.events_lost += c.events_lost;
+            sum.denied_packets_lost += c.denied_packets_lost;
+            sum.events_unfolded_fold_full += c.events_unfolded_fold_full;
+            sum.events_filtered_scope += c.events_filtered_scope;
+            sum.fragments_untracked += c.fragments_untracked;
+            sum.spoofed_packets += c.spoofed_packets;
+            sum.wakeups_forced += c.wakeups_forced;
+        }
+        Ok(sum)
+    }
+
+    pub fn conntrack(&self) -> Vec<ConntrackEntry> {
+        self.conntrack.iter().filter_map(Result::ok).map(|(key, value)| ConntrackEntry { key, value }).collect()
+    }
+
+    /// # Errors
+    /// A failed map delete other than "not found".
+    pub fn remove_conntrack(&mut self, key: &FlowKey) -> Result<(), DatapathError> {
+        ignore_not_found(self.conntrack.remove(key), map_names::CONNTRACK)
+    }
+
+    /// Deletes conntrack entries idle for longer than `idle`; returns how many.
+    ///
+    /// # Errors
+    /// A failed map delete.
+    pub fn sweep_conntrack(&mut self, idle: Duration) -> Result<usize, DatapathError> {
+        let now = monotonic_now_ns();
+        let idle_ns = idle.as_nanos() as u64;
+        let stale: Vec<FlowKey> = self
+            .conntrack
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, v)| now.saturating_sub(v.last_seen_ns) > idle_ns)
+            .map(|(k, _)| k)
+            .collect();
+        for key in &stale {
+            self.remove_conntrack(key)?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Keys of every DENY fold.
+    ///
+    /// # Errors
+    /// None today; kept fallible for map iteration errors.
+    pub fn fold_keys(&self) -> Result<Vec<FlowKey>, DatapathError> {
+        Ok(self.folds.keys().filter_map(Result::ok).collect())
+    }
+
+    pub fn folds(&self) -> Vec<(FlowKey, FoldValue)> {
+        self.folds.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Denied packets counted in folds but not yet sent in an event.
+    pub fn pending_fold_packets(&self) -> u64 {
+        self.folds().iter().map(|(_, v)| v.pending_packets).sum()
+    }
+}
+
+fn ignore_not_found(result: Result<(), aya::maps::MapError>, name: &'static str) -> Result<(), DatapathError> {
+    match result {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(DatapathError::map(name, e)),
+    }
+}
