@@ -1,0 +1,362 @@
+//! Config files and add-on JSONs: reading them into a positioned tree (JSON or YAML by
+//! extension), telling the two kinds apart, applying them onto an `AgentConfig` with the
+//! origin of each value, and `validate_file`, which reports every error with its line and
+//! column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::addon;
+use crate::error::{ConfigError, Diagnostic, Origin, Pos, Severity};
+use crate::json::{self, SyntaxError};
+use crate::model::AgentConfig;
+use crate::node::{Entry, Node, Value};
+use crate::settings::{SETTINGS, closest, set_from_node, set_from_text, setting};
+use crate::validate::problems;
+use crate::yaml;
+
+/// Where each setting's value came from; settings left at their default are absent.
+pub type Origins = BTreeMap<&'static str, Origin>;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Our config file: keys are setting names (`log_file_max_size`).
+    AgentConfig,
+    /// The VPC CNI's EKS add-on configuration (`enableNetworkPolicy`, `nodeAgent`).
+    AddonConfig,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AgentConfig => "netpol-agent config file",
+            Self::AddonConfig => "EKS add-on configuration",
+        })
+    }
+}
+
+/// The syntax a file is read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.json`, or content starting with `{` when the extension says nothing.
+    Json,
+    /// `.yaml`, `.yml`, or anything else.
+    Yaml,
+}
+
+impl Format {
+    /// By extension; without a known one, by the first non-blank character.
+    #[must_use]
+    pub fn of(path: &Path, text: &str) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Self::Json,
+            Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => {
+                Self::Yaml
+            }
+            _ if text
+                .trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with('{') =>
+            {
+                Self::Json
+            }
+            _ => Self::Yaml,
+        }
+    }
+}
+
+/// The result of checking one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    /// The file.
+    pub path: PathBuf,
+    /// What it was recognised as.
+    pub kind: FileKind,
+    /// Every finding, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileReport {
+    /// Whether any finding is an error.
+    #[must_use]
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Checks a config file or an EKS add-on configuration JSON and returns every finding,
+/// each with its line and column (`file.json:3:25: error: ...`). An unreadable file gives
+/// one diagnostic at 1:1.
+#[must_use]
+pub fn validate_file(path: &Path) -> Vec<Diagnostic> {
+    match check_file(path) {
+        Ok(report) => report.diagnostics,
+        Err(err) => vec![Diagnostic {
+            path: path.to_path_buf(),
+            pos: Pos::new(1, 1),
+            severity: Severity::Error,
+            key: None,
+            message: err.to_string(),
+        }],
+    }
+}
+
+/// Like [`validate_file`], also saying what the file was recognised as.
+///
+/// # Errors
+/// [`ConfigError::Read`] when the file cannot be read.
+pub fn check_file(path: &Path) -> Result<FileReport, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(check_text(path, &text))
+}
+
+/// Checks `text` as if read from `path` (the path picks the syntax and names the file in
+/// messages).
+#[must_use]
+pub fn check_text(path: &Path, text: &str) -> FileReport {
+    let mut config = AgentConfig::default();
+    let mut origins = Origins::new();
+    let applied = apply_text(path, text, &mut config, &mut origins);
+    let mut diagnostics = applied.diagnostics;
+    if !diagnostics.iter().any(|d| d.severity == Severity::Error) || applied.tree_complete {
+        for (key, message) in problems(&config) {
+            let (pos, shown_key) = match origins.get(key) {
+                Some(Origin::File { pos, .. }) => (
+                    *pos,
+                    applied
+                        .addon_keys
+                        .get(key)
+                        .cloned()
+                        .unwrap_or_else(|| key.to_string()),
+                ),
+                _ => (Pos::new(1, 1), key.to_string()),
+            };
+            diagnostics.push(diag(
+                path,
+                pos,
+                &shown_key,
+                format!("{shown_key}: {message}"),
+            ));
+        }
+    }
+    diagnostics.sort_by_key(|d| d.pos);
+    diagnostics.dedup();
+    FileReport {
+        path: path.to_path_buf(),
+        kind: applied.kind,
+        diagnostics,
+    }
+}
+
+/// What applying one file did.
+pub(crate) struct Applied {
+    pub kind: FileKind,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Whether the whole document was read (only recoverable syntax errors, if any).
+    pub tree_complete: bool,
+    /// For add-on files: our setting key -> the add-on key it came from.
+    pub addon_keys: BTreeMap<&'static str, String>,
+}
+
+fn diag(path: &Path, pos: Pos, key: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        path: path.to_path_buf(),
+        pos,
+        severity: Severity::Error,
+        key: (!key.is_empty()).then(|| key.to_string()),
+        message,
+    }
+}
+
+fn syntax_diag(path: &Path, err: SyntaxError) -> Diagnostic {
+    Diagnostic {
+        path: path.to_path_buf(),
+        pos: err.pos,
+        severity: Severity::Error,
+        key: err.key,
+        message: err.message,
+    }
+}
+
+/// Recognises the kind of a parsed document: an add-on configuration has at least one of
+/// its marker keys and none of our setting keys.
+#[must_use]
+pub(crate) fn detect(root: &Node) -> FileKind {
+    let Value::Map(entries) = &root.value else {
+        return FileKind::AgentConfig;
+    };
+    let addon = entries
+        .iter()
+        .any(|e| addon::ADDON_MARKER_KEYS.contains(&e.key.as_str()));
+    let ours = entries.iter().any(|e| setting(&e.key).is_some());
+    if addon && !ours {
+        FileKind::AddonConfig
+    } else {
+        FileKind::AgentConfig
+    }
+}
+
+/// Reads `text`, applies it onto `config` and records origins. Every problem found is in
+/// the returned diagnostics; values that were fine are applied even when others were not.
+pub(crate) fn apply_text(
+    path: &Path,
+    text: &str,
+    config: &mut AgentConfig,
+    origins: &mut Origins,
+) -> Applied {
+    let mut diagnostics = Vec::new();
+    let root = match Format::of(path, text) {
+        Format::Json => {
+            let (root, errors) = json::parse(text);
+            diagnostics.extend(errors.into_iter().map(|e| syntax_diag(path, e)));
+            root
+        }
+        Format::Yaml => match yaml::parse(text) {
+            Ok(root) => Some(root),
+            Err(e) => {
+                diagnostics.push(syntax_diag(path, e));
+                None
+            }
+        },
+    };
+    let Some(root) = root else {
+        let kind = if text.contains("\"nodeAgent\"") || text.contains("\"enableNetworkPolicy\"") {
+            FileKind::AddonConfig
+        } else {
+            FileKind::AgentConfig
+        };
+        return Applied {
+            kind,
+            diagnostics,
+            tree_complete: false,
+            addon_keys: BTreeMap::new(),
+        };
+    };
+    let kind = detect(&root);
+    let mut addon_keys = BTreeMap::new();
+    match kind {
+        FileKind::AgentConfig => apply_agent_tree(path, &root, config, origins, &mut diagnostics),
+        FileKind::AddonConfig => {
+            let (overrides, findings) = addon::check(&root);
+            diagnostics.extend(findings.into_iter().map(|f| Diagnostic {
+                path: path.to_path_buf(),
+                pos: f.pos,
+                severity: f.severity,
+                key: (!f.key.is_empty()).then_some(f.key),
+                message: f.message,
+            }));
+            for o in overrides {
+                match set_from_text(config, o.setting, &o.text) {
+                    Some(Ok(())) => {
+                        origins.insert(
+                            o.setting,
+                            Origin::File {
+                                path: path.to_path_buf(),
+                                pos: o.pos,
+                            },
+                        );
+                        addon_keys.insert(o.setting, o.addon_key);
+                    }
+                    Some(Err(message)) => {
+                        let text = format!("{}: {message}", o.addon_key);
+                        diagnostics.push(diag(path, o.pos, &o.addon_key, text));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    Applied {
+        kind,
+        diagnostics,
+        tree_complete: true,
+        addon_keys,
+    }
+}
+
+/// Applies our config-file format: a mapping of setting keys.
+fn apply_agent_tree(
+    path: &Path,
+    root: &Node,
+    config: &mut AgentConfig,
+    origins: &mut Origins,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let entries: &[Entry] = match &root.value {
+        Value::Map(entries) => entries,
+        Value::Null => return,
+        other => {
+            diagnostics.push(diag(
+                path,
+                root.pos,
+                "",
+                format!(
+                    "a config file is a mapping of settings (key: value), found {}",
+                    other.describe()
+                ),
+            ));
+            return;
+        }
+    };
+    let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+    for entry in entries {
+        let key = entry.key.as_str();
+        if let Some(first) = seen.get(key) {
+            diagnostics.push(diag(
+                path,
+                entry.key_pos,
+                key,
+                format!(
+                    "{key}: duplicate key (first at line {} column {})",
+                    first.line, first.column
+                ),
+            ));
+        }
+        seen.insert(key, entry.key_pos);
+        match set_from_node(config, key, &entry.value) {
+            Some(Ok(())) => {
+                if let Some(info) = setting(key) {
+                    origins.insert(
+                        info.key,
+                        Origin::File {
+                            path: path.to_path_buf(),
+                            pos: entry.value.pos,
+                        },
+                    );
+                }
+            }
+            Some(Err(message)) => {
+                diagnostics.push(diag(
+                    path,
+                    entry.value.pos,
+                    key,
+                    format!("{key}: {message}"),
+                ));
+            }
+            None => {
+                let hint = match closest(key, SETTINGS.iter().map(|s| s.key)) {
+                    Some(known) => format!(" (did you mean {known:?}?)"),
+                    None if addon::ADDON_MARKER_KEYS.contains(&key)
+                        || addon::OTHER_TOP_LEVEL_KEYS.contains(&key) =>
+                    {
+                        " (an EKS add-on key: an add-on configuration cannot be mixed with netpol-agent settings)".to_string()
+                    }
+                    None => String::new(),
+                };
+                diagnostics.push(diag(
+                    path,
+                    entry.key_pos,
+                    key,
+                    format!("unknown key {key:?}{hint}"),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Semantic checks of a whole `AgentConfig`: ranges, CloudWatch naming rules, retention
+//! days, and settings that only make sense together. Each finding names the setting it is
+//! about so the caller can point at where that value came from.
+
+use std::time::Duration;
+
+use crate::model::{AgentConfig, defaults};
+
+/// CloudWatch Logs' allowed retention periods, in days (PutRetentionPolicy).
+pub const RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// Longest CloudWatch log group and stream name.
+pub const CLOUDWATCH_NAME_MAX: usize = 512;
+
+/// Checks a log group name: 1-512 characters of `[.\-_/#A-Za-z0-9]`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn check_log_group(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 || len > CLOUDWATCH_NAME_MAX {
+        return Err(format!(
+            "log group name must be 1 to {CLOUDWATCH_NAME_MAX} characters, got {len}"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#')))
+    {
+        return Err(format!(
+            "log group name {name:?} has {bad:?}; allowed are letters, digits and . - _ / #"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a log stream name: 1-512 characters, no `:` or `*`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn check_log_stream(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 || len > CLOUDWATCH_NAME_MAX {
+        return Err(format!(
+            "log stream name must be 1 to {CLOUDWATCH_NAME_MAX} characters, got {len}"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| matches!(c, ':' | '*')) {
+        return Err(format!("log stream name {name:?} must not contain {bad:?}"));
+    }
+    Ok(())
+}
+
+/// Checks a retention period against CloudWatch's allowed list.
+///
+/// # Errors
+/// The allowed values, when `days` is not one.
+pub fn check_retention_days(days: u32) -> Result<(), String> {
+    if RETENTION_DAYS.contains(&days) {
+        Ok(())
+    } else {
+        let allowed: Vec<String> = RETENTION_DAYS.iter().map(u32::to_string).collect();
+        Err(format!(
+            "{days} is not a CloudWatch retention period; allowed days are {}",
+            allowed.join(", ")
+        ))
+    }
+}
+
+fn check_range(value: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if value < min || value > max {
+        Err(format!(
+            "{} is outside {} to {}",
+            crate::values::format_duration(value),
+            crate::values::format_duration(min),
+            crate::values::format_duration(max)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Every problem in `config`, as (setting key, message); empty when valid.
+#[must_use]
+pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut check = |key: &'static str, result: Result<(), String>| {
+        if let Err(message) = result {
+            out.push((key, message));
+        }
+    };
+    let secs = Duration::from_secs;
+
+    check(
+        "log_file",
+        if config.log_file.as_os_str().is_empty() {
+            Err("empty path".to_string())
+        } else {
+            Ok(())
+        },
+    );
+    check(
+        "log_file_max_size",
+        if (1..=1024 * 1024).contains(&config.log_file_max_size) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} MB is outside 1 to 1048576 MB",
+                config.log_file_max_size
+            ))
+        },
+    );
+    check(
+        "log_file_max_backups",
+        if config.log_file_max_backups <= 10_000 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is more than 10000",
+                config.log_file_max_backups
+            ))
+        },
+    );
+    check(
+        "log_file_min_age",
+        check_range(config.log_file_min_age, Duration::ZERO, secs(3600)),
+    );
+    check(
+        "log_file_compress_grace",
+        check_range(config.log_file_compress_grace, Duration::ZERO, secs(86_400)),
+    );
+    check(
+        "flow_log_flush_interval",
+        check_range(
+            config.flow_log_flush_interval,
+            Duration::from_millis(10),
+            secs(60),
+        ),
+    );
+    check(
+        "deny_fold_window",
+        check_range(config.deny_fold_window, Duration::ZERO, secs(60)),
+    );
+    check(
+        "ring_buffer_size",
+        if config.ring_buffer_size.is_power_of_two()
+            && (4096..=1 << 30).contains(&config.ring_buffer_size)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} bytes: the ring buffer size must be a power of two from 4096 to 1073741824",
+                config.ring_buffer_size
+            ))
+        },
+    );
+    check(
+        "conntrack_cache_cleanup_period",
+        check_range(config.conntrack_cache_cleanup_period, secs(1), secs(86_400)),
+    );
+    check(
+        "conntrack_cache_table_size",
+        if defaults::CONNTRACK_CACHE_TABLE_SIZE_RANGE.contains(&config.conntrack_cache_table_size) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} entries: must be between 32768 (32K) and 1048576 (1024K), as for the incumbent",
+                config.conntrack_cache_table_size
+            ))
+        },
+    );
+    check(
+        "health_probe_bind_addr",
+        if config.health_probe_bind_addr.port == config.metrics_bind_addr.port
+            && (config.health_probe_bind_addr.host == config.metrics_bind_addr.host
+                || config.health_probe_bind_addr.host.is_none()
+                || config.metrics_bind_addr.host.is_none())
+        {
+            Err(format!(
+                "{} collides with metrics_bind_addr {}",
+                config.health_probe_bind_addr, config.metrics_bind_addr
+            ))
+        } else {
+            Ok(())
+        },
+    );
+    check(
+        "max_concurrent_reconciles",
+        if config.max_concurrent_reconciles >= 1 {
+            Ok(())
+        } else {
+            Err("must be at least 1".to_string())
+        },
+    );
+    for (key, value) in [
+        ("cluster_name", &config.cluster_name),
+        ("node_name", &config.node_name),
+        ("cloudwatch_region", &config.cloudwatch_region),
+        ("apiserver", &config.apiserver),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            check(key, Err("empty value (leave it unset instead)".to_string()));
+        }
+    }
+    if let Some(region) = &config.cloudwatch_region {
+        check(
+            "cloudwatch_region",
+            if region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                Ok(())
+            } else {
+                Err(format!("{region:?} is not a Region name such as us-west-2"))
+            },
+        );
+    }
+    if let Some(group) = &config.cloudwatch_log_group {
+        check("cloudwatch_log_group", check_log_group(group));
+    } else if let Some(cluster) = &config.cluster_name {
+        // The group is derived from the cluster name, so the name must make a valid group.
+        check(
+            "cluster_name",
+            check_log_group(&config.effective_log_group()).map_err(|e| {
+                format!("cluster name {cluster:?} makes an invalid CloudWatch group: {e}")
+            }),
+        );
+    }
+    if let Some(stream) = &config.cloudwatch_log_stream {
+        check("cloudwatch_log_stream", check_log_stream(stream));
+    }
+    if let Some(days) = config.cloudwatch_retention_days {
+        check("cloudwatch_retention_days", check_retention_days(days));
+    }
+    if let Some(endpoint) = &config.cloudwatch_endpoint {
+        check(
+            "cloudwatch_endpoint",
+            match endpoint.split_once("://") {
+                Some(("http" | "https", rest)) if !rest.is_empty() => Ok(()),
+                _ => Err(format!("{endpoint:?} is not an http:// or https:// URL")),
+            },
+        );
+    }
+    check(
+        "cloudwatch_flush_interval",
+        check_range(
+            config.cloudwatch_flush_interval,
+            Duration::from_millis(100),
+            secs(300),
+        ),
+    );
+    check(
+        "bpffs_pin_dir",
+        if config.bpffs_pin_dir.is_absolute() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not an absolute path",
+                config.bpffs_pin_dir.display()
+            ))
+        },
+    );
+    if config.enable_cloudwatch_logs && !config.enable_policy_event_logs {
+        check(
+            "enable_cloudwatch_logs",
+            Err("needs enable_policy_event_logs=true (CloudWatch ships the flow-log file), as for the incumbent".to_string()),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::BindAddr;
+
+    fn keys(config: &AgentConfig) -> Vec<&'static str> {
+        problems(config).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(problems(&AgentConfig::default()), vec![]);
+    }
+
+    #[test]
+    fn retention_days_accept_exactly_the_cloudwatch_list() {
+        for days in RETENTION_DAYS {
+            assert_eq!(check_retention_days(*days), Ok(()));
+        }
+        for days in [0, 2, 4, 31, 366, 3654] {
+            assert!(check_retention_days(days).is_err(), "{days}");
+        }
+    }
+
+    #[test]
+    fn log_group_names_follow_cloudwatch_rules_at_the_limits() {
+        assert_eq!(check_log_group("/aws/eks/my-cluster/cluster"), Ok(()));
+        assert_eq!(check_log_group("a.b-c_d/e#f09"), Ok(()));
+        assert_eq!(check_log_group(&"a".repeat(512)), Ok(()));
+        assert!(check_log_group(&"a".repeat(513)).is_err());
+        assert!(check_log_group("").is_err());
+        assert!(check_log_group("has space").is_err());
+        assert!(check_log_group("colon:").is_err());
+    }
+
+    #[test]
+    fn log_stream_names_follow_cloudwatch_rules_at_the_limits() {
+        assert_eq!(
+            check_log_stream("aws-network-policy-agent-audit-node 1"),
+            Ok(())
+        );
+        assert_eq!(check_log_stream(&"s".repeat(512)), Ok(()));
+        assert!(check_log_stream(&"s".repeat(513)).is_err());
+        assert!(check_log_stream("").is_err());
+        assert!(check_log_stream("a:b").is_err());
+        assert!(check_log_stream("a*b").is_err());
+    }
+
+    #[test]
+    fn each_bad_value_is_reported_under_its_own_key() {
+        let config = AgentConfig {
+            log_file_max_size: 0,
+            ring_buffer_size: 5000,
+            conntrack_cache_table_size: 1000,
+            conntrack_cache_cleanup_period: Duration::ZERO,
+            health_probe_bind_addr: BindAddr::any(8162),
+            cloudwatch_retention_days: Some(2),
+            cloudwatch_log_stream: Some("a:b".into()),
+            cloudwatch_endpoint: Some("localhost:4566".into()),
+            enable_cloudwatch_logs: true,
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            keys(&config),
+            vec![
+                "log_file_max_size",
+                "ring_buffer_size",
+                "conntrack_cache_cleanup_period",
+                "conntrack_cache_table_size",
+                "health_probe_bind_addr",
+                "cloudwatch_log_stream",
+                "cloudwatch_retention_days",
+                "cloudwatch_endpoint",
+                "enable_cloudwatch_logs",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_name_that_makes_a_bad_group_is_reported() {
+        let config = AgentConfig {
+            cluster_name: Some("my cluster".into()),
+            ..AgentConfig::default()
+        };
+        assert_eq!(keys(&config), vec!["cluster_name"]);
+    }
+}
