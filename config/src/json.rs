@@ -94,16 +94,17 @@ impl Parser {
         (!self.path.is_empty()).then(|| self.path.join("."))
     }
 
-    fn record(&mut self, pos: Pos, message: String) {
+    /// Records an error, its message prefixed with the enclosing key path.
+    fn record(&mut self, pos: Pos, message: &str) {
         let key = self.key_path();
+        let message = match &key {
+            Some(key) => format!("{key}: {message}"),
+            None => message.to_string(),
+        };
         self.errors.push(SyntaxError { pos, key, message });
     }
 
     fn fail_at(&mut self, pos: Pos, message: &str) -> Stop {
-        let message = match self.key_path() {
-            Some(key) => format!("{key}: {message}"),
-            None => message.to_string(),
-        };
         self.record(pos, message);
         Stop
     }
@@ -330,7 +331,7 @@ impl Parser {
                         let last = entries.last().map(|e| e.key.clone()).unwrap_or_default();
                         self.record(
                             comma,
-                            format!(
+                            &format!(
                                 "trailing comma after {last:?}: JSON does not allow a comma before '}}' (remove it)"
                             ),
                         );
@@ -381,8 +382,7 @@ impl Parser {
                     if self.peek() == Some(']') {
                         self.record(
                             comma,
-                            "trailing comma: JSON does not allow a comma before ']' (remove it)"
-                                .to_string(),
+                            "trailing comma: JSON does not allow a comma before ']' (remove it)",
                         );
                         self.bump();
                         return Ok(Value::Seq(items));
