@@ -1,0 +1,182 @@
+//! Turns overlapping contributions (a prefix, the sub-prefixes it excepts, and its
+//! rules) into what a longest-prefix-match lookup needs: one rule list per prefix
+//! holding the union of every contribution that covers that whole prefix.
+//!
+//! Why it is exact: for an address `a`, the lookup returns the longest emitted prefix
+//! `X` holding `a`. A contribution `(C, E, r)` covers `a` iff `a ∈ C` and `a ∉ e` for
+//! every `e ∈ E`. Since `C` and every `e` are themselves emitted, `X ⊆ C` iff `a ∈ C`,
+//! and `X ⊆ e` iff `a ∈ e`; so `r` is in `X`'s list iff `(C, E, r)` covers `a`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use datapath_common::{PROTO_ANY, Rule};
+use ipnet::IpNet;
+
+/// Contributions of one pod and direction, before the union.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixUnion {
+    /// Rules by the prefix they were given for, each with its except group (if any).
+    by_prefix: HashMap<IpNet, Vec<(Option<usize>, Rule)>>,
+    except_groups: Vec<Vec<IpNet>>,
+    except_prefixes: BTreeSet<IpNet>,
+}
+
+impl PrefixUnion {
+    pub(crate) fn add(&mut self, net: IpNet, rules: &[Rule]) {
+        self.by_prefix
+            .entry(net.trunc())
+            .or_default()
+            .extend(rules.iter().map(|r| (None, *r)));
+    }
+
+    pub(crate) fn add_with_except(&mut self, net: IpNet, except: &[IpNet], rules: &[Rule]) {
+        if except.is_empty() {
+            return self.add(net, rules);
+        }
+        let group = self.except_groups.len();
+        self.except_groups
+            .push(except.iter().map(IpNet::trunc).collect());
+        self.except_prefixes.extend(except.iter().map(IpNet::trunc));
+        self.by_prefix
+            .entry(net.trunc())
+            .or_default()
+            .extend(rules.iter().map(|r| (Some(group), *r)));
+    }
+
+    /// Every emitted prefix with its canonical rule list (possibly empty, for an
+    /// except that nothing else covers: the entry is what makes it deny).
+    pub(crate) fn build(self) -> BTreeMap<IpNet, Vec<Rule>> {
+        let mut lengths_v4 = BTreeSet::new();
+        let mut lengths_v6 = BTreeSet::new();
+        for net in self.by_prefix.keys() {
+            match net {
+                IpNet::V4(_) => lengths_v4.insert(net.prefix_len()),
+                IpNet::V6(_) => lengths_v6.insert(net.prefix_len()),
+            };
+        }
+        let prefixes: BTreeSet<IpNet> = self
+            .by_prefix
+            .keys()
+            .copied()
+            .chain(self.except_prefixes.iter().copied())
+            .collect();
+        let mut out = BTreeMap::new();
+        for x in prefixes {
+            let lengths = if matches!(x, IpNet::V4(_)) {
+                &lengths_v4
+            } else {
+                &lengths_v6
+            };
+            let mut rules = Vec::new();
+            for &len in lengths.range(..=x.prefix_len()) {
+                let Ok(ancestor) = IpNet::new(x.addr(), len) else {
+                    continue;
+                };
+                let Some(contributions) = self.by_prefix.get(&ancestor.trunc()) else {
+                    continue;
+                };
+                for (group, rule) in contributions {
+                    let excepted =
+                        group.is_some_and(|g| self.except_groups[g].iter().any(|e| e.contains(&x)));
+                    if !excepted {
+                        rules.push(*rule);
+                    }
+                }
+            }
+            out.insert(x, canonical(rules));
+        }
+        out
+    }
+}
+
+/// Sorted by policy id then protocol and ports, without duplicates and without rules
+/// an earlier rule fully shadows (the lookup takes the first admitting rule, so a
+/// shadowed rule never decides).
+pub(crate) fn canonical(mut rules: Vec<Rule>) -> Vec<Rule> {
+    rules.sort_unstable_by_key(|r| (r.policy_id, r.protocol, r.port_min, r.port_max));
+    rules.dedup();
+    let mut out: Vec<Rule> = Vec::with_capacity(rules.len());
+    for r in rules {
+        let shadowed = out.iter().any(|e| {
+            (e.protocol == PROTO_ANY || e.protocol == r.protocol)
+                && e.port_min <= r.port_min
+                && r.port_max <= e.port_max
+        });
+        if !shadowed {
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datapath_common::{PROTO_TCP, PROTO_UDP};
+
+    fn rule(protocol: u8, lo: u16, hi: u16, id: u32) -> Rule {
+        Rule {
+            protocol,
+            port_min: lo,
+            port_max: hi,
+            policy_id: id,
+            ..Rule::default()
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn longer_prefix_carries_rules_of_covering_prefixes() {
+        let mut u = PrefixUnion::default();
+        u.add(net("10.0.0.0/8"), &[rule(PROTO_TCP, 80, 80, 2)]);
+        u.add(net("10.1.0.5/32"), &[rule(PROTO_UDP, 53, 53, 3)]);
+        let out = u.build();
+        assert_eq!(out[&net("10.0.0.0/8")], vec![rule(PROTO_TCP, 80, 80, 2)]);
+        assert_eq!(
+            out[&net("10.1.0.5/32")],
+            vec![rule(PROTO_TCP, 80, 80, 2), rule(PROTO_UDP, 53, 53, 3)]
+        );
+    }
+
+    #[test]
+    fn except_removes_only_its_own_rule() {
+        let mut u = PrefixUnion::default();
+        u.add_with_except(
+            net("10.0.0.0/8"),
+            &[net("10.1.0.0/16")],
+            &[rule(PROTO_TCP, 80, 80, 2)],
+        );
+        u.add(net("10.0.0.0/8"), &[rule(PROTO_TCP, 81, 81, 3)]);
+        let out = u.build();
+        assert_eq!(out[&net("10.1.0.0/16")], vec![rule(PROTO_TCP, 81, 81, 3)]);
+        assert_eq!(out[&net("10.0.0.0/8")].len(), 2);
+    }
+
+    #[test]
+    fn an_except_nothing_else_covers_gets_an_empty_list() {
+        let mut u = PrefixUnion::default();
+        u.add_with_except(
+            net("10.0.0.0/8"),
+            &[net("10.1.0.0/16")],
+            &[rule(PROTO_TCP, 80, 80, 2)],
+        );
+        assert_eq!(u.build()[&net("10.1.0.0/16")], Vec::<Rule>::new());
+    }
+
+    #[test]
+    fn canonical_drops_duplicates_and_shadowed_rules() {
+        let any = rule(PROTO_ANY, 0, u16::MAX, 2);
+        let out = canonical(vec![
+            rule(PROTO_TCP, 80, 80, 3),
+            any,
+            any,
+            rule(PROTO_TCP, 80, 80, 2),
+        ]);
+        assert_eq!(out, vec![any]);
+        let out = canonical(vec![rule(PROTO_TCP, 80, 90, 2), rule(PROTO_TCP, 85, 95, 2)]);
+        assert_eq!(out.len(), 2);
+    }
+}
