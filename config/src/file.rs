@@ -13,7 +13,7 @@ use crate::json::{self, SyntaxError};
 use crate::model::AgentConfig;
 use crate::node::{Entry, Node, Value};
 use crate::settings::{SETTINGS, closest, set_from_node, set_from_text, setting};
-use crate::validate::problems;
+use crate::validate::{CROSS_FIELD, problems};
 use crate::yaml;
 
 /// Where each setting's value came from; settings left at their default are absent.
@@ -125,8 +125,13 @@ pub fn check_text(path: &Path, text: &str) -> FileReport {
     let mut origins = Origins::new();
     let applied = apply_text(path, text, &mut config, &mut origins);
     let mut diagnostics = applied.diagnostics;
-    if !diagnostics.iter().any(|d| d.severity == Severity::Error) || applied.tree_complete {
+    let had_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    if applied.tree_complete {
         for (key, message) in problems(&config) {
+            // A check across two settings is noise when one of them was already rejected.
+            if had_errors && CROSS_FIELD.contains(&key) {
+                continue;
+            }
             let (pos, shown_key) = match origins.get(key) {
                 Some(Origin::File { pos, .. }) => (
                     *pos,
@@ -358,5 +363,83 @@ fn apply_agent_tree(
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_the_extension_then_the_first_character() {
+        let of = |name: &str, text: &str| Format::of(Path::new(name), text);
+        assert_eq!(of("a.json", "x: 1"), Format::Json);
+        assert_eq!(of("a.JSON", ""), Format::Json);
+        assert_eq!(of("a.yaml", "{}"), Format::Yaml);
+        assert_eq!(of("a.yml", "{}"), Format::Yaml);
+        assert_eq!(
+            of("addon", "  {\"enableNetworkPolicy\": \"true\"}"),
+            Format::Json
+        );
+        assert_eq!(of("agent.conf", "log_level: info"), Format::Yaml);
+    }
+
+    #[test]
+    fn kind_is_addon_only_with_addon_keys_and_none_of_ours() {
+        let kind = |text: &str| check_text(Path::new("x.json"), text).kind;
+        assert_eq!(kind("{\"nodeAgent\": {}}"), FileKind::AddonConfig);
+        assert_eq!(
+            kind("{\"enableNetworkPolicy\": \"true\"}"),
+            FileKind::AddonConfig
+        );
+        assert_eq!(kind("{\"log_level\": \"info\"}"), FileKind::AgentConfig);
+        assert_eq!(kind("{}"), FileKind::AgentConfig);
+        let yaml = check_text(Path::new("addon.yaml"), "enableNetworkPolicy: \"true\"\n");
+        assert_eq!(yaml.kind, FileKind::AddonConfig);
+        assert_eq!(yaml.diagnostics, vec![]);
+    }
+
+    #[test]
+    fn a_non_mapping_document_is_one_error_at_its_start() {
+        let report = check_text(Path::new("x.yaml"), "- a\n- b\n");
+        assert_eq!(report.diagnostics.len(), 1);
+        assert_eq!(report.diagnostics[0].pos, Pos::new(1, 1));
+        assert!(
+            report.diagnostics[0]
+                .message
+                .contains("mapping of settings")
+        );
+    }
+
+    #[test]
+    fn an_empty_yaml_file_is_a_valid_empty_config() {
+        let report = check_text(Path::new("x.yaml"), "");
+        assert_eq!(report.kind, FileKind::AgentConfig);
+        assert_eq!(report.diagnostics, vec![]);
+    }
+
+    #[test]
+    fn cross_field_checks_are_skipped_when_a_value_was_already_rejected() {
+        let text =
+            r#"{"nodeAgent": {"enablePolicyEventLogs": true, "enableCloudWatchLogs": "true"}}"#;
+        let report = check_text(Path::new("x.json"), text);
+        assert_eq!(report.diagnostics.len(), 1, "{:?}", report.diagnostics);
+        assert_eq!(
+            report.diagnostics[0].key.as_deref(),
+            Some("nodeAgent.enablePolicyEventLogs")
+        );
+    }
+
+    #[test]
+    fn kebab_case_keys_are_pointed_to_the_snake_case_setting() {
+        let report = check_text(Path::new("x.yaml"), "log-file-max-size: 10\n");
+        assert_eq!(report.diagnostics.len(), 1);
+        assert!(
+            report.diagnostics[0]
+                .message
+                .contains("did you mean \"log_file_max_size\""),
+            "{}",
+            report.diagnostics[0]
+        );
     }
 }

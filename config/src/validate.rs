@@ -12,6 +12,14 @@ pub const RETENTION_DAYS: &[u32] = &[
     3288, 3653,
 ];
 
+/// Problems (by key) that involve a second setting: a collision, a dependency, a derived
+/// name. A file checker skips them when that other value was already rejected.
+pub const CROSS_FIELD: &[&str] = &[
+    "health_probe_bind_addr",
+    "cluster_name",
+    "enable_cloudwatch_logs",
+];
+
 /// Longest CloudWatch log group and stream name.
 pub const CLOUDWATCH_NAME_MAX: usize = 512;
 

@@ -153,7 +153,7 @@ impl MarkedEventReceiver for Builder {
                 pos,
                 "YAML aliases (*name) are not supported in config files",
             ),
-            Event::Scalar(text, style, anchor, _tag) => {
+            Event::Scalar(text, style, anchor, tag) => {
                 if anchor != 0 {
                     self.fail(
                         pos,
@@ -161,8 +161,11 @@ impl MarkedEventReceiver for Builder {
                     );
                     return;
                 }
+                let explicit_string = tag.is_some_and(|t| {
+                    t.suffix == "str" && (t.handle == "!!" || t.handle == "tag:yaml.org,2002:")
+                });
                 let value = match style {
-                    TScalarStyle::Plain => resolve_plain(&text),
+                    TScalarStyle::Plain if !explicit_string => resolve_plain(&text),
                     _ => Value::Str(text),
                 };
                 self.place(Node { pos, value });
@@ -215,6 +218,16 @@ mod tests {
         assert_eq!(entries[2].value.value, Value::Bool(true));
         assert_eq!(entries[3].value.value, Value::Str("true".into()));
         assert_eq!(entries[4].value.value, Value::Null);
+    }
+
+    #[test]
+    fn explicit_str_tag_keeps_a_plain_scalar_a_string() {
+        let node = parse("a: !!str 123\nb: 123\n").expect("parses");
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
+        assert_eq!(entries[0].value.value, Value::Str("123".into()));
+        assert_eq!(entries[1].value.value, Value::Int(123));
     }
 
     #[test]

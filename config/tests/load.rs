@@ -466,3 +466,90 @@ fn effective_config_round_trips_through_yaml_and_loads_back() {
     let via_serde: AgentConfig = serde_yaml::from_str(&yaml).expect("serde reads it too");
     assert_eq!(via_serde, original);
 }
+
+/// A valid, non-default text value for every setting.
+fn sample(key: &str) -> &'static str {
+    match key {
+        "enable_network_policy" | "enable_ipv6" | "enable_policy_event_logs" => "true",
+        // Needs enable_policy_event_logs, which the sample set also turns on.
+        "enable_cloudwatch_logs" => "true",
+        "enforcing_mode" => "strict",
+        "log_file" => "/tmp/flow.log",
+        "log_file_max_size" => "10",
+        "log_file_max_backups" => "1",
+        "log_file_max_age" => "2",
+        "log_file_min_age" => "5s",
+        "log_file_compress_grace" => "10s",
+        "flow_log_flush_interval" => "200ms",
+        "flow_log_scope" => "deny",
+        "flow_log_format" => "compat-v1.3",
+        "deny_fold_window" => "0",
+        "ring_buffer_size" => "65536",
+        "metrics_bind_addr" => ":9100",
+        "health_probe_bind_addr" => ":9101",
+        "conntrack_cache_cleanup_period" => "60",
+        "conntrack_cache_table_size" => "32768",
+        "log_level" => "warn",
+        "operational_log_file" => "/tmp/op.log",
+        "max_concurrent_reconciles" => "1",
+        "cluster_name" => "c1",
+        "node_name" => "n1",
+        "cloudwatch_log_group" => "/g",
+        "cloudwatch_log_stream" => "s",
+        "cloudwatch_retention_days" => "7",
+        "cloudwatch_region" => "us-east-1",
+        "cloudwatch_endpoint" => "http://127.0.0.1:1",
+        "cloudwatch_flush_interval" => "1s",
+        "policy_dir" => "/tmp/policies",
+        "kubeconfig" => "/tmp/kubeconfig",
+        "apiserver" => "https://127.0.0.1:6443",
+        "attach_mode" => "tcx",
+        "bpffs_pin_dir" => "/sys/fs/bpf/x",
+        other => panic!("no sample for {other}: add one"),
+    }
+}
+
+#[test]
+fn every_flag_reaches_its_setting() {
+    let flags: Vec<String> = SETTINGS
+        .iter()
+        .map(|s| format!("{}={}", s.flag, sample(s.key)))
+        .collect();
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let loaded = load_with_origins(&parse(&refs), &no_env).expect("valid");
+    for s in SETTINGS {
+        assert_eq!(
+            loaded.origins.get(s.key),
+            Some(&Origin::Flag {
+                flag: s.flag.to_string()
+            }),
+            "{}",
+            s.flag
+        );
+    }
+    let defaults = serde_json::to_value(AgentConfig::default()).expect("serialize");
+    let got = serde_json::to_value(&loaded.config).expect("serialize");
+    for s in SETTINGS {
+        assert_ne!(
+            got[s.key], defaults[s.key],
+            "{} changed its setting",
+            s.flag
+        );
+    }
+}
+
+#[test]
+fn every_environment_variable_reaches_its_setting() {
+    let pairs: Vec<(&str, &str)> = SETTINGS.iter().map(|s| (s.env, sample(s.key))).collect();
+    let loaded = load_with_origins(&RunArgs::default(), &env_of(&pairs)).expect("valid");
+    for s in SETTINGS {
+        assert_eq!(
+            loaded.origins.get(s.key),
+            Some(&Origin::Env {
+                var: s.env.to_string()
+            }),
+            "{}",
+            s.env
+        );
+    }
+}
