@@ -73,7 +73,7 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     // SAFETY: `ts` is a valid, writable timespec; both clock ids are always supported
     // on Linux, so the call cannot fail and only writes `ts`.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as i64) * 1_000_000_000 + ts.tv_nsec as i64
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// Reads monotonic, realtime, monotonic and pairs realtime with the midpoint, so the

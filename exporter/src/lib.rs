@@ -20,3 +20,16 @@ pub mod timefmt;
 pub use enrich::{EnrichmentSnapshot, PodInfo, SnapshotHandle, snapshot_handle};
 pub use error::ExporterError;
 pub use format::{FlowScope, LineFormat, LineFormatter};
+pub mod pipeline;
+pub mod sink;
+pub mod stats;
+pub mod telemetry;
+
+pub use pipeline::{Pipeline, PipelineConfig};
+pub use sink::{FileSinkConfig, list_shipping_order, parse_rotated_name};
+pub use stats::{KernelCounters, PipelineCounters, SharedStats};
+pub mod http;
+pub mod metrics;
+
+pub use http::{HttpConfig, HttpServers, Readiness};
+pub use metrics::Metrics;

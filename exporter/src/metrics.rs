@@ -1,0 +1,230 @@
+//! Prometheus text metrics read from [`SharedStats`] at each scrape: the
+//! incumbent's drop counters (fed from the kernel counters), events by verdict,
+//! losses by stage, lines and bytes written, rotations, housekeeping and lag.
+//! Served by [`crate::http`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::stats::SharedStats;
+
+/// The metrics registry of the flow-log pipeline.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Metrics that read `stats` at each scrape.
+    pub fn new(stats: Arc<SharedStats>) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StatsCollector { stats }));
+        Self { registry }
+    }
+
+    /// The registry, so the agent can add its own metrics.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The metrics in Prometheus/OpenMetrics text form.
+    ///
+    /// # Errors
+    /// Only if a collector fails to encode (never for this crate's).
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+struct StatsCollector {
+    stats: Arc<SharedStats>,
+}
+
+/// Names are registered without `_total`; the encoder appends it to counters.
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let c = ConstCounter::new(value);
+    let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
+    c.encode(m)
+}
+
+fn labelled_counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    rows: &[(&'static str, u64)],
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    for (value, count) in rows {
+        let labels = [(label, *value)];
+        ConstCounter::new(*count).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> fmt::Result {
+    let g = ConstGauge::new(value);
+    let m = enc.encode_descriptor(name, help, None, g.metric_type())?;
+    g.encode(m)
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let k = self.stats.kernel.load();
+        let p = self.stats.pipeline.load();
+        let h = self.stats.housekeeping.load();
+        let e = &mut enc;
+        labelled_counter(
+            e,
+            "network_policy_drop_count",
+            "Total number of packets dropped by network policy agent",
+            "direction",
+            &[
+                ("ingress", k.drop_packets[0]),
+                ("egress", k.drop_packets[1]),
+            ],
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_drop_bytes",
+            "Total number of bytes dropped by network policy agent",
+            "direction",
+            &[("ingress", k.drop_bytes[0]), ("egress", k.drop_bytes[1])],
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_flow_events",
+            "Flow events received from the kernel ring, by verdict",
+            "verdict",
+            &[("ACCEPT", p.events_accept), ("DENY", p.events_deny)],
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_flow_events_lost",
+            "Flow events lost, by the stage that lost them",
+            "stage",
+            &[
+                ("kernel_ring", k.events_lost_ring),
+                ("disk_full", p.lines_lost_no_space),
+                ("write_error", p.lines_lost_write_error),
+            ],
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_flow_events_filtered",
+            "Flow events not logged because of the flow scope, by where they were filtered",
+            "stage",
+            &[
+                ("kernel", k.events_filtered_scope),
+                ("userspace", p.events_filtered_scope),
+            ],
+        )?;
+        counter(
+            e,
+            "network_policy_flow_events_submitted",
+            "Flow events the kernel put into the ring",
+            k.events_submitted,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_lines_written",
+            "Flow-log lines written to the file",
+            p.lines_written,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_bytes_written",
+            "Flow-log bytes written to the file",
+            p.bytes_written,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_rotations",
+            "Flow-log file rotations",
+            p.rotations,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_rotation_errors",
+            "Flow-log rotations that failed",
+            p.rotation_errors,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_files_compressed",
+            "Rotated flow-log files gzipped",
+            h.files_compressed,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_compression_errors",
+            "Rotated flow-log files that could not be gzipped",
+            h.compression_errors,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_log_files_pruned",
+            "Rotated flow-log files deleted by count or age",
+            h.files_pruned,
+        )?;
+        gauge(
+            e,
+            "network_policy_flow_log_lines_pending",
+            "Formatted lines waiting for the next write",
+            p.lines_pending as f64,
+        )?;
+        let lag = self.stats.lag_ns.load(std::sync::atomic::Ordering::Relaxed);
+        gauge(
+            e,
+            "network_policy_flow_log_lag_seconds",
+            "Time from the kernel timestamp of the last line written to its write",
+            lag as f64 / 1e9,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{KernelCounters, PipelineCounters};
+
+    #[test]
+    fn text_carries_the_incumbent_drop_counters_by_direction() {
+        let stats = Arc::new(SharedStats::default());
+        stats.kernel.store(&KernelCounters {
+            drop_packets: [5, 7],
+            drop_bytes: [500, 700],
+            events_lost_ring: 3,
+            ..Default::default()
+        });
+        stats.pipeline.store(&PipelineCounters {
+            events_deny: 12,
+            lines_lost_no_space: 4,
+            ..Default::default()
+        });
+        let text = Metrics::new(stats).encode().unwrap();
+        for line in [
+            "network_policy_drop_count_total{direction=\"ingress\"} 5",
+            "network_policy_drop_count_total{direction=\"egress\"} 7",
+            "network_policy_drop_bytes_total{direction=\"egress\"} 700",
+            "network_policy_flow_events_total{verdict=\"DENY\"} 12",
+            "network_policy_flow_events_lost_total{stage=\"kernel_ring\"} 3",
+            "network_policy_flow_events_lost_total{stage=\"disk_full\"} 4",
+            "# TYPE network_policy_flow_log_lag_seconds gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! File-sink settings, with the incumbent's defaults, validated once at start-up.
+
+use std::time::Duration;
+
+use crate::error::ExporterError;
+
+/// Where flow lines go unless configured otherwise (the EKS guide's path).
+pub const DEFAULT_FLOW_LOG_PATH: &str = "/var/log/aws-routed-eni/network-policy-agent.log";
+/// Size at which the live file is rotated (the incumbent's 200 MB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
+/// Rotated files kept (the incumbent's 8).
+pub const DEFAULT_MAX_BACKUPS: usize = 8;
+/// Rotated files older than this are deleted (the incumbent's 30 days).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A live file is never rotated younger than this, so a tail reader that rescans the
+/// directory every few seconds always discovers it.
+pub const DEFAULT_MIN_FILE_AGE: Duration = Duration::from_secs(30);
+/// A rotated file is compressed only this long after its rotation, so tail readers
+/// finish its end first (Fluent Bit's Rotate_Wait is 5 s).
+pub const DEFAULT_COMPRESS_GRACE: Duration = Duration::from_secs(60);
+/// Lines reach the file at most this long after they were formatted.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes of whole lines collected before one `write(2)`.
+pub const DEFAULT_WRITE_GROUP_BYTES: usize = 256 * 1024;
+/// Largest accepted write group.
+pub const MAX_WRITE_GROUP_BYTES: usize = 16 * 1024 * 1024;
+/// Smallest accepted rotation size.
+pub const MIN_MAX_FILE_BYTES: u64 = 4096;
+
+/// File-sink settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSinkConfig {
+    pub max_file_bytes: u64,
+    pub max_backups: usize,
+    pub max_age: Duration,
+    pub min_file_age: Duration,
+    /// Gzip rotated files (after `compress_grace`).
+    pub compress: bool,
+    pub compress_grace: Duration,
+    pub flush_interval: Duration,
+    pub write_group_bytes: usize,
+}
+
+impl Default for FileSinkConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_backups: DEFAULT_MAX_BACKUPS,
+            max_age: DEFAULT_MAX_AGE,
+            min_file_age: DEFAULT_MIN_FILE_AGE,
+            compress: true,
+            compress_grace: DEFAULT_COMPRESS_GRACE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            write_group_bytes: DEFAULT_WRITE_GROUP_BYTES,
+        }
+    }
+}
+
+impl FileSinkConfig {
+    /// Checks the settings that would make the sink misbehave.
+    ///
+    /// # Errors
+    /// [`ExporterError::InvalidSinkConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ExporterError> {
+        let bad = |field, reason| Err(ExporterError::InvalidSinkConfig { field, reason });
+        if self.max_file_bytes < MIN_MAX_FILE_BYTES {
+            return bad("max_file_bytes", "must be at least 4096");
+        }
+        if self.write_group_bytes == 0 || self.write_group_bytes > MAX_WRITE_GROUP_BYTES {
+            return bad("write_group_bytes", "must be between 1 and 16 MiB");
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval", "must be positive");
+        }
+        if self.max_age.is_zero() {
+            return bad("max_age", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_incumbents_and_valid() {
+        let c = FileSinkConfig::default();
+        assert_eq!((c.max_file_bytes, c.max_backups), (200 * 1024 * 1024, 8));
+        assert_eq!(c.max_age, Duration::from_secs(2_592_000));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn limits_are_accepted_at_the_edge_and_refused_one_past() {
+        let at = FileSinkConfig {
+            max_file_bytes: MIN_MAX_FILE_BYTES,
+            write_group_bytes: MAX_WRITE_GROUP_BYTES,
+            ..Default::default()
+        };
+        assert!(at.validate().is_ok());
+        let small = FileSinkConfig {
+            max_file_bytes: MIN_MAX_FILE_BYTES - 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            small.validate(),
+            Err(ExporterError::InvalidSinkConfig {
+                field: "max_file_bytes",
+                ..
+            })
+        ));
+        let big = FileSinkConfig {
+            write_group_bytes: MAX_WRITE_GROUP_BYTES + 1,
+            ..Default::default()
+        };
+        assert!(matches!(
+            big.validate(),
+            Err(ExporterError::InvalidSinkConfig {
+                field: "write_group_bytes",
+                ..
+            })
+        ));
+        let zero = FileSinkConfig {
+            flush_interval: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(matches!(
+            zero.validate(),
+            Err(ExporterError::InvalidSinkConfig {
+                field: "flush_interval",
+                ..
+            })
+        ));
+    }
+}

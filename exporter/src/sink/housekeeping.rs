@@ -1,0 +1,227 @@
+//! Background thread that owns rotated files once the writer has renamed them:
+//! gzips each one after the grace period (to `<name>.gz.tmp`, then renamed to
+//! `<name>.gz`, then the original removed) and prunes rotated files beyond the backup
+//! count or the maximum age. At start-up it adopts uncompressed rotated files left by
+//! an earlier run.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, BufReader, BufWriter};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::config::FileSinkConfig;
+use super::names::{GZ_SUFFIX, list_shipping_order};
+use super::writer::FILE_MODE;
+use crate::stats::SharedStats;
+
+/// Longest sleep between checks when nothing is due.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+enum Msg {
+    Rotated(PathBuf),
+    Shutdown,
+}
+
+/// Handle to the housekeeping thread; dropping it stops the thread (pending
+/// compressions are picked up by the next start).
+#[derive(Debug)]
+pub struct Housekeeper {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Housekeeper {
+    /// Starts the thread for the rotated files of `live_path`.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub fn start(
+        live_path: &Path,
+        config: &FileSinkConfig,
+        stats: Arc<SharedStats>,
+    ) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let mut state = State {
+            live_path: live_path.to_path_buf(),
+            config: config.clone(),
+            stats,
+            pending: VecDeque::new(),
+        };
+        state.adopt_leftovers();
+        let thread = std::thread::Builder::new()
+            .name("flowlog-housekeeping".into())
+            .spawn(move || state.run(&rx))?;
+        Ok(Self {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a freshly rotated file over.
+    pub fn rotated(&self, path: PathBuf) {
+        // The thread only stops on Shutdown, so a send failure means it panicked;
+        // the file stays uncompressed and the next start adopts it.
+        let _ = self.tx.send(Msg::Rotated(path));
+    }
+}
+
+impl Drop for Housekeeper {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct State {
+    live_path: PathBuf,
+    config: FileSinkConfig,
+    stats: Arc<SharedStats>,
+    /// Uncompressed rotated files and when they become due.
+    pending: VecDeque<(PathBuf, Instant)>,
+}
+
+impl State {
+    fn adopt_leftovers(&mut self) {
+        if !self.config.compress {
+            return;
+        }
+        let due = Instant::now() + self.config.compress_grace;
+        if let Ok(files) = list_shipping_order(&self.live_path) {
+            for f in files {
+                if f.rotated.is_some_and(|r| !r.compressed) {
+                    self.pending.push_back((f.path, due));
+                }
+            }
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Msg>) {
+        self.prune();
+        loop {
+            let now = Instant::now();
+            let wait = self.pending.front().map_or(IDLE_TICK, |(_, due)| {
+                due.saturating_duration_since(now).min(IDLE_TICK)
+            });
+            match rx.recv_timeout(wait) {
+                Ok(Msg::Rotated(path)) => {
+                    if self.config.compress {
+                        self.pending
+                            .push_back((path, Instant::now() + self.config.compress_grace));
+                    }
+                    self.prune();
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            while let Some((path, due)) = self.pending.front() {
+                if *due > Instant::now() {
+                    break;
+                }
+                let path = path.clone();
+                self.pending.pop_front();
+                self.compress(&path);
+            }
+        }
+    }
+
+    fn compress(&self, path: &Path) {
+        let mut gz = path.as_os_str().to_owned();
+        gz.push(GZ_SUFFIX);
+        let gz = PathBuf::from(gz);
+        let mut tmp = gz.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let result = gzip_file(path, &tmp)
+            .and_then(|()| std::fs::rename(&tmp, &gz))
+            .and_then(|()| std::fs::remove_file(path));
+        match result {
+            Ok(()) => {
+                self.stats
+                    .housekeeping
+                    .files_compressed
+                    .fetch_add(1, Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !path.exists() => {
+                // Pruned (or removed by an operator) before its turn.
+                let _ = std::fs::remove_file(&tmp);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.stats
+                    .housekeeping
+                    .compression_errors
+                    .fetch_add(1, Relaxed);
+                tracing::warn!(path = %path.display(), error = %e, "compressing a rotated flow-log file failed; it stays uncompressed");
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let Ok(files) = list_shipping_order(&self.live_path) else {
+            return;
+        };
+        let rotated: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| f.rotated.is_some())
+            .map(|f| f.path)
+            .collect();
+        let excess = rotated.len().saturating_sub(self.config.max_backups);
+        let now = SystemTime::now();
+        for (i, path) in rotated.iter().enumerate() {
+            let too_old = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.config.max_age);
+            if i < excess || too_old {
+                self.remove_rotated(path);
+            }
+        }
+    }
+
+    fn remove_rotated(&mut self, path: &Path) {
+        let mut gz = path.as_os_str().to_owned();
+        gz.push(GZ_SUFFIX);
+        let gz = PathBuf::from(gz);
+        // Remove both forms of this sequence number: a file mid-compression too.
+        self.pending.retain(|(p, _)| p != path);
+        let mut removed = false;
+        for p in [path, gz.as_path()] {
+            if std::fs::remove_file(p).is_ok() {
+                removed = true;
+            }
+        }
+        if removed {
+            self.stats.housekeeping.files_pruned.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn gzip_file(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut input = BufReader::with_capacity(256 * 1024, File::open(src)?);
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(dst)?;
+    out.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    let mut enc = GzEncoder::new(
+        BufWriter::with_capacity(256 * 1024, out),
+        Compression::fast(),
+    );
+    io::copy(&mut input, &mut enc)?;
+    let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+    out.sync_all()
+}
