@@ -96,10 +96,10 @@ pub struct RunArgs {
     /// This node's name (env MY_NODE_NAME).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// CloudWatch log group [default: /aws/eks/<cluster>/cluster, or /aws/k8s-cluster/cluster].
+    /// CloudWatch log group [default: /aws/eks/CLUSTER/cluster, or /aws/k8s-cluster/cluster].
     #[arg(long, value_name = "NAME")]
     pub cloudwatch_log_group: Option<String>,
-    /// CloudWatch log stream [default: aws-network-policy-agent-audit-<node>].
+    /// CloudWatch log stream [default: aws-network-policy-agent-audit-NODE].
     #[arg(long, value_name = "NAME")]
     pub cloudwatch_log_stream: Option<String>,
     /// Retention for a log group the agent creates (1, 3, 5, 7, 14, 30, … 3653 days).
