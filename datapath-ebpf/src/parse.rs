@@ -50,20 +50,33 @@ pub struct Quoted {
     pub protocol: u8,
 }
 
+/// A checked pointer to a `T` at `offset`. `data` and `data_end` are read afresh
+/// (volatile) for every access, so LLVM cannot reuse one bounds check for a pointer
+/// it recomputed elsewhere, which the verifier would reject.
 #[inline(always)]
 fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+    // SAFETY: ctx.skb.skb is the live __sk_buff; data and data_end are plain u32
+    // fields the verifier rewrites into packet pointers.
+    let (start, end) = unsafe {
+        let skb = ctx.skb.skb;
+        (
+            core::ptr::read_volatile(&raw const (*skb).data) as usize,
+            core::ptr::read_volatile(&raw const (*skb).data_end) as usize,
+        )
+    };
     if start + offset + core::mem::size_of::<T>() > end {
         return None;
     }
     Some((start + offset) as *const T)
 }
 
+/// Reads one byte by checking two: LLVM turns a one-byte check `p + 1 > end` into
+/// `end > p`, which the verifier does not accept as a bound for a variable offset.
+/// Every byte read here is followed by more header bytes, so nothing valid is lost.
 #[inline(always)]
 fn u8_at(ctx: &TcContext, offset: usize) -> Option<u8> {
-    // SAFETY: ptr_at checked that the byte lies inside the packet.
-    ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
+    // SAFETY: ptr_at checked that both bytes lie inside the packet.
+    ptr_at::<[u8; 2]>(ctx, offset).map(|p| unsafe { (*p)[0] })
 }
 
 #[inline(always)]
