@@ -1,0 +1,241 @@
+//! Rotation under a sustained write rate, the minimum file age, the sequence
+//! counter across restarts, pruning and delayed compression.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{follow, line_id, numbered_event, read_all_files, whole_lines};
+use exporter::sink::names::rotated_file_name;
+use exporter::{
+    EnrichmentSnapshot, FileSinkConfig, Pipeline, PipelineConfig, list_shipping_order,
+    snapshot_handle,
+};
+
+const LIVE: &str = "network-policy-agent.log";
+
+fn pipeline(dir: &std::path::Path, sink: FileSinkConfig) -> Pipeline {
+    let config = PipelineConfig {
+        sink,
+        ..Default::default()
+    };
+    Pipeline::new(
+        config,
+        snapshot_handle(EnrichmentSnapshot::default()),
+        dir.join(LIVE),
+    )
+    .unwrap()
+}
+
+fn rotated_names(dir: &std::path::Path) -> Vec<String> {
+    list_shipping_order(&dir.join(LIVE))
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.rotated.is_some())
+        .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn sustained_writes_across_many_rotations_keep_every_line_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join(LIVE);
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 256 * 1024,
+            min_file_age: Duration::from_millis(100),
+            compress: true,
+            compress_grace: Duration::from_millis(300),
+            flush_interval: Duration::from_millis(20),
+            write_group_bytes: 8 * 1024,
+            max_backups: 100_000,
+            ..Default::default()
+        },
+    );
+    // About 20,000 lines/s for 2 s: one rotation per ~100 ms.
+    let total: u64 = 40_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (live, stop) = (live.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || follow(live, stop, total as usize, Duration::from_secs(30)))
+    };
+    let started = Instant::now();
+    for id in 0..total {
+        p.on_event(&numbered_event(id));
+        if id % 200 == 199 {
+            let due = started + Duration::from_micros(id * 50);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            p.flush_due(Instant::now());
+        }
+    }
+    p.flush();
+    stop.store(true, Ordering::Release);
+    let followed = follower.join().unwrap();
+    let c = p.counters();
+    assert_eq!(c.lines_written, total);
+    assert!(c.rotations >= 10, "only {} rotations", c.rotations);
+
+    // The tail reader saw every line exactly once, in order.
+    let followed_ids: Vec<u64> = followed.iter().map(|l| line_id(l)).collect();
+    assert_eq!(followed_ids.len() as u64, total, "tail reader line count");
+    assert!(
+        followed_ids.iter().copied().eq(0..total),
+        "tail reader order"
+    );
+
+    // Wait for every rotated file to be compressed (grace 300 ms), bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rotated_names(dir.path())
+        .iter()
+        .any(|n| !n.ends_with(".gz"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let names = rotated_names(dir.path());
+    assert_eq!(names.len() as u64, c.rotations);
+    assert!(names.iter().all(|n| n.ends_with(".gz")), "{names:?}");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(*name, rotated_file_name(LIVE, i as u64 + 1, true));
+    }
+
+    // All files together hold every line exactly once, in order.
+    let ids: Vec<u64> = whole_lines(&read_all_files(&live))
+        .iter()
+        .map(|l| line_id(l))
+        .collect();
+    assert_eq!(ids.len() as u64, total);
+    assert!(
+        ids.iter().copied().eq(0..total),
+        "files in shipping order hold the lines in order"
+    );
+}
+
+#[test]
+fn a_young_file_outgrows_its_limit_instead_of_rotating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 4096,
+            min_file_age: Duration::from_secs(3600),
+            write_group_bytes: 1024,
+            ..Default::default()
+        },
+    );
+    for id in 0..200 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    assert_eq!(p.counters().rotations, 0);
+    assert!(p.sink().live_size() > 4096 * 10);
+    assert!(rotated_names(dir.path()).is_empty());
+}
+
+#[test]
+fn the_sequence_continues_after_the_highest_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(rotated_file_name(LIVE, 41, true)), b"").unwrap();
+    std::fs::write(dir.path().join(rotated_file_name(LIVE, 7, false)), b"x\n").unwrap();
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 4096,
+            min_file_age: Duration::ZERO,
+            compress: false,
+            write_group_bytes: 1024,
+            ..Default::default()
+        },
+    );
+    assert_eq!(p.sink().next_seq(), 42);
+    for id in 0..40 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    assert!(p.counters().rotations >= 1);
+    assert!(dir.path().join(rotated_file_name(LIVE, 42, false)).exists());
+}
+
+#[test]
+fn pruning_keeps_the_newest_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 4096,
+            min_file_age: Duration::ZERO,
+            max_backups: 2,
+            compress: false,
+            write_group_bytes: 4096,
+            ..Default::default()
+        },
+    );
+    for id in 0..200 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    let rotations = p.counters().rotations;
+    assert!(rotations >= 4, "{rotations}");
+    let want = vec![
+        rotated_file_name(LIVE, rotations - 1, false),
+        rotated_file_name(LIVE, rotations, false),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rotated_names(dir.path()) != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rotated_names(dir.path()), want);
+    assert!(p.shared_stats().housekeeping.load().files_pruned >= rotations - 2);
+}
+
+#[test]
+fn compression_waits_for_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 4096,
+            min_file_age: Duration::ZERO,
+            compress: true,
+            compress_grace: Duration::from_millis(600),
+            write_group_bytes: 8192,
+            ..Default::default()
+        },
+    );
+    for id in 0..30 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    for id in 30..31 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    let plain = dir.path().join(rotated_file_name(LIVE, 1, false));
+    let gz = dir.path().join(rotated_file_name(LIVE, 1, true));
+    let original = std::fs::read(&plain)
+        .expect("rotated file present and uncompressed during the grace period");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        plain.exists() && !gz.exists(),
+        "compressed before the grace period"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gz.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!plain.exists());
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
+        &mut back,
+    )
+    .unwrap();
+    assert_eq!(back, original);
+    assert_eq!(p.shared_stats().housekeeping.load().files_compressed, 1);
+}
