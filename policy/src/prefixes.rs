@@ -45,7 +45,7 @@ impl PrefixUnion {
 
     /// Every emitted prefix with its canonical rule list (possibly empty, for an
     /// except that nothing else covers: the entry is what makes it deny).
-    pub(crate) fn build(self) -> BTreeMap<IpNet, Vec<Rule>> {
+    pub(crate) fn build(self, order: &RuleOrder) -> BTreeMap<IpNet, Vec<Rule>> {
         let mut lengths_v4 = BTreeSet::new();
         let mut lengths_v6 = BTreeSet::new();
         for net in self.by_prefix.keys() {
@@ -83,17 +83,38 @@ impl PrefixUnion {
                     }
                 }
             }
-            out.insert(x, canonical(rules));
+            out.insert(x, canonical(rules, order));
         }
         out
     }
 }
 
-/// Sorted by policy id then protocol and ports, without duplicates and without rules
-/// an earlier rule fully shadows (the lookup takes the first admitting rule, so a
+/// The order of rules in a list: by the policy rule they come from (node-local first,
+/// then namespace, name, direction, rule index), so the deciding rule of a verdict
+/// never depends on the order ids were handed out in.
+#[derive(Debug, Default)]
+pub(crate) struct RuleOrder {
+    rank: HashMap<u32, usize>,
+}
+
+impl RuleOrder {
+    /// `ids` in the order their rules should be tried.
+    pub(crate) fn new(ids: impl IntoIterator<Item = u32>) -> Self {
+        Self {
+            rank: ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect(),
+        }
+    }
+
+    fn rank(&self, id: u32) -> (usize, u32) {
+        (self.rank.get(&id).copied().unwrap_or(usize::MAX), id)
+    }
+}
+
+/// Sorted by `order` then protocol and ports, without duplicates and without rules an
+/// earlier rule fully shadows (the lookup takes the first admitting rule, so a
 /// shadowed rule never decides).
-pub(crate) fn canonical(mut rules: Vec<Rule>) -> Vec<Rule> {
-    rules.sort_unstable_by_key(|r| (r.policy_id, r.protocol, r.port_min, r.port_max));
+pub(crate) fn canonical(mut rules: Vec<Rule>, order: &RuleOrder) -> Vec<Rule> {
+    rules.sort_unstable_by_key(|r| (order.rank(r.policy_id), r.protocol, r.port_min, r.port_max));
     rules.dedup();
     let mut out: Vec<Rule> = Vec::with_capacity(rules.len());
     for r in rules {
@@ -133,7 +154,7 @@ mod tests {
         let mut u = PrefixUnion::default();
         u.add(net("10.0.0.0/8"), &[rule(PROTO_TCP, 80, 80, 2)]);
         u.add(net("10.1.0.5/32"), &[rule(PROTO_UDP, 53, 53, 3)]);
-        let out = u.build();
+        let out = u.build(&RuleOrder::default());
         assert_eq!(out[&net("10.0.0.0/8")], vec![rule(PROTO_TCP, 80, 80, 2)]);
         assert_eq!(
             out[&net("10.1.0.5/32")],
@@ -150,7 +171,7 @@ mod tests {
             &[rule(PROTO_TCP, 80, 80, 2)],
         );
         u.add(net("10.0.0.0/8"), &[rule(PROTO_TCP, 81, 81, 3)]);
-        let out = u.build();
+        let out = u.build(&RuleOrder::default());
         assert_eq!(out[&net("10.1.0.0/16")], vec![rule(PROTO_TCP, 81, 81, 3)]);
         assert_eq!(out[&net("10.0.0.0/8")].len(), 2);
     }
@@ -163,20 +184,42 @@ mod tests {
             &[net("10.1.0.0/16")],
             &[rule(PROTO_TCP, 80, 80, 2)],
         );
-        assert_eq!(u.build()[&net("10.1.0.0/16")], Vec::<Rule>::new());
+        assert_eq!(
+            u.build(&RuleOrder::default())[&net("10.1.0.0/16")],
+            Vec::<Rule>::new()
+        );
     }
 
     #[test]
     fn canonical_drops_duplicates_and_shadowed_rules() {
         let any = rule(PROTO_ANY, 0, u16::MAX, 2);
-        let out = canonical(vec![
-            rule(PROTO_TCP, 80, 80, 3),
-            any,
-            any,
-            rule(PROTO_TCP, 80, 80, 2),
-        ]);
+        let out = canonical(
+            vec![
+                rule(PROTO_TCP, 80, 80, 3),
+                any,
+                any,
+                rule(PROTO_TCP, 80, 80, 2),
+            ],
+            &RuleOrder::default(),
+        );
         assert_eq!(out, vec![any]);
-        let out = canonical(vec![rule(PROTO_TCP, 80, 90, 2), rule(PROTO_TCP, 85, 95, 2)]);
+        let out = canonical(
+            vec![rule(PROTO_TCP, 80, 90, 2), rule(PROTO_TCP, 85, 95, 2)],
+            &RuleOrder::default(),
+        );
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn rule_order_follows_the_given_ranking_not_the_ids() {
+        let order = RuleOrder::new([9, 3]);
+        let out = canonical(
+            vec![rule(PROTO_TCP, 80, 80, 3), rule(PROTO_UDP, 80, 80, 9)],
+            &order,
+        );
+        assert_eq!(
+            out.iter().map(|r| r.policy_id).collect::<Vec<_>>(),
+            vec![9, 3]
+        );
     }
 }

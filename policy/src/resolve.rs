@@ -17,7 +17,7 @@ use crate::model::{
     ClusterState, Direction, IpBlock, Labels, NetworkPolicy, Peer, Pod, PodRef, PolicyRef, PortRef,
     Protocol,
 };
-use crate::prefixes::PrefixUnion;
+use crate::prefixes::{PrefixUnion, RuleOrder};
 
 /// `NETWORK_POLICY_ENFORCING_MODE` as the EKS guide describes it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -185,12 +185,21 @@ impl Resolver {
             }
         }
         self.ids.retain(&table);
-        let index = ClusterIndex::new(state);
-        let mut compiled = HashMap::new();
-        let mut out = Resolved {
-            table,
-            ..Resolved::default()
+        let mut by_rule: Vec<(&RuleRef, u32)> = table.iter().map(|(id, r)| (r, id)).collect();
+        by_rule.sort();
+        let order = RuleOrder::new(
+            std::iter::once(NODE_LOCAL_POLICY_ID).chain(by_rule.into_iter().map(|(_, id)| id)),
+        );
+        let mut pass = Pass {
+            index: ClusterIndex::new(state),
+            compiled: HashMap::new(),
+            ids: &mut self.ids,
+            table: &table,
+            order: &order,
+            options,
+            unenforceable: Vec::new(),
         };
+        let mut pods = BTreeMap::new();
         for pod in state.pods.values() {
             if pod.host_network || pod.node_name.as_deref() != Some(options.node_name.as_str()) {
                 continue;
@@ -210,33 +219,34 @@ impl Resolver {
                 egress: DirectionRules::allow(),
             };
             for direction in Direction::BOTH {
-                let rules = self.direction_rules(
-                    &index,
-                    &mut compiled,
-                    &out.table,
-                    pod,
-                    direction,
-                    options,
-                    &mut out.unenforceable,
-                );
-                *resolved.direction_mut(direction) = rules;
+                *resolved.direction_mut(direction) = pass.direction_rules(pod, direction);
             }
-            out.pods.insert(pod.key(), resolved);
+            pods.insert(pod.key(), resolved);
         }
-        out
+        let unenforceable = pass.unenforceable;
+        Resolved {
+            pods,
+            table,
+            unenforceable,
+        }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn direction_rules<'s>(
-        &mut self,
-        index: &ClusterIndex<'s>,
-        compiled: &mut HashMap<(PolicyRef, Direction), Vec<CompiledRule<'s>>>,
-        table: &PolicyTable,
-        pod: &Pod,
-        direction: Direction,
-        options: &ResolveOptions,
-        unenforceable: &mut Vec<Unenforceable>,
-    ) -> DirectionRules {
+/// The state of one resolution.
+struct Pass<'s, 'a> {
+    index: ClusterIndex<'s>,
+    /// Policies already compiled for a direction (each is compiled at most once).
+    compiled: HashMap<(PolicyRef, Direction), Vec<CompiledRule<'s>>>,
+    ids: &'a mut PolicyIdAllocator,
+    table: &'a PolicyTable,
+    order: &'a RuleOrder,
+    options: &'a ResolveOptions,
+    unenforceable: Vec<Unenforceable>,
+}
+
+impl Pass<'_, '_> {
+    fn direction_rules(&mut self, pod: &Pod, direction: Direction) -> DirectionRules {
+        let (index, options) = (&self.index, self.options);
         let selecting: Vec<&NetworkPolicy> = index
             .policies_by_ns
             .get(pod.namespace.as_str())
@@ -252,9 +262,10 @@ impl Resolver {
         }
         let mut union = PrefixUnion::default();
         for policy in &selecting {
-            let rules = compiled
+            let rules = self
+                .compiled
                 .entry((policy.key(), direction))
-                .or_insert_with(|| compile_policy(index, policy, direction, &mut self.ids));
+                .or_insert_with(|| compile_policy(index, policy, direction, self.ids));
             for rule in rules.iter() {
                 add_rule(&mut union, index, rule, pod, direction);
             }
@@ -269,11 +280,11 @@ impl Resolver {
         for addr in &options.node_addresses {
             union.add(IpNet::from(*addr), &[node_local]);
         }
-        let entries = union.build();
+        let entries = union.build(self.order);
         let isolating: Vec<PolicyRef> = selecting.iter().map(|p| p.key()).collect();
         if let Some((prefix, list)) = entries.iter().find(|(_, l)| l.len() > MAX_RULES_PER_LIST) {
-            let rule = table.rule(list[MAX_RULES_PER_LIST].policy_id).cloned();
-            unenforceable.push(Unenforceable {
+            let rule = self.table.rule(list[MAX_RULES_PER_LIST].policy_id).cloned();
+            self.unenforceable.push(Unenforceable {
                 pod: pod.key(),
                 direction,
                 prefix: *prefix,
