@@ -25,6 +25,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Conntrack LRU entries (the incumbent's `--conntrack-cache-table-size`).
     pub conntrack_entries: u32,
+    /// DENY folds the kernel can hold; past it DENY events go out unfolded.
+    pub fold_entries: u32,
     pub attach_mode: AttachMode,
     pub settings: Settings,
 }
@@ -35,6 +37,7 @@ impl Default for LoadOptions {
             pins: PinLayout::default(),
             ring_bytes: 1 << 20,
             conntrack_entries: 512 * 1024,
+            fold_entries: 65536,
             attach_mode: AttachMode::Auto,
             settings: Settings {
                 fold_window_ns: 1_000_000_000,
@@ -71,6 +74,7 @@ impl Datapath {
             .default_map_pin_directory(&maps_dir)
             .map_max_entries(map_names::EVENTS, opts.ring_bytes)
             .map_max_entries(map_names::CONNTRACK, opts.conntrack_entries)
+            .map_max_entries(map_names::FOLDS, opts.fold_entries)
             .load(EBPF_OBJECT)
             .map_err(|e| DatapathError::Load(Box::new(e)))?;
         for name in [

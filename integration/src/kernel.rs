@@ -17,7 +17,8 @@ pub const ACT_DROP: i32 = 2;
 pub struct KernelFixture {
     // Field order is drop order: the datapath goes before we leave the namespace.
     pub dp: Option<Datapath>,
-    pub reader: EventReader,
+    /// Taken by tests that read from another thread.
+    pub reader: Option<EventReader>,
     pins_root: std::path::PathBuf,
     _entered: NsEntered,
     pub ns: NetNs,
@@ -30,11 +31,12 @@ pub struct FixtureOptions {
     pub fold_window: Duration,
     pub event_scope: u8,
     pub wakeup_threshold_bytes: u64,
+    pub fold_entries: u32,
 }
 
 impl Default for FixtureOptions {
     fn default() -> Self {
-        Self { ring_bytes: 1 << 20, fold_window: Duration::ZERO, event_scope: EVENT_SCOPE_ALL, wakeup_threshold_bytes: 0 }
+        Self { ring_bytes: 1 << 20, fold_window: Duration::ZERO, event_scope: EVENT_SCOPE_ALL, wakeup_threshold_bytes: 0, fold_entries: 4096 }
     }
 }
 
@@ -59,6 +61,7 @@ impl KernelFixture {
             pins: PinLayout::new(&pins_root),
             ring_bytes: opts.ring_bytes,
             conntrack_entries: 4096,
+            fold_entries: opts.fold_entries,
             settings: Settings {
                 fold_window_ns: opts.fold_window.as_nanos() as u64,
                 wakeup_threshold_bytes: opts.wakeup_threshold_bytes,
@@ -69,7 +72,7 @@ impl KernelFixture {
         };
         let mut dp = Datapath::load(&load).expect("load datapath");
         let reader = dp.take_event_reader().expect("event reader");
-        Self { dp: Some(dp), reader, pins_root, _entered: entered, ns, next_list: 1 }
+        Self { dp: Some(dp), reader: Some(reader), pins_root, _entered: entered, ns, next_list: 1 }
     }
 
     pub fn dp(&mut self) -> &mut Datapath {
@@ -140,7 +143,7 @@ impl KernelFixture {
     /// Every event pending in the ring.
     pub fn events(&mut self) -> Vec<FlowEvent> {
         let mut out = Vec::new();
-        self.reader.drain(usize::MAX, |e| out.push(*e));
+        self.reader.as_mut().expect("reader not taken").drain(usize::MAX, |e| out.push(*e));
         out
     }
 
