@@ -66,6 +66,8 @@ pub struct ShipperConfig {
     pub checkpoint_path: Option<PathBuf>,
     /// fsync the checkpoint (and its directory) on each update.
     pub checkpoint_fsync: bool,
+    /// Fixed credentials instead of the default chain (tests, local endpoints).
+    pub credentials: Option<aws_sdk_cloudwatchlogs::config::Credentials>,
 }
 
 impl ShipperConfig {
@@ -98,6 +100,7 @@ impl ShipperConfig {
             shutdown_grace: Duration::from_secs(10),
             checkpoint_path: None,
             checkpoint_fsync: true,
+            credentials: None,
         }
     }
 

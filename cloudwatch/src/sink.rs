@@ -85,6 +85,9 @@ impl CloudWatchSink {
         if let Some(region) = &config.region {
             loader = loader.region(Region::new(region.clone()));
         }
+        if let Some(creds) = &config.credentials {
+            loader = loader.credentials_provider(creds.clone());
+        }
         if let Some(url) = &config.endpoint_url {
             loader = loader.endpoint_url(url.clone());
         }
