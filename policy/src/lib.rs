@@ -5,6 +5,7 @@
 //! `ids::PolicyTable`; `plan::Planner` turns successive results into ordered
 //! `plan::MapOp`s; `maps::MapModel` applies them in memory (tests, evaluators).
 
+mod compile;
 pub mod error;
 pub mod ids;
 pub mod load;

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use datapath_common::{
     FAMILY_IPV4, FAMILY_IPV6, MAX_RULES_PER_LIST, POD_HAS_IPV4, POD_HAS_IPV6,
@@ -96,8 +97,14 @@ pub fn initial_pod_record(mode: EnforcingMode) -> PodRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Programmed {
     record: PodRecord,
-    /// Per direction (ingress, egress): prefix -> rule list content.
-    entries: [BTreeMap<IpNet, Vec<Rule>>; 2],
+    /// The resolution programmed: its entries are what the maps hold.
+    source: Arc<ResolvedPod>,
+}
+
+impl Programmed {
+    fn entries(&self, direction: Direction) -> &BTreeMap<IpNet, Vec<Rule>> {
+        &self.source.direction(direction).entries
+    }
 }
 
 fn dir_index(direction: Direction) -> usize {
@@ -178,7 +185,7 @@ impl Planner {
         ops
     }
 
-    fn plan_pod(&mut self, pod: &PodRef, want: &ResolvedPod, phases: &mut Phases) {
+    fn plan_pod(&mut self, pod: &PodRef, want: &Arc<ResolvedPod>, phases: &mut Phases) {
         let want_entries = [&want.ingress.entries, &want.egress.entries];
         let mut addr_flags = 0;
         let mut ipv4 = [0u8; 4];
@@ -192,6 +199,13 @@ impl Planner {
             ipv6 = v6.octets();
         }
         let states = [want.ingress.state, want.egress.state];
+        if self
+            .pods
+            .get(pod)
+            .is_some_and(|old| Arc::ptr_eq(&old.source, want))
+        {
+            return;
+        }
         let Some(old) = self.pods.get(pod).cloned() else {
             let set = self.fresh_set();
             for direction in Direction::BOTH {
@@ -213,9 +227,8 @@ impl Planner {
                 pod: pod.clone(),
                 record,
             });
-            let entries = [want.ingress.entries.clone(), want.egress.entries.clone()];
-            self.pods
-                .insert(pod.clone(), Programmed { record, entries });
+            let source = Arc::clone(want);
+            self.pods.insert(pod.clone(), Programmed { record, source });
             return;
         };
         let mut record = old.record;
@@ -224,8 +237,19 @@ impl Planner {
         record.addr_flags = addr_flags;
         record.ipv4 = ipv4;
         record.ipv6 = ipv6;
-        let same_entries = old.entries[0] == *want_entries[0] && old.entries[1] == *want_entries[1];
+        let old_entries = [
+            old.entries(Direction::Ingress),
+            old.entries(Direction::Egress),
+        ];
+        let same_entries = old_entries[0] == want_entries[0] && old_entries[1] == want_entries[1];
         if same_entries && record == old.record {
+            self.pods.insert(
+                pod.clone(),
+                Programmed {
+                    record,
+                    source: Arc::clone(want),
+                },
+            );
             return;
         }
         record.generation = old.record.generation.wrapping_add(1);
@@ -235,13 +259,13 @@ impl Planner {
             let i = dir_index(*d);
             old_states[i] != applied
                 || states[i] != PodState::PoliciesApplied
-                || changes_are_disjoint(&old.entries[i], want_entries[i])
+                || changes_are_disjoint(old_entries[i], want_entries[i])
         });
         if in_place {
             let set = old.record.policy_set;
             for direction in Direction::BOTH {
                 let i = dir_index(direction);
-                let (old_e, new_e) = (&old.entries[i], want_entries[i]);
+                let (old_e, new_e) = (old_entries[i], want_entries[i]);
                 for (net, rules) in new_e {
                     if old_e.get(net) != Some(rules) {
                         self.put_entry(set, direction, *net, rules, &mut phases.writes);
@@ -281,14 +305,13 @@ impl Planner {
             self.delete_all_entries(&old, phases);
             self.live_sets.remove(&old.record.policy_set);
         }
-        let entries = [want.ingress.entries.clone(), want.egress.entries.clone()];
-        self.pods
-            .insert(pod.clone(), Programmed { record, entries });
+        let source = Arc::clone(want);
+        self.pods.insert(pod.clone(), Programmed { record, source });
     }
 
     fn delete_all_entries(&mut self, old: &Programmed, phases: &mut Phases) {
         for direction in Direction::BOTH {
-            for (net, rules) in &old.entries[dir_index(direction)] {
+            for (net, rules) in old.entries(direction) {
                 let (key, prefix_len) = policy_key(old.record.policy_set, direction, *net);
                 phases
                     .late_deletes

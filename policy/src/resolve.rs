@@ -1,23 +1,27 @@
 //! From a `ClusterState` to what this node's datapath must hold: for every local pod
 //! and direction, its state, its LPM entries (prefix -> rules, each rule tagged with
 //! its policy id) and the policies that isolate it, plus the policy-id table.
+//!
+//! A `Resolver` keeps what it computed: on the next call it compares the new cluster
+//! state with the previous one and recomputes only the local pods a change can
+//! affect (pods in a namespace whose policies changed, changed local pods, and local
+//! pods whose policies' peer sets may hold a changed pod before or after the change).
+//! A namespace change or new options recompute everything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use datapath_common::{
-    MAX_RULES_PER_LIST, PROTO_ANY, Rule, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY,
-    STATE_POLICIES_APPLIED,
+    MAX_RULES_PER_LIST, Rule, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY, STATE_POLICIES_APPLIED,
 };
 use ipnet::IpNet;
 
+use crate::compile::{ClusterIndex, CompiledCache, PodPass, policy_may_involve};
 use crate::ids::{NODE_LOCAL_POLICY_ID, PolicyIdAllocator, PolicyTable, RuleRef};
-use crate::model::{
-    ClusterState, Direction, IpBlock, Labels, NetworkPolicy, Peer, Pod, PodRef, PolicyRef, PortRef,
-    Protocol,
-};
-use crate::prefixes::{PrefixUnion, RuleOrder};
+use crate::model::{ClusterState, Direction, Namespace, NetworkPolicy, Pod, PodRef, PolicyRef};
+use crate::prefixes::RuleOrder;
 
 /// `NETWORK_POLICY_ENFORCING_MODE` as the EKS guide describes it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,7 +75,7 @@ pub struct DirectionRules {
 }
 
 impl DirectionRules {
-    fn allow() -> Self {
+    pub(crate) fn allow() -> Self {
         Self {
             state: PodState::DefaultAllow,
             entries: BTreeMap::new(),
@@ -96,13 +100,6 @@ impl ResolvedPod {
         match direction {
             Direction::Ingress => &self.ingress,
             Direction::Egress => &self.egress,
-        }
-    }
-
-    fn direction_mut(&mut self, direction: Direction) -> &mut DirectionRules {
-        match direction {
-            Direction::Ingress => &mut self.ingress,
-            Direction::Egress => &mut self.egress,
         }
     }
 }
@@ -134,12 +131,13 @@ impl fmt::Display for Unenforceable {
     }
 }
 
-/// The outcome of one resolution.
+/// The outcome of one resolution. Pods that did not change between two resolutions
+/// by the same `Resolver` share the same `Arc`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resolved {
     /// Pods on this node that are not host-network.
-    pub pods: BTreeMap<PodRef, ResolvedPod>,
-    pub table: PolicyTable,
+    pub pods: BTreeMap<PodRef, Arc<ResolvedPod>>,
+    pub table: Arc<PolicyTable>,
     pub unenforceable: Vec<Unenforceable>,
 }
 
@@ -153,15 +151,76 @@ impl Resolved {
     }
 }
 
-/// Resolves repeatedly, keeping policy ids stable between calls.
-#[derive(Clone, Debug, Default)]
-pub struct Resolver {
-    ids: PolicyIdAllocator,
-}
-
-/// Resolve once with a fresh id allocator (see `Resolver` to keep ids across calls).
+/// Resolve once with a fresh resolver (see `Resolver` to keep ids and work across
+/// calls).
 pub fn resolve(state: &ClusterState, options: &ResolveOptions) -> Resolved {
     Resolver::new().resolve(state, options)
+}
+
+/// What the previous resolution saw and produced.
+#[derive(Debug, Default)]
+struct Memory {
+    options: ResolveOptions,
+    namespaces: BTreeMap<String, Namespace>,
+    pods: BTreeMap<PodRef, Pod>,
+    policies: BTreeMap<PolicyRef, NetworkPolicy>,
+    compiled: CompiledCache,
+    table: Arc<PolicyTable>,
+    order: Arc<RuleOrder>,
+    results: BTreeMap<PodRef, Arc<ResolvedPod>>,
+    unenforceable: BTreeMap<PodRef, Vec<Unenforceable>>,
+}
+
+/// Resolves repeatedly, keeping policy ids stable and reusing unaffected results.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    ids: PolicyIdAllocator,
+    memory: Option<Memory>,
+}
+
+/// Keys whose values differ between two sorted maps (added, removed or changed).
+fn changed_keys<'a, K: Ord + Clone, V: PartialEq>(
+    old: &'a BTreeMap<K, V>,
+    new: &'a BTreeMap<K, V>,
+) -> Vec<K> {
+    let mut out = Vec::new();
+    let mut a = old.iter().peekable();
+    let mut b = new.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((ka, _)), None) => {
+                out.push((*ka).clone());
+                a.next();
+            }
+            (None, Some((kb, _))) => {
+                out.push((*kb).clone());
+                b.next();
+            }
+            (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                std::cmp::Ordering::Less => {
+                    out.push((*ka).clone());
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push((*kb).clone());
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if va != vb {
+                        out.push((*ka).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+fn is_local(pod: &Pod, options: &ResolveOptions) -> bool {
+    !pod.host_network && pod.node_name.as_deref() == Some(options.node_name.as_str())
 }
 
 impl Resolver {
@@ -169,8 +228,146 @@ impl Resolver {
         Self::default()
     }
 
-    /// Compute every local pod's rules.
+    /// Compute every local pod's rules, reusing what the last call computed for pods
+    /// the changes since cannot affect.
     pub fn resolve(&mut self, state: &ClusterState, options: &ResolveOptions) -> Resolved {
+        let reusable = self
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.options == *options && m.namespaces == state.namespaces);
+        let mut memory = match self.memory.take() {
+            Some(m) if reusable => m,
+            _ => Memory {
+                options: options.clone(),
+                namespaces: state.namespaces.clone(),
+                ..Memory::default()
+            },
+        };
+        let first =
+            memory.pods.is_empty() && memory.policies.is_empty() && memory.results.is_empty();
+        let mut dirty: BTreeSet<PodRef> = BTreeSet::new();
+        let mut dirty_namespaces: BTreeSet<String> = BTreeSet::new();
+
+        let changed_policies = changed_keys(&memory.policies, &state.policies);
+        for key in &changed_policies {
+            memory.compiled.retain(|(p, _), _| p != key);
+            dirty_namespaces.insert(key.namespace.clone());
+            match state.policies.get(key) {
+                Some(p) => memory.policies.insert(key.clone(), p.clone()),
+                None => memory.policies.remove(key),
+            };
+        }
+        if !changed_policies.is_empty() || first {
+            let (table, order) = self.policy_table(state);
+            memory.table = Arc::new(table);
+            memory.order = Arc::new(order);
+        }
+
+        for key in changed_keys(&memory.pods, &state.pods) {
+            let old = memory.pods.remove(&key);
+            let new = state.pods.get(&key);
+            for version in old.iter().chain(new) {
+                if is_local(version, options) {
+                    dirty.insert(key.clone());
+                }
+                let ns_labels = state.namespace_labels(&version.namespace);
+                memory.compiled.retain(|(p, d), _| {
+                    state
+                        .policies
+                        .get(p)
+                        .is_none_or(|policy| !policy_may_involve(policy, *d, version, &ns_labels))
+                });
+                for (local, result) in &memory.results {
+                    let involved = Direction::BOTH.iter().any(|d| {
+                        result.direction(*d).isolating.iter().any(|p| {
+                            state.policies.get(p).is_none_or(|policy| {
+                                policy_may_involve(policy, *d, version, &ns_labels)
+                            })
+                        })
+                    });
+                    if involved {
+                        dirty.insert(local.clone());
+                    }
+                }
+            }
+            if let Some(new) = new {
+                memory.pods.insert(key, new.clone());
+            }
+        }
+
+        // Drop results of pods that are gone or no longer local.
+        memory
+            .results
+            .retain(|key, _| state.pods.get(key).is_some_and(|p| is_local(p, options)));
+        memory
+            .unenforceable
+            .retain(|key, _| memory.results.contains_key(key) || dirty.contains(key));
+        for pod in state.pods.values() {
+            if is_local(pod, options)
+                && (first
+                    || dirty_namespaces.contains(&pod.namespace)
+                    || !memory.results.contains_key(&pod.key()))
+            {
+                dirty.insert(pod.key());
+            }
+        }
+        dirty.retain(|key| state.pods.get(key).is_some_and(|p| is_local(p, options)));
+
+        if !dirty.is_empty() {
+            let index = ClusterIndex::new(state);
+            let mut pass = PodPass {
+                index: &index,
+                compiled: &mut memory.compiled,
+                ids: &mut self.ids,
+                table: &memory.table,
+                order: &memory.order,
+                options,
+            };
+            for key in &dirty {
+                let Some(pod) = state.pods.get(key) else {
+                    continue;
+                };
+                let (ingress, ingress_report) = pass.direction_rules(pod, Direction::Ingress);
+                let (egress, egress_report) = pass.direction_rules(pod, Direction::Egress);
+                let resolved = ResolvedPod {
+                    pod: key.clone(),
+                    ipv4: pod.ips.iter().find_map(|ip| match ip {
+                        IpAddr::V4(v4) => Some(*v4),
+                        IpAddr::V6(_) => None,
+                    }),
+                    ipv6: pod.ips.iter().find_map(|ip| match ip {
+                        IpAddr::V6(v6) => Some(*v6),
+                        IpAddr::V4(_) => None,
+                    }),
+                    interface: pod.interface.clone(),
+                    ingress,
+                    egress,
+                };
+                // Keep the old Arc when nothing changed, so the planner skips the pod at once.
+                let unchanged = memory.results.get(key).is_some_and(|old| **old == resolved);
+                if !unchanged {
+                    memory.results.insert(key.clone(), Arc::new(resolved));
+                }
+                let reports: Vec<Unenforceable> =
+                    ingress_report.into_iter().chain(egress_report).collect();
+                if reports.is_empty() {
+                    memory.unenforceable.remove(key);
+                } else {
+                    memory.unenforceable.insert(key.clone(), reports);
+                }
+            }
+        }
+        let out = Resolved {
+            pods: memory.results.clone(),
+            table: Arc::clone(&memory.table),
+            unenforceable: memory.unenforceable.values().flatten().cloned().collect(),
+        };
+        self.memory = Some(memory);
+        out
+    }
+
+    /// Ids for every rule of every policy, and the order rules take in a list.
+    fn policy_table(&mut self, state: &ClusterState) -> (PolicyTable, RuleOrder) {
         let mut table = PolicyTable::default();
         for policy in state.policies.values() {
             for direction in Direction::BOTH {
@@ -190,363 +387,19 @@ impl Resolver {
         let order = RuleOrder::new(
             std::iter::once(NODE_LOCAL_POLICY_ID).chain(by_rule.into_iter().map(|(_, id)| id)),
         );
-        let mut pass = Pass {
-            index: ClusterIndex::new(state),
-            compiled: HashMap::new(),
-            ids: &mut self.ids,
-            table: &table,
-            order: &order,
-            options,
-            unenforceable: Vec::new(),
-        };
-        let mut pods = BTreeMap::new();
-        for pod in state.pods.values() {
-            if pod.host_network || pod.node_name.as_deref() != Some(options.node_name.as_str()) {
-                continue;
-            }
-            let mut resolved = ResolvedPod {
-                pod: pod.key(),
-                ipv4: pod.ips.iter().find_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                }),
-                ipv6: pod.ips.iter().find_map(|ip| match ip {
-                    IpAddr::V6(v6) => Some(*v6),
-                    IpAddr::V4(_) => None,
-                }),
-                interface: pod.interface.clone(),
-                ingress: DirectionRules::allow(),
-                egress: DirectionRules::allow(),
-            };
-            for direction in Direction::BOTH {
-                *resolved.direction_mut(direction) = pass.direction_rules(pod, direction);
-            }
-            pods.insert(pod.key(), resolved);
-        }
-        let unenforceable = pass.unenforceable;
-        Resolved {
-            pods,
-            table,
-            unenforceable,
-        }
+        (table, order)
     }
 }
 
-/// The state of one resolution.
-struct Pass<'s, 'a> {
-    index: ClusterIndex<'s>,
-    /// Policies already compiled for a direction (each is compiled at most once).
-    compiled: HashMap<(PolicyRef, Direction), Vec<CompiledRule<'s>>>,
-    ids: &'a mut PolicyIdAllocator,
-    table: &'a PolicyTable,
-    order: &'a RuleOrder,
-    options: &'a ResolveOptions,
-    unenforceable: Vec<Unenforceable>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Pass<'_, '_> {
-    fn direction_rules(&mut self, pod: &Pod, direction: Direction) -> DirectionRules {
-        let (index, options) = (&self.index, self.options);
-        let selecting: Vec<&NetworkPolicy> = index
-            .policies_by_ns
-            .get(pod.namespace.as_str())
-            .map(|ps| {
-                ps.iter()
-                    .copied()
-                    .filter(|p| p.affects(direction) && p.spec.pod_selector.matches(&pod.labels))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if selecting.is_empty() && options.mode == EnforcingMode::Standard {
-            return DirectionRules::allow();
-        }
-        let mut union = PrefixUnion::default();
-        for policy in &selecting {
-            let rules = self
-                .compiled
-                .entry((policy.key(), direction))
-                .or_insert_with(|| compile_policy(index, policy, direction, self.ids));
-            for rule in rules.iter() {
-                add_rule(&mut union, index, rule, pod, direction);
-            }
-        }
-        let node_local = Rule {
-            protocol: PROTO_ANY,
-            port_min: 0,
-            port_max: u16::MAX,
-            policy_id: NODE_LOCAL_POLICY_ID,
-            ..Rule::default()
-        };
-        for addr in &options.node_addresses {
-            union.add(IpNet::from(*addr), &[node_local]);
-        }
-        let entries = union.build(self.order);
-        let isolating: Vec<PolicyRef> = selecting.iter().map(|p| p.key()).collect();
-        if let Some((prefix, list)) = entries.iter().find(|(_, l)| l.len() > MAX_RULES_PER_LIST) {
-            let rule = self.table.rule(list[MAX_RULES_PER_LIST].policy_id).cloned();
-            self.unenforceable.push(Unenforceable {
-                pod: pod.key(),
-                direction,
-                prefix: *prefix,
-                rules: list.len(),
-                rule,
-            });
-            return DirectionRules {
-                state: PodState::DefaultDeny,
-                entries: BTreeMap::new(),
-                isolating,
-            };
-        }
-        DirectionRules {
-            state: PodState::PoliciesApplied,
-            entries,
-            isolating,
-        }
-    }
-}
-
-/// Lookups built once per resolution.
-struct ClusterIndex<'s> {
-    namespace_labels: BTreeMap<&'s str, Labels>,
-    /// Pods that may stand in peer sets, by namespace.
-    peers_by_ns: BTreeMap<&'s str, Vec<&'s Pod>>,
-    policies_by_ns: HashMap<&'s str, Vec<&'s NetworkPolicy>>,
-}
-
-impl<'s> ClusterIndex<'s> {
-    fn new(state: &'s ClusterState) -> Self {
-        let mut namespace_labels = BTreeMap::new();
-        let mut peers_by_ns: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
-        for ns in state.namespaces.keys() {
-            namespace_labels.insert(ns.as_str(), state.namespace_labels(ns));
-        }
-        for pod in state.pods.values() {
-            namespace_labels
-                .entry(pod.namespace.as_str())
-                .or_insert_with(|| state.namespace_labels(&pod.namespace));
-            if pod.in_peer_sets() {
-                peers_by_ns
-                    .entry(pod.namespace.as_str())
-                    .or_default()
-                    .push(pod);
-            }
-        }
-        let mut policies_by_ns: HashMap<&str, Vec<&NetworkPolicy>> = HashMap::new();
-        for p in state.policies.values() {
-            policies_by_ns
-                .entry(p.namespace.as_str())
-                .or_default()
-                .push(p);
-        }
-        Self {
-            namespace_labels,
-            peers_by_ns,
-            policies_by_ns,
-        }
-    }
-
-    fn all_peers(&self) -> impl Iterator<Item = &'s Pod> + '_ {
-        self.peers_by_ns.values().flatten().copied()
-    }
-}
-
-/// A port of a rule: known now, or a container-port name resolved per destination pod.
-#[derive(Clone, Debug)]
-enum CompiledPort {
-    Fixed { protocol: u8, min: u16, max: u16 },
-    Named { protocol: Protocol, name: String },
-}
-
-/// One rule with its peer set worked out (independent of the selected pod).
-#[derive(Clone, Debug)]
-struct CompiledRule<'s> {
-    id: u32,
-    pods: Vec<&'s Pod>,
-    blocks: Vec<IpBlock>,
-    ports: Vec<CompiledPort>,
-}
-
-fn compile_policy<'s>(
-    index: &ClusterIndex<'s>,
-    policy: &NetworkPolicy,
-    direction: Direction,
-    ids: &mut PolicyIdAllocator,
-) -> Vec<CompiledRule<'s>> {
-    policy
-        .rules(direction)
-        .iter()
-        .enumerate()
-        .map(|(rule_index, rule)| {
-            let id = ids.id(&RuleRef {
-                policy: policy.key(),
-                direction,
-                rule_index,
-            });
-            let mut pods: Vec<&Pod> = Vec::new();
-            let mut blocks = Vec::new();
-            if rule.peers.is_empty() {
-                for cidr in ["0.0.0.0/0", "::/0"] {
-                    if let Ok(cidr) = cidr.parse() {
-                        blocks.push(IpBlock {
-                            cidr,
-                            except: Vec::new(),
-                        });
-                    }
-                }
-            }
-            for peer in &rule.peers {
-                match peer {
-                    Peer::IpBlock(block) => blocks.push(block.clone()),
-                    Peer::Pods {
-                        pod_selector,
-                        namespace_selector,
-                    } => {
-                        let namespaces: Vec<&str> = match namespace_selector {
-                            Some(sel) => index
-                                .namespace_labels
-                                .iter()
-                                .filter(|(_, labels)| sel.matches(labels))
-                                .map(|(ns, _)| *ns)
-                                .collect(),
-                            None => vec![policy.namespace.as_str()],
-                        };
-                        for ns in namespaces {
-                            for p in index.peers_by_ns.get(ns).into_iter().flatten() {
-                                if pod_selector.as_ref().is_none_or(|s| s.matches(&p.labels)) {
-                                    pods.push(p);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            pods.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-            let ports = if rule.ports.is_empty() {
-                vec![CompiledPort::Fixed {
-                    protocol: PROTO_ANY,
-                    min: 0,
-                    max: u16::MAX,
-                }]
-            } else {
-                rule.ports
-                    .iter()
-                    .map(|p| match &p.port {
-                        None => CompiledPort::Fixed {
-                            protocol: p.protocol.number(),
-                            min: 0,
-                            max: u16::MAX,
-                        },
-                        Some(PortRef::Number(n)) => CompiledPort::Fixed {
-                            protocol: p.protocol.number(),
-                            min: *n,
-                            max: p.end_port.unwrap_or(*n),
-                        },
-                        Some(PortRef::Name(name)) => CompiledPort::Named {
-                            protocol: p.protocol,
-                            name: name.clone(),
-                        },
-                    })
-                    .collect()
-            };
-            CompiledRule {
-                id,
-                pods,
-                blocks,
-                ports,
-            }
-        })
-        .collect()
-}
-
-fn datapath_rule(id: u32, protocol: u8, min: u16, max: u16) -> Rule {
-    Rule {
-        protocol,
-        port_min: min,
-        port_max: max,
-        policy_id: id,
-        ..Rule::default()
-    }
-}
-
-/// The rules of `rule`'s ports whose destination is `dest`: fixed ports, plus named
-/// ports `dest` declares.
-fn rules_for_destination(rule: &CompiledRule<'_>, dest: &Pod) -> Vec<Rule> {
-    rule.ports
-        .iter()
-        .filter_map(|p| match p {
-            CompiledPort::Fixed { protocol, min, max } => {
-                Some(datapath_rule(rule.id, *protocol, *min, *max))
-            }
-            CompiledPort::Named { protocol, name } => dest
-                .named_port(name, *protocol)
-                .map(|n| datapath_rule(rule.id, protocol.number(), n, n)),
-        })
-        .collect()
-}
-
-fn add_rule(
-    union: &mut PrefixUnion,
-    index: &ClusterIndex<'_>,
-    rule: &CompiledRule<'_>,
-    pod: &Pod,
-    direction: Direction,
-) {
-    let has_named = rule
-        .ports
-        .iter()
-        .any(|p| matches!(p, CompiledPort::Named { .. }));
-    if direction == Direction::Ingress || !has_named {
-        // The destination is `pod` itself (ingress) or named ports play no part.
-        let rules = rules_for_destination(rule, pod);
-        if rules.is_empty() {
-            return;
-        }
-        for peer in &rule.pods {
-            for ip in &peer.ips {
-                union.add(IpNet::from(*ip), &rules);
-            }
-        }
-        for block in &rule.blocks {
-            union.add_with_except(block.cidr, &block.except, &rules);
-        }
-        return;
-    }
-    // Egress with named ports: the destination pod decides what the name means.
-    let fixed: Vec<Rule> = rule
-        .ports
-        .iter()
-        .filter_map(|p| match p {
-            CompiledPort::Fixed { protocol, min, max } => {
-                Some(datapath_rule(rule.id, *protocol, *min, *max))
-            }
-            CompiledPort::Named { .. } => None,
-        })
-        .collect();
-    for block in &rule.blocks {
-        if !fixed.is_empty() {
-            union.add_with_except(block.cidr, &block.except, &fixed);
-        }
-        for dest in index.all_peers() {
-            for ip in &dest.ips {
-                let inside =
-                    block.cidr.contains(ip) && !block.except.iter().any(|e| e.contains(ip));
-                if inside {
-                    let rules = rules_for_destination(rule, dest);
-                    if !rules.is_empty() {
-                        union.add(IpNet::from(*ip), &rules);
-                    }
-                }
-            }
-        }
-    }
-    for dest in &rule.pods {
-        let rules = rules_for_destination(rule, dest);
-        if rules.is_empty() {
-            continue;
-        }
-        for ip in &dest.ips {
-            union.add(IpNet::from(*ip), &rules);
-        }
+    #[test]
+    fn changed_keys_finds_added_removed_and_modified() {
+        let old: BTreeMap<u32, &str> = [(1, "a"), (2, "b"), (4, "d")].into();
+        let new: BTreeMap<u32, &str> = [(1, "a"), (2, "B"), (3, "c")].into();
+        assert_eq!(changed_keys(&old, &new), vec![2, 3, 4]);
+        assert!(changed_keys(&new, &new).is_empty());
     }
 }

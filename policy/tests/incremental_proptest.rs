@@ -232,7 +232,7 @@ fn run(family: Family, mode: EnforcingMode, changes: &[Change]) -> Result<(), Te
         let ops = planner.plan(&resolved);
         maps.apply(&ops)
             .map_err(|e| TestCaseError::fail(format!("{change:?}: {e}")))?;
-        table = resolved.table.clone();
+        table = (*resolved.table).clone();
 
         let scratch_resolved = Resolver::new().resolve(&state, &opts);
         let mut scratch = MapModel::new();
