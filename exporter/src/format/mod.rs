@@ -49,6 +49,47 @@ impl FlowScope {
     }
 }
 
+impl std::str::FromStr for LineFormat {
+    type Err = UnknownSetting;
+
+    /// `json` or `compat`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "compat" => Ok(Self::Compat),
+            _ => Err(UnknownSetting {
+                setting: "flow-log format",
+                expected: "json, compat",
+            }),
+        }
+    }
+}
+
+impl std::str::FromStr for FlowScope {
+    type Err = UnknownSetting;
+
+    /// `all`, `deny` or `none`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Self::All),
+            "deny" => Ok(Self::Deny),
+            "none" => Ok(Self::None),
+            _ => Err(UnknownSetting {
+                setting: "flow-log scope",
+                expected: "all, deny, none",
+            }),
+        }
+    }
+}
+
+/// A setting's text is not one of its words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {setting}; expected one of: {expected}")]
+pub struct UnknownSetting {
+    pub setting: &'static str,
+    pub expected: &'static str,
+}
+
 /// Formats events in one layout; keeps the timestamp cache between calls.
 #[derive(Debug, Clone, Default)]
 pub struct LineFormatter {
@@ -85,6 +126,14 @@ impl LineFormatter {
 mod tests {
     use super::*;
     use datapath_common::abi::VERDICT_DENY;
+
+    #[test]
+    fn settings_parse_from_their_words() {
+        assert_eq!("deny".parse::<FlowScope>(), Ok(FlowScope::Deny));
+        assert_eq!("compat".parse::<LineFormat>(), Ok(LineFormat::Compat));
+        assert!("DENY".parse::<FlowScope>().is_err());
+        assert!("text".parse::<LineFormat>().is_err());
+    }
 
     #[test]
     fn scope_admits_verdicts() {

@@ -65,7 +65,7 @@ pub fn push_ip(buf: &mut Vec<u8>, family: u8, bytes: &[u8; 16]) {
 #[inline]
 pub fn push_json_str(buf: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(bytes) {
         buf.extend_from_slice(bytes);
         return;
     }
@@ -85,6 +85,29 @@ pub fn push_json_str(buf: &mut Vec<u8>, text: &str) {
             _ => buf.push(b),
         }
     }
+}
+
+/// Whether any byte is a control character, `"` or `\\`; eight bytes at a time.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact for "some byte is below n" (n <= 128) and "some byte is zero".
+    let has_less = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH != 0;
+    let has_byte = |v: u64, b: u64| has_less(v ^ (ONES * b), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if has_less(v, 0x20) || has_byte(v, u64::from(b'"')) || has_byte(v, u64::from(b'\\')) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 #[cfg(test)]
@@ -143,6 +166,24 @@ mod tests {
         ] {
             let field = want.parse::<Ipv6Addr>().unwrap().octets();
             assert_eq!(text(|b| push_ip(b, FAMILY_IPV6, &field)), want);
+        }
+    }
+
+    #[test]
+    fn escape_detection_is_exact_at_every_position() {
+        for len in 0..20 {
+            for pos in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\'] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = special;
+                    assert!(needs_escape(&v), "len {len} pos {pos} byte {special}");
+                }
+                for plain in [0x20u8, b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+                    let mut v = vec![b'z'; len];
+                    v[pos] = plain;
+                    assert!(!needs_escape(&v), "len {len} pos {pos} byte {plain}");
+                }
+            }
         }
     }
 

@@ -209,7 +209,9 @@ impl State {
 }
 
 fn gzip_file(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut input = BufReader::with_capacity(256 * 1024, File::open(src)?);
+    let src_file = File::open(src)?;
+    let modified = src_file.metadata()?.modified()?;
+    let mut input = BufReader::with_capacity(256 * 1024, src_file);
     let out = OpenOptions::new()
         .write(true)
         .create(true)
@@ -223,5 +225,7 @@ fn gzip_file(src: &Path, dst: &Path) -> io::Result<()> {
     );
     io::copy(&mut input, &mut enc)?;
     let out = enc.finish()?.into_inner().map_err(|e| e.into_error())?;
+    // Keep the rotation time, so pruning by age counts from it, not from compression.
+    out.set_modified(modified)?;
     out.sync_all()
 }
