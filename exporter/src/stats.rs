@@ -10,9 +10,8 @@ use datapath_common::abi::{Counters, DIRECTION_EGRESS, DIRECTION_INGRESS, VERDIC
 /// Counts owned by the pipeline thread; a snapshot readable as a plain struct.
 ///
 /// After [`crate::pipeline::Pipeline::flush`], the accounting identity holds:
-/// `events_received = lines_written + lines_lost_no_space + lines_lost_write_error
-/// + events_filtered_scope`; events read from the ring are `events_received +
-/// events_lost_queue`.
+/// `events_received == lines_written + lines_lost_no_space + lines_lost_write_error + events_filtered_scope`;
+/// events read from the ring are `events_received + events_lost_queue`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PipelineCounters {
     /// Events handed to `on_event`.
