@@ -382,6 +382,8 @@ async fn handle(
         }
         Some(Fault::Slow(d)) => {
             let (resp, accepted) = forward_or_answer(&shared, parts, body).await?;
+            mark(true, accepted, false);
+            // Dropped here if the client gives up first: then it stays unanswered.
             tokio::time::sleep(d).await;
             mark(true, accepted, true);
             Ok(resp)
