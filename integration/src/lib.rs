@@ -4,3 +4,4 @@
 pub mod frames;
 pub mod gate;
 pub mod kernel;
+pub mod podnet;

@@ -9,5 +9,5 @@ mod netns;
 mod pod;
 
 pub use cmd::{NetlabError, ip, run};
-pub use netns::{NetNs, NsEntered, unique_name};
+pub use netns::{NetNs, NsEntered, enter_by_name, unique_name};
 pub use pod::{GATEWAY_V4, GATEWAY_V6, PodLink, PodSpec, prepare_node, wire_pod};

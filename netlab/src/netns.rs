@@ -94,12 +94,21 @@ impl NetNs {
     /// # Errors
     /// The namespace file cannot be opened or setns(2) failed.
     pub fn enter(&self) -> Result<NsEntered, NetlabError> {
-        let err = |source| NetlabError::Namespace { name: self.name.clone(), source };
-        let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
-        let target = File::open(format!("/var/run/netns/{}", self.name)).map_err(err)?;
-        setns(&target).map_err(err)?;
-        Ok(NsEntered { original })
+        enter_by_name(&self.name)
     }
+}
+
+/// Moves the calling thread into the named namespace (without owning it) until the
+/// guard drops.
+///
+/// # Errors
+/// The namespace file cannot be opened or setns(2) failed.
+pub fn enter_by_name(name: &str) -> Result<NsEntered, NetlabError> {
+    let err = |source| NetlabError::Namespace { name: name.to_string(), source };
+    let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
+    let target = File::open(format!("/var/run/netns/{name}")).map_err(err)?;
+    setns(&target).map_err(err)?;
+    Ok(NsEntered { original })
 }
 
 fn setns(file: &File) -> std::io::Result<()> {
