@@ -157,6 +157,11 @@ impl Proxy {
         self.shared.lock().script.extend(faults);
     }
 
+    /// Forgets the faults not applied yet.
+    pub fn clear_faults(&self) {
+        self.shared.lock().script.clear();
+    }
+
     /// Faults not applied yet.
     pub fn pending_faults(&self) -> usize {
         self.shared.lock().script.len()
