@@ -14,6 +14,12 @@ pub enum ExporterError {
         field: &'static str,
         reason: &'static str,
     },
+    /// The operational log would land in the flow-log file or be shipped with it.
+    #[error("operational log {operational_log} would mix with the flow log {flow_log}")]
+    OperationalLogCollides {
+        operational_log: PathBuf,
+        flow_log: PathBuf,
+    },
     /// The flow-log path has no file name (e.g. `/` or `..`).
     #[error("flow-log path {path} has no file name")]
     NoFileName { path: PathBuf },

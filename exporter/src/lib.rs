@@ -26,10 +26,27 @@ pub mod stats;
 pub mod telemetry;
 
 pub use pipeline::{Pipeline, PipelineConfig};
-pub use sink::{FileSinkConfig, list_shipping_order, parse_rotated_name};
+pub use sink::{
+    DEFAULT_FLOW_LOG_PATH, FileSinkConfig, ensure_operational_log_apart, list_shipping_order,
+    parse_rotated_name,
+};
 pub use stats::{KernelCounters, PipelineCounters, SharedStats};
 pub mod http;
 pub mod metrics;
 
 pub use http::{HttpConfig, HttpServers, Readiness};
 pub use metrics::Metrics;
+
+#[cfg(test)]
+mod tests {
+    /// The datapath creates the pipeline on one thread and may move it to its reader.
+    #[test]
+    fn pipeline_and_servers_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<crate::Pipeline>();
+        assert_send::<crate::HttpServers>();
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::SharedStats>();
+        assert_send_sync::<crate::Metrics>();
+    }
+}

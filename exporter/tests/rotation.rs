@@ -239,3 +239,31 @@ fn compression_waits_for_the_grace_period() {
     assert_eq!(back, original);
     assert_eq!(p.shared_stats().housekeeping.load().files_compressed, 1);
 }
+
+#[test]
+fn a_restart_compresses_leftover_rotated_files_and_removes_stale_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let leftover = dir.path().join(rotated_file_name(LIVE, 5, false));
+    std::fs::write(&leftover, b"old line\n").unwrap();
+    let stale = dir
+        .path()
+        .join(format!("{}.tmp", rotated_file_name(LIVE, 4, true)));
+    std::fs::write(&stale, b"half a gzip").unwrap();
+    let p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            compress: true,
+            compress_grace: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    assert!(!stale.exists(), "stale temporary removed at start-up");
+    let gz = dir.path().join(rotated_file_name(LIVE, 5, true));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (leftover.exists() || !gz.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!leftover.exists() && gz.exists());
+    assert_eq!(read_all_files(&dir.path().join(LIVE)), b"old line\n");
+    assert_eq!(p.sink().next_seq(), 6);
+}

@@ -1,7 +1,9 @@
 //! File-sink settings, with the incumbent's defaults, validated once at start-up.
 
+use std::path::Path;
 use std::time::Duration;
 
+use super::names::parse_rotated_name;
 use crate::error::ExporterError;
 
 /// Where flow lines go unless configured otherwise (the EKS guide's path).
@@ -79,9 +81,74 @@ impl FileSinkConfig {
     }
 }
 
+/// Refuses an operational-log path that would mix with flow lines: the flow-log
+/// file itself, or a file in its directory that the Fluent Bit glob of the EKS guide
+/// (`<live stem>*.log`) or the rotated-name contract would pick up.
+///
+/// # Errors
+/// [`ExporterError::OperationalLogCollides`] naming both paths.
+pub fn ensure_operational_log_apart(
+    operational_log: &Path,
+    flow_log: &Path,
+) -> Result<(), ExporterError> {
+    let collides = || ExporterError::OperationalLogCollides {
+        operational_log: operational_log.into(),
+        flow_log: flow_log.into(),
+    };
+    if operational_log == flow_log {
+        return Err(collides());
+    }
+    let (Some(op_dir), Some(op_name), Some(flow_dir), Some(flow_name)) = (
+        operational_log.parent(),
+        operational_log.file_name().and_then(|n| n.to_str()),
+        flow_log.parent(),
+        flow_log.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Ok(());
+    };
+    let same_dir = op_dir == flow_dir
+        || matches!((op_dir.canonicalize(), flow_dir.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if !same_dir {
+        return Ok(());
+    }
+    let stem = flow_name.strip_suffix(".log").unwrap_or(flow_name);
+    let glob_match = op_name.starts_with(stem) && op_name.ends_with(".log");
+    if op_name == flow_name || glob_match || parse_rotated_name(flow_name, op_name).is_some() {
+        return Err(collides());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operational_logs_may_not_share_the_flow_file_or_its_glob() {
+        let flow = Path::new("/var/log/aws-routed-eni/network-policy-agent.log");
+        for bad in [
+            "/var/log/aws-routed-eni/network-policy-agent.log",
+            "/var/log/aws-routed-eni/network-policy-agent-ops.log",
+            "/var/log/aws-routed-eni/network-policy-agent.log.00000003",
+        ] {
+            assert!(
+                matches!(
+                    ensure_operational_log_apart(Path::new(bad), flow),
+                    Err(ExporterError::OperationalLogCollides { .. })
+                ),
+                "{bad}"
+            );
+        }
+        for good in [
+            "/var/log/aws-routed-eni/netpol-agent-ops.log",
+            "/var/log/other/network-policy-agent-ops.log",
+        ] {
+            assert!(
+                ensure_operational_log_apart(Path::new(good), flow).is_ok(),
+                "{good}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_the_incumbents_and_valid() {

@@ -19,7 +19,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::config::FileSinkConfig;
-use super::names::{GZ_SUFFIX, list_shipping_order};
+use super::names::{GZ_SUFFIX, list_shipping_order, parse_rotated_name, split_live_path};
 use super::writer::FILE_MODE;
 use crate::stats::SharedStats;
 
@@ -93,6 +93,7 @@ struct State {
 
 impl State {
     fn adopt_leftovers(&mut self) {
+        self.remove_stale_temporaries();
         if !self.config.compress {
             return;
         }
@@ -102,6 +103,27 @@ impl State {
                 if f.rotated.is_some_and(|r| !r.compressed) {
                     self.pending.push_back((f.path, due));
                 }
+            }
+        }
+    }
+
+    /// Removes `<live>.<seq>.gz.tmp` files a crash left mid-compression.
+    fn remove_stale_temporaries(&self) {
+        let Ok((dir, live_name)) = split_live_path(&self.live_path) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name
+                .strip_suffix(".tmp")
+                .and_then(|n| parse_rotated_name(live_name, n))
+                .is_some_and(|r| r.compressed)
+            {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
     }

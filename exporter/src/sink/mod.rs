@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::FileSinkConfig;
+pub use config::{DEFAULT_FLOW_LOG_PATH, FileSinkConfig, ensure_operational_log_apart};
 pub use names::{
     RotatedName, ShippingFile, list_shipping_order, parse_rotated_name, rotated_file_name,
 };
