@@ -289,7 +289,8 @@ mod tests {
 
     #[test]
     fn invalid_names_and_limits_are_refused_with_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ShipperConfig)>)> = vec![
+        type Change = Box<dyn Fn(&mut ShipperConfig)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "log_group",
                 Box::new(|c| c.log_group = Some("bad group".into())),

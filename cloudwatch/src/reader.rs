@@ -277,6 +277,23 @@ impl LineReader {
         Ok(())
     }
 
+    /// Rotated files carry a counter that rises by one: a jump from the last file read
+    /// means files were deleted before they were read.
+    fn count_gap(&mut self, next: Option<u64>) {
+        if let (Some(next), Some(done)) = (next, self.done_through)
+            && next > done + 1
+        {
+            let missing = next - done - 1;
+            tracing::warn!(
+                dir = %self.dir.display(),
+                first_missing = done + 1,
+                missing,
+                "flow-log files rotated out before they were shipped: their lines are lost"
+            );
+            self.lost_files += missing;
+        }
+    }
+
     /// Opens the next file after `done_through`; false when there is none yet.
     fn advance(&mut self) -> Result<bool, ShipperError> {
         for _ in 0..MAX_TRANSITIONS_PER_CALL {
@@ -298,6 +315,7 @@ impl LineReader {
                         continue; // compressed meanwhile: list again
                     }
                     tracing::warn!(path = %entry.path.display(), "flow-log file rotated out before it was shipped: its lines are lost");
+                    self.count_gap(entry.seq);
                     self.lost_files += 1;
                     self.done_through = entry.seq.max(self.done_through);
                     continue;
@@ -312,6 +330,7 @@ impl LineReader {
                         self.done_through = Some(seq).max(self.done_through);
                         continue;
                     }
+                    self.count_gap(entry.seq);
                     self.current = Some(cur);
                     return Ok(true);
                 }
