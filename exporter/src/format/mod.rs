@@ -21,6 +21,7 @@ pub enum LineFormat {
     #[default]
     Json,
     /// The incumbent v1.3 layout: `Flow Info: …` text inside `msg`.
+    #[serde(alias = "compat-v1.3")]
     Compat,
 }
 
@@ -52,14 +53,14 @@ impl FlowScope {
 impl std::str::FromStr for LineFormat {
     type Err = UnknownSetting;
 
-    /// `json` or `compat`.
+    /// `json`, or `compat` (alias `compat-v1.3`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "json" => Ok(Self::Json),
-            "compat" => Ok(Self::Compat),
+            "compat" | "compat-v1.3" => Ok(Self::Compat),
             _ => Err(UnknownSetting {
                 setting: "flow-log format",
-                expected: "json, compat",
+                expected: "json, compat (compat-v1.3)",
             }),
         }
     }
@@ -131,6 +132,7 @@ mod tests {
     fn settings_parse_from_their_words() {
         assert_eq!("deny".parse::<FlowScope>(), Ok(FlowScope::Deny));
         assert_eq!("compat".parse::<LineFormat>(), Ok(LineFormat::Compat));
+        assert_eq!("compat-v1.3".parse::<LineFormat>(), Ok(LineFormat::Compat));
         assert!("DENY".parse::<FlowScope>().is_err());
         assert!("text".parse::<LineFormat>().is_err());
     }
