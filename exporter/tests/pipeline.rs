@@ -224,3 +224,68 @@ fn kernel_counters_are_published_for_metrics() {
     p.observe_kernel_counters(&k);
     assert_eq!(p.shared_stats().kernel.load(), k);
 }
+
+#[test]
+fn invalid_settings_and_paths_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = PipelineConfig {
+        sink: FileSinkConfig {
+            max_file_bytes: 10,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let err = Pipeline::new(
+        bad,
+        snapshot_handle(EnrichmentSnapshot::default()),
+        dir.path().join("f.log"),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        exporter::ExporterError::InvalidSinkConfig {
+            field: "max_file_bytes",
+            ..
+        }
+    ));
+    let err = Pipeline::new(
+        config(FlowScope::All),
+        snapshot_handle(EnrichmentSnapshot::default()),
+        "/",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, exporter::ExporterError::NoFileName { .. }),
+        "{err}"
+    );
+    // A regular file where the directory should be.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let err = Pipeline::new(
+        config(FlowScope::All),
+        snapshot_handle(EnrichmentSnapshot::default()),
+        blocker.join("f.log"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, exporter::ExporterError::Io { .. }), "{err}");
+}
+
+#[test]
+fn compat_format_is_wired_through_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("network-policy-agent.log");
+    let mut cfg = config(FlowScope::All);
+    cfg.format = exporter::LineFormat::Compat;
+    let mut p = Pipeline::new(cfg, snapshot_handle(EnrichmentSnapshot::default()), &path).unwrap();
+    p.set_clock(WallClock::fixed(1_685_462_731_573_000_000));
+    p.on_event(&numbered_event(1));
+    p.flush();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        concat!(
+            r#"{"level":"info","ts":"2023-05-30T16:05:32.573Z","logger":"ebpf-client","#,
+            r#""msg":"Flow Info: Src IP: 10.0.0.1 Src Port: 40000 Dest IP: 64.6.160.0 Dest Port: 443 Proto TCP Verdict DENY Direction egress, Tier NETWORK_POLICY"}"#,
+            "\n"
+        )
+    );
+}

@@ -77,6 +77,11 @@ impl LiveFile {
             };
         }
         if self.reserve {
+            // Re-read the size: an outside truncation (an operator, a copytruncate
+            // tool) must not make the reservation miss the real end of the file.
+            if let Ok(meta) = self.file.metadata() {
+                self.size = meta.len();
+            }
             match self.reserve_space(group.len()) {
                 Ok(()) => {}
                 Err(e) if is_no_space(&e) => {
