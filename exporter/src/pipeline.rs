@@ -62,6 +62,8 @@ pub struct Pipeline {
     counters: PipelineCounters,
     stats: Arc<SharedStats>,
     loss_watch: LossWatch,
+    /// The failure of the last write group, to log transitions only.
+    failing: Option<WriteFailure>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -117,6 +119,7 @@ impl Pipeline {
             counters: PipelineCounters::default(),
             stats,
             loss_watch: LossWatch::new(config.loss_warning_interval),
+            failing: None,
         })
     }
 
@@ -251,9 +254,29 @@ impl Pipeline {
                 }
             }
         }
+        self.log_transition(result.failure);
         self.buf.clear();
         self.line_ends.clear();
         self.first_pending_at = None;
+    }
+
+    /// One operational-log line when writes start failing (or fail differently) and
+    /// one when they succeed again; the loss counts follow in the periodic warning.
+    fn log_transition(&mut self, now: Option<WriteFailure>) {
+        if now == self.failing {
+            return;
+        }
+        let path = self.sink.path().display();
+        match now {
+            Some(WriteFailure::NoSpace) => {
+                tracing::warn!(path = %path, "flow-log disk full: dropping whole lines and counting them until space returns");
+            }
+            Some(WriteFailure::Io(kind)) => {
+                tracing::warn!(path = %path, error = %kind, "flow-log write failing: dropping whole lines and counting them");
+            }
+            None => tracing::info!(path = %path, "flow-log writes resumed"),
+        }
+        self.failing = now;
     }
 
     fn publish(&self) {
