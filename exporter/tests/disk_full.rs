@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{line_id, numbered_event, whole_lines};
 use exporter::{EnrichmentSnapshot, FileSinkConfig, Pipeline, PipelineConfig, snapshot_handle};
@@ -55,8 +58,35 @@ fn file_ids(path: &PathBuf) -> Vec<u64> {
     whole_lines(&bytes).iter().map(|l| line_id(l)).collect()
 }
 
+/// Operational-log lines captured from tracing.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 #[test]
 fn a_full_disk_loses_whole_counted_groups_and_recovers_when_space_returns() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let mount = TmpfsMount::new("256k");
     let filler = mount.path().join("filler");
     std::fs::write(&filler, vec![b'x'; 96 * 1024]).unwrap();
@@ -67,6 +97,7 @@ fn a_full_disk_loses_whole_counted_groups_and_recovers_when_space_returns() {
             compress: false,
             ..Default::default()
         },
+        loss_warning_interval: Duration::ZERO,
         ..Default::default()
     };
     let mut p = Pipeline::new(
@@ -88,6 +119,7 @@ fn a_full_disk_loses_whole_counted_groups_and_recovers_when_space_returns() {
         }
     }
     p.flush();
+    p.flush_due(Instant::now());
     let full = p.counters();
     assert_eq!(full.events_received, id);
     assert_eq!(
@@ -119,4 +151,18 @@ fn a_full_disk_loses_whole_counted_groups_and_recovers_when_space_returns() {
     assert_eq!(ids.len() as u64, after.lines_written);
     assert!(ids[ids.len() - 100..].iter().copied().eq(resumed_from..id));
     drop(p);
+
+    // The operational log told the story; none of it went into the flow file.
+    let text = logs.text();
+    assert!(text.contains("flow-log disk full"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "total_lost_disk_full={}",
+            full.lines_lost_no_space
+        )),
+        "{text}"
+    );
+    assert!(text.contains("flow-log writes resumed"), "{text}");
+    let flow = std::fs::read_to_string(&live).unwrap();
+    assert!(!flow.contains("disk full") && !flow.contains("resumed"));
 }
