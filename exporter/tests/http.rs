@@ -22,6 +22,63 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 #[tokio::test]
+async fn a_scrape_shows_what_the_pipeline_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = exporter::Pipeline::new(
+        exporter::PipelineConfig::default(),
+        exporter::snapshot_handle(exporter::EnrichmentSnapshot::default()),
+        dir.path().join("network-policy-agent.log"),
+    )
+    .unwrap();
+    for id in 0..10u64 {
+        p.on_event(&datapath_common::abi::FlowEvent {
+            verdict: (id % 2) as u8,
+            family: datapath_common::abi::FAMILY_IPV4,
+            ..Default::default()
+        });
+    }
+    p.flush();
+    let bytes = std::fs::metadata(dir.path().join("network-policy-agent.log"))
+        .unwrap()
+        .len();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let servers = HttpServers::bind(
+        &HttpConfig {
+            metrics_addr: local,
+            health_addr: local,
+        },
+        Arc::new(Metrics::new(p.shared_stats())),
+        Readiness::default(),
+    )
+    .await
+    .unwrap();
+    let addr = servers.metrics_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(servers.serve(async {
+        let _ = stop_rx.await;
+    }));
+    let (_, body) = get(addr, "/metrics").await;
+    for line in [
+        "network_policy_flow_log_lines_written_total 10".to_owned(),
+        format!("network_policy_flow_log_bytes_written_total {bytes}"),
+        "network_policy_flow_events_total{verdict=\"ACCEPT\"} 5".to_owned(),
+        "network_policy_flow_events_total{verdict=\"DENY\"} 5".to_owned(),
+        "network_policy_flow_log_lines_pending 0.0".to_owned(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn metrics_and_health_answer_over_http() {
     let stats = Arc::new(SharedStats::default());
     stats.kernel.store(&KernelCounters {
