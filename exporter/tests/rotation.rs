@@ -267,3 +267,33 @@ fn a_restart_compresses_leftover_rotated_files_and_removes_stale_temporaries() {
     assert_eq!(read_all_files(&dir.path().join(LIVE)), b"old line\n");
     assert_eq!(p.sink().next_seq(), 6);
 }
+
+#[test]
+fn rotated_files_past_the_maximum_age_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join(rotated_file_name(LIVE, 1, true));
+    let recent = dir.path().join(rotated_file_name(LIVE, 2, true));
+    for path in [&old, &recent] {
+        std::fs::write(path, b"").unwrap();
+    }
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_age: Duration::from_secs(86_400),
+            ..Default::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while old.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!old.exists() && recent.exists());
+    assert_eq!(p.shared_stats().housekeeping.load().files_pruned, 1);
+}

@@ -25,6 +25,8 @@ use crate::stats::SharedStats;
 
 /// Longest sleep between checks when nothing is due.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Pruning by age also runs this often when nothing rotates.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 enum Msg {
     Rotated(PathBuf),
@@ -130,7 +132,12 @@ impl State {
 
     fn run(mut self, rx: &Receiver<Msg>) {
         self.prune();
+        let mut last_prune = Instant::now();
         loop {
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                self.prune();
+                last_prune = Instant::now();
+            }
             let now = Instant::now();
             let wait = self.pending.front().map_or(IDLE_TICK, |(_, due)| {
                 due.saturating_duration_since(now).min(IDLE_TICK)
