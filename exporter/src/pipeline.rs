@@ -98,8 +98,21 @@ impl Pipeline {
         snapshot: SnapshotHandle,
         path: impl Into<PathBuf>,
     ) -> Result<Self, ExporterError> {
+        Self::with_stats(config, snapshot, path, Arc::new(SharedStats::default()))
+    }
+
+    /// As [`Pipeline::new`], publishing into `stats` (e.g. the one a [`crate::Metrics`]
+    /// already serves, so metrics exist before and without a pipeline).
+    ///
+    /// # Errors
+    /// Invalid sink settings or a failing file-system call.
+    pub fn with_stats(
+        config: PipelineConfig,
+        snapshot: SnapshotHandle,
+        path: impl Into<PathBuf>,
+        stats: Arc<SharedStats>,
+    ) -> Result<Self, ExporterError> {
         let path = path.into();
-        let stats = Arc::new(SharedStats::default());
         let group_bytes = config.sink.write_group_bytes;
         let flush_interval = config.sink.flush_interval;
         let sink = FileSink::open(&path, config.sink, Arc::clone(&stats))?;
