@@ -3,7 +3,7 @@
 //!
 //! Data flow, all on the datapath's ring-reader thread except where noted:
 //! `FlowEvent` → [`pipeline::Pipeline::on_event`] (scope filter, [`clock`] time
-//! conversion, [`enrich`] lookups, [`format`] into a reusable buffer) → write groups
+//! conversion, [`enrich`] lookups, [`mod@format`] into a reusable buffer) → write groups
 //! of whole lines into the [`sink`] (space reserved before each write, size-based
 //! rotation by rename-then-create; gzip and pruning of rotated files on a background
 //! thread) → [`stats`] counters, served by [`metrics`] on `:8162` with health on `:8163`.
