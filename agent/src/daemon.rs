@@ -1,0 +1,270 @@
+//! `netpol-agent run`: the daemon. Loads (or re-adopts) the datapath, follows the policy
+//! source, runs the flow-log pipeline and the CloudWatch shipper, serves metrics and
+//! health, and on shutdown flushes lines and the checkpoint and exits with enforcement
+//! left pinned in the kernel.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use config::AgentConfig;
+use datapath::{AttachMode, Datapath, LoadOptions, PinLayout};
+use datapath_common::{EVENT_SCOPE_ALL, EVENT_SCOPE_DENY, EVENT_SCOPE_NONE, Settings};
+use exporter::{
+    EnrichmentSnapshot, FileSinkConfig, FlowScope, HttpConfig, HttpServers, KernelCounters, LineFormat, Metrics, Pipeline,
+    PipelineConfig, Readiness, SharedStats, snapshot_handle,
+};
+use policy::{ClusterState, EnforcingMode, ResolveOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::{enforcer::Enforcer, flowlog::FlowLogThread, guard::InstanceGuard, source};
+
+/// Bytes pending in the ring before the kernel wakes the reader.
+const WAKEUP_THRESHOLD_BYTES: u64 = 64 * 1024;
+
+/// What the kernel's settings map should hold for this configuration.
+pub fn kernel_settings(config: &AgentConfig) -> Settings {
+    let event_scope = if !config.enable_policy_event_logs {
+        EVENT_SCOPE_NONE
+    } else {
+        match config.flow_log_scope {
+            config::FlowLogScope::All => EVENT_SCOPE_ALL,
+            config::FlowLogScope::Deny => EVENT_SCOPE_DENY,
+            config::FlowLogScope::None => EVENT_SCOPE_NONE,
+        }
+    };
+    Settings {
+        fold_window_ns: config.deny_fold_window.as_nanos() as u64,
+        wakeup_threshold_bytes: WAKEUP_THRESHOLD_BYTES.min(config.ring_buffer_size as u64 / 4),
+        event_scope,
+        ..Settings::default()
+    }
+}
+
+pub fn load_options(config: &AgentConfig) -> LoadOptions {
+    LoadOptions {
+        pins: PinLayout::new(&config.bpffs_pin_dir),
+        ring_bytes: config.ring_buffer_size,
+        conntrack_entries: config.conntrack_cache_table_size,
+        fold_entries: 65536,
+        attach_mode: match config.attach_mode {
+            config::AttachMode::Auto => AttachMode::Auto,
+            config::AttachMode::Tcx => AttachMode::Tcx,
+            config::AttachMode::Netlink => AttachMode::Netlink,
+        },
+        settings: kernel_settings(config),
+    }
+}
+
+pub fn pipeline_config(config: &AgentConfig) -> PipelineConfig {
+    PipelineConfig {
+        format: match config.flow_log_format {
+            config::LineFormat::Json => LineFormat::Json,
+            config::LineFormat::CompatV13 => LineFormat::Compat,
+        },
+        scope: match config.flow_log_scope {
+            config::FlowLogScope::All => FlowScope::All,
+            config::FlowLogScope::Deny => FlowScope::Deny,
+            config::FlowLogScope::None => FlowScope::None,
+        },
+        sink: FileSinkConfig {
+            max_file_bytes: config.log_file_max_size * 1024 * 1024,
+            max_backups: config.log_file_max_backups as usize,
+            max_age: Duration::from_secs(u64::from(config.log_file_max_age) * 86_400),
+            min_file_age: config.log_file_min_age,
+            compress_grace: config.log_file_compress_grace,
+            flush_interval: config.flow_log_flush_interval,
+            ..FileSinkConfig::default()
+        },
+        ..PipelineConfig::default()
+    }
+}
+
+pub fn resolve_options(config: &AgentConfig) -> ResolveOptions {
+    ResolveOptions {
+        node_name: config.node_name.clone().unwrap_or_default(),
+        node_addresses: node_addresses(),
+        mode: match config.enforcing_mode {
+            config::EnforcingMode::Standard => EnforcingMode::Standard,
+            config::EnforcingMode::Strict => EnforcingMode::Strict,
+        },
+    }
+}
+
+/// This network namespace's own addresses (the node's, for kubelet probes).
+fn node_addresses() -> Vec<IpAddr> {
+    let Ok(out) = netlab::run("ip", &["-o", "addr", "show"]) else { return Vec::new() };
+    out.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| *w == "inet" || *w == "inet6")?;
+            let cidr = words.next()?;
+            let addr: IpAddr = cidr.split('/').next()?.parse().ok()?;
+            (!addr.is_loopback() && !matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)).then_some(addr)
+        })
+        .collect()
+}
+
+/// The running daemon's shared parts, for tests and the lab.
+pub struct Running {
+    pub enforcer: Arc<Mutex<Enforcer>>,
+    pub stats: Arc<SharedStats>,
+    pub readiness: Readiness,
+    pub metrics_addr: std::net::SocketAddr,
+    pub health_addr: std::net::SocketAddr,
+}
+
+/// Runs the daemon until `shutdown` is cancelled; `started` gets the running parts.
+///
+/// # Errors
+/// Start-up failures (another agent holds the node, bpffs missing, ports taken,
+/// unwritable log directory); once running, errors are logged and retried.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken, started: Option<tokio::sync::oneshot::Sender<Running>>) -> Result<()> {
+    let _guard = InstanceGuard::acquire(&config.bpffs_pin_dir, &config.log_file)?;
+    let stats_probe = Arc::new(SharedStats::default());
+    let readiness = Readiness::default();
+    let http_config = HttpConfig { metrics_addr: config.metrics_bind_addr.socket_addr(), health_addr: config.health_probe_bind_addr.socket_addr() };
+    let snapshot = snapshot_handle(EnrichmentSnapshot { node_name: config.node_name.clone().unwrap_or_default().into(), ..EnrichmentSnapshot::default() });
+    let pipeline = Pipeline::new(pipeline_config(&config), snapshot.clone(), &config.log_file)
+        .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
+    let stats = pipeline.shared_stats();
+    drop(stats_probe);
+    let metrics = Arc::new(Metrics::new(stats.clone()));
+    let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
+        .await
+        .context("another agent (a second netpol-agent, or the incumbent aws-network-policy-agent) may hold these ports")?;
+    let (metrics_addr, health_addr) = (servers.metrics_addr(), servers.health_addr());
+    let http_stop = shutdown.clone();
+    let http = tokio::spawn(async move { servers.serve(async move { http_stop.cancelled().await }).await });
+
+    let mut dp = Datapath::load(&load_options(&config)).context("loading the datapath")?;
+    let reader = dp.take_event_reader().context("event reader")?;
+    let enforcer = Arc::new(Mutex::new(Enforcer::new(dp, resolve_options(&config), snapshot)));
+    let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
+    tracing::info!(pins = %config.bpffs_pin_dir.display(), log_file = %config.log_file.display(), %metrics_addr, %health_addr, "netpol-agent running");
+
+    let (state_tx, mut state_rx) = tokio::sync::watch::channel::<Option<Arc<ClusterState>>>(None);
+    let source_task = match config.policy_source() {
+        config::PolicySource::Dir(dir) => {
+            let dir = dir.to_path_buf();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { source::watch_dir(dir, state_tx, stop).await })
+        }
+        config::PolicySource::Kubernetes { .. } => {
+            bail!("the Kubernetes API policy source is not wired in this build; use --policy-dir DIR")
+        }
+    };
+
+    let apply_task = {
+        let (enforcer, readiness, stop, enable) = (enforcer.clone(), readiness.clone(), shutdown.clone(), config.enable_network_policy);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    changed = state_rx.changed() => if changed.is_err() { break },
+                }
+                let Some(state) = state_rx.borrow_and_update().clone() else { continue };
+                if !enable {
+                    tracing::warn!("--enable-network-policy is false: policies are read but not enforced");
+                    readiness.set_ready(true);
+                    continue;
+                }
+                let result = enforcer.lock().map_err(|_| anyhow::anyhow!("enforcer lock poisoned")).and_then(|mut e| e.apply(&state).map_err(Into::into));
+                match result {
+                    Ok(report) => {
+                        tracing::info!(pods = report.local_pods, writes = report.map_writes, attached = ?report.attached, "policies applied");
+                        readiness.set_ready(true);
+                    }
+                    Err(e) => tracing::error!(error = %e, "applying policies failed; keeping the last enforced state"),
+                }
+            }
+        })
+    };
+
+    let housekeeping = tokio::spawn(housekeeping(enforcer.clone(), stats.clone(), config.deny_fold_window, config.conntrack_cache_cleanup_period, shutdown.clone()));
+
+    let shipper = if config.enable_cloudwatch_logs {
+        Some(start_shipper(&config, shutdown.clone())?)
+    } else {
+        None
+    };
+
+    if let Some(tx) = started {
+        let _ = tx.send(Running { enforcer: enforcer.clone(), stats: stats.clone(), readiness: readiness.clone(), metrics_addr, health_addr });
+    }
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: flushing flow logs, leaving enforcement pinned");
+    let _ = source_task.await;
+    let _ = apply_task.await;
+    let _ = housekeeping.await;
+    if let Some((_, pipeline)) = flow_log.stop() {
+        drop(pipeline);
+    }
+    if let Some(task) = shipper {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "CloudWatch shipper stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "CloudWatch shipper task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = http.await;
+    Ok(())
+}
+
+fn start_shipper(config: &AgentConfig, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<Result<(), cloudwatch::ShipperError>>> {
+    let dir = config.log_file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let live = config.log_file.file_name().and_then(|n| n.to_str()).unwrap_or("network-policy-agent.log").to_string();
+    let node = config.node_name.clone().unwrap_or_else(hostname);
+    let mut sc = cloudwatch::ShipperConfig::new(dir, config.cluster_name.clone().unwrap_or_default(), node.clone());
+    sc.live_name = live;
+    sc.self_managed = config.cluster_name.is_none();
+    sc.log_group = Some(config.effective_log_group());
+    sc.log_stream = Some(config.effective_log_stream(&node));
+    sc.retention_days = config.cloudwatch_retention_days;
+    sc.region = config.cloudwatch_region.clone();
+    sc.endpoint_url = config.cloudwatch_endpoint.clone();
+    sc.flush_interval = config.cloudwatch_flush_interval;
+    let shipper = cloudwatch::Shipper::new(sc).context("CloudWatch exporter configuration")?;
+    Ok(tokio::spawn(async move { shipper.run(shutdown).await }))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown-node".into())
+}
+
+/// Periodic kernel-side chores: flush due DENY folds, publish kernel counters, sweep
+/// idle conntrack entries.
+async fn housekeeping(enforcer: Arc<Mutex<Enforcer>>, stats: Arc<SharedStats>, fold_window: Duration, ct_period: Duration, stop: CancellationToken) {
+    let tick = (fold_window / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    let mut last_sweep = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        let Ok(mut e) = enforcer.lock() else { break };
+        let dp = e.datapath();
+        if !fold_window.is_zero()
+            && let Err(err) = dp.flush_folds()
+        {
+            tracing::warn!(error = %err, "flushing DENY folds failed");
+        }
+        match dp.maps().counters() {
+            Ok(c) => stats.kernel.store(&KernelCounters::from(&c)),
+            Err(err) => tracing::warn!(error = %err, "reading kernel counters failed"),
+        }
+        if last_sweep.elapsed() >= ct_period {
+            last_sweep = tokio::time::Instant::now();
+            match dp.maps().sweep_conntrack(ct_period) {
+                Ok(n) if n > 0 => tracing::debug!(removed = n, "conntrack sweep"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
+            }
+        }
+    }
+}

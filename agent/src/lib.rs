@@ -1,0 +1,10 @@
+//! netpol-agent as a library: the daemon (`daemon::run`), the enforcer that turns
+//! cluster states into kernel state, the flow-log thread, the policy directory source,
+//! the local lab and the Stars demo, and the inspection commands. `main.rs` only parses
+//! the command line, sets up tracing and calls into here.
+
+pub mod daemon;
+pub mod enforcer;
+pub mod flowlog;
+pub mod guard;
+pub mod source;
