@@ -61,6 +61,8 @@ impl Readiness {
 pub struct HttpServers {
     metrics_listener: TcpListener,
     health_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    health_addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Readiness,
 }
@@ -76,13 +78,21 @@ impl HttpServers {
         readiness: Readiness,
     ) -> Result<Self, ExporterError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
+            let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| ExporterError::Bind { what, addr, source })
+                .map_err(|source| ExporterError::Bind { what, addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ExporterError::Bind { what, addr, source })?;
+            Ok::<_, ExporterError>((listener, bound))
         };
+        let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_addr).await?;
+        let (health_listener, health_addr) = bind("health", config.health_addr).await?;
         Ok(Self {
-            metrics_listener: bind("metrics", config.metrics_addr).await?,
-            health_listener: bind("health", config.health_addr).await?,
+            metrics_listener,
+            health_listener,
+            metrics_addr,
+            health_addr,
             metrics,
             readiness,
         })
@@ -90,16 +100,12 @@ impl HttpServers {
 
     /// The bound metrics address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_listener
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.metrics_addr
     }
 
     /// The bound health address.
     pub fn health_addr(&self) -> SocketAddr {
-        self.health_listener
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.health_addr
     }
 
     /// Serves until `shutdown` completes, then finishes open requests.
