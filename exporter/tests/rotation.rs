@@ -309,3 +309,38 @@ fn rotated_files_past_the_maximum_age_are_pruned() {
     assert!(wait_until(|| !old.exists() && pruned() == 1));
     assert!(recent.exists());
 }
+
+#[test]
+fn a_failed_rotation_keeps_writing_to_the_live_file_and_waits_before_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pipeline(
+        dir.path(),
+        FileSinkConfig {
+            max_file_bytes: 4096,
+            min_file_age: Duration::ZERO,
+            compress: false,
+            write_group_bytes: 4096,
+            ..Default::default()
+        },
+    );
+    // A directory where the staging file must be created makes every rotation fail.
+    std::fs::create_dir(dir.path().join(format!(".{LIVE}.new"))).unwrap();
+    std::fs::write(dir.path().join(format!(".{LIVE}.new/keep")), b"").unwrap();
+    for id in 0..100 {
+        p.on_event(&numbered_event(id));
+    }
+    p.flush();
+    let c = p.counters();
+    assert_eq!(
+        (c.rotations, c.rotation_errors),
+        (0, 1),
+        "one attempt, then the retry delay"
+    );
+    assert_eq!(c.lines_written, 100);
+    let ids: Vec<u64> = whole_lines(&std::fs::read(dir.path().join(LIVE)).unwrap())
+        .iter()
+        .map(|l| line_id(l))
+        .collect();
+    assert!(ids.iter().copied().eq(0..100));
+    assert!(rotated_names(dir.path()).is_empty());
+}

@@ -38,8 +38,13 @@ pub struct FileSink {
     next_seq: u64,
     rotations: u64,
     rotation_errors: u64,
+    /// After a failed rotation, the next attempt waits until then.
+    retry_after: Option<Instant>,
     housekeeper: Housekeeper,
 }
+
+/// Wait after a failed rotation before trying again (one warning per attempt).
+pub const ROTATION_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl FileSink {
     /// Validates `config`, creates the directory if missing, opens (or creates) the
@@ -73,6 +78,7 @@ impl FileSink {
             next_seq,
             rotations: 0,
             rotation_errors: 0,
+            retry_after: None,
             housekeeper,
         })
     }
@@ -113,16 +119,18 @@ impl FileSink {
     /// # Errors
     /// A file-system call failed; the sink keeps writing to the current file.
     pub fn maybe_rotate(&mut self, now: Instant) -> Result<bool, ExporterError> {
-        if !self.rotation_due(now) {
+        if !self.rotation_due(now) || self.retry_after.is_some_and(|t| now < t) {
             return Ok(false);
         }
         match self.rotate(now) {
             Ok(()) => {
                 self.rotations += 1;
+                self.retry_after = None;
                 Ok(true)
             }
             Err(e) => {
                 self.rotation_errors += 1;
+                self.retry_after = Some(now + ROTATION_RETRY_DELAY);
                 Err(e)
             }
         }
@@ -150,8 +158,12 @@ impl FileSink {
         }
         std::fs::rename(&self.path, &rotated)
             .map_err(|e| ExporterError::io("renaming", &self.path, e))?;
-        std::fs::rename(&self.staging_path, &self.path)
-            .map_err(|e| ExporterError::io("renaming", &self.staging_path, e))?;
+        if let Err(e) = std::fs::rename(&self.staging_path, &self.path) {
+            // Put the live file back under its name; the current file stays in use.
+            let _ = std::fs::rename(&rotated, &self.path);
+            let _ = std::fs::remove_file(&self.staging_path);
+            return Err(ExporterError::io("renaming", &self.staging_path, e));
+        }
         self.next_seq += 1;
         self.file = next;
         self.opened_at = now;
