@@ -1,0 +1,233 @@
+//! API objects to policy model values, through the policy crate's own manifest loader
+//! (`policy::load_str`), so an object read from the API server and the same object
+//! read from YAML give equal model values. Only the fields the resolver reads are
+//! carried over; the API object is dropped right after.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::error::ConvertError;
+
+/// What kind of object a watcher follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Namespace,
+    Pod,
+    NetworkPolicy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Pod => "Pod",
+            Kind::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Kind::Namespace => 0,
+            Kind::Pod => 1,
+            Kind::NetworkPolicy => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object's identity within its kind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Namespace(String),
+    Pod(policy::PodRef),
+    NetworkPolicy(policy::PolicyRef),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Namespace(name) => write!(f, "Namespace {name}"),
+            Key::Pod(r) => write!(f, "Pod {r}"),
+            Key::NetworkPolicy(r) => write!(f, "NetworkPolicy {r}"),
+        }
+    }
+}
+
+/// A converted object, ready for `ClusterState`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    Namespace(policy::Namespace),
+    Pod(policy::Pod),
+    NetworkPolicy(policy::NetworkPolicy),
+}
+
+impl Object {
+    pub fn key(&self) -> Key {
+        match self {
+            Object::Namespace(n) => Key::Namespace(n.name.clone()),
+            Object::Pod(p) => Key::Pod(p.key()),
+            Object::NetworkPolicy(p) => Key::NetworkPolicy(p.key()),
+        }
+    }
+}
+
+/// An API type the source watches: how to name it and how to convert it.
+pub trait Watched:
+    kube::Resource<DynamicType = (), Scope = Self::ScopeKind>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// `NamespaceResourceScope` or `ClusterResourceScope`.
+    type ScopeKind;
+    const KIND: Kind;
+
+    /// The identity, from metadata only (enough for DELETED events).
+    fn model_key(&self) -> Key;
+
+    /// The model value.
+    ///
+    /// # Errors
+    /// The object does not pass the policy loader's validation.
+    fn to_model(&self) -> Result<Object, ConvertError>;
+}
+
+fn namespace_of<K: ResourceExt>(obj: &K) -> String {
+    obj.namespace().unwrap_or_else(|| "default".to_owned())
+}
+
+/// Feed one slim manifest through the policy loader and take the single object out.
+fn load_one(key: &Key, manifest: &Value) -> Result<policy::ClusterState, ConvertError> {
+    let text = serde_json::to_string(manifest).map_err(|source| ConvertError::Encode {
+        object: key.to_string(),
+        source,
+    })?;
+    policy::load_str(&key.to_string(), &text).map_err(|source| ConvertError::Invalid {
+        object: key.to_string(),
+        source: Box::new(source),
+    })
+}
+
+fn missing(key: &Key) -> ConvertError {
+    ConvertError::NotLoaded {
+        object: key.to_string(),
+    }
+}
+
+impl Watched for core::Namespace {
+    type ScopeKind = k8s_openapi::ClusterResourceScope;
+    const KIND: Kind = Kind::Namespace;
+
+    fn model_key(&self) -> Key {
+        Key::Namespace(self.name_any())
+    }
+
+    fn to_model(&self) -> Result<Object, ConvertError> {
+        let key = self.model_key();
+        let manifest = json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": self.name_any(), "labels": self.labels() },
+        });
+        let mut state = load_one(&key, &manifest)?;
+        state
+            .namespaces
+            .pop_first()
+            .map(|(_, n)| Object::Namespace(n))
+            .ok_or_else(|| missing(&key))
+    }
+}
+
+impl Watched for core::Pod {
+    type ScopeKind = k8s_openapi::NamespaceResourceScope;
+    const KIND: Kind = Kind::Pod;
+
+    fn model_key(&self) -> Key {
+        Key::Pod(policy::ObjectRef::new(namespace_of(self), self.name_any()))
+    }
+
+    fn to_model(&self) -> Result<Object, ConvertError> {
+        let key = self.model_key();
+        let annotations: BTreeMap<&str, &str> = self
+            .annotations()
+            .get(policy::INTERFACE_ANNOTATION)
+            .map(|v| (policy::INTERFACE_ANNOTATION, v.as_str()))
+            .into_iter()
+            .collect();
+        let spec = self.spec.as_ref();
+        let containers: Vec<Value> = spec
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .map(|c| json!({ "ports": c.ports }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = self.status.as_ref();
+        let manifest = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name_any(),
+                "namespace": namespace_of(self),
+                "labels": self.labels(),
+                "annotations": annotations,
+            },
+            "spec": {
+                "nodeName": spec.and_then(|s| s.node_name.as_ref()),
+                "hostNetwork": spec.and_then(|s| s.host_network),
+                "containers": containers,
+            },
+            "status": {
+                "phase": status.and_then(|s| s.phase.as_ref()),
+                "podIP": status.and_then(|s| s.pod_ip.as_ref()),
+                "podIPs": status.and_then(|s| s.pod_ips.as_ref()),
+            },
+        });
+        let mut state = load_one(&key, &manifest)?;
+        state
+            .pods
+            .pop_first()
+            .map(|(_, p)| Object::Pod(p))
+            .ok_or_else(|| missing(&key))
+    }
+}
+
+impl Watched for networking::NetworkPolicy {
+    type ScopeKind = k8s_openapi::NamespaceResourceScope;
+    const KIND: Kind = Kind::NetworkPolicy;
+
+    fn model_key(&self) -> Key {
+        Key::NetworkPolicy(policy::ObjectRef::new(namespace_of(self), self.name_any()))
+    }
+
+    fn to_model(&self) -> Result<Object, ConvertError> {
+        let key = self.model_key();
+        let manifest = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": { "name": self.name_any(), "namespace": namespace_of(self) },
+            "spec": self.spec,
+        });
+        let mut state = load_one(&key, &manifest)?;
+        state
+            .policies
+            .pop_first()
+            .map(|(_, p)| Object::NetworkPolicy(p))
+            .ok_or_else(|| missing(&key))
+    }
+}

@@ -1,0 +1,24 @@
+//! The Kubernetes API as the policy source: watches Namespaces, Pods and
+//! NetworkPolicies with kube-runtime and publishes `policy::ClusterState` snapshots.
+//!
+//! Data flow: `client::client` builds a `kube::Client` (in-cluster or `--kubeconfig`);
+//! `KubeSource::start` runs one `watch` task per kind, each converting every object
+//! into the policy model at once (`convert`, through `policy::load_str`, so API and
+//! YAML give equal values) and dropping the API object; a state task applies the
+//! changes and publishes coalesced `Arc<ClusterState>` snapshots on a
+//! `tokio::sync::watch` channel. `rbac::WATCHED_RESOURCES` lists the API access this
+//! takes.
+
+mod backoff;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod rbac;
+mod source;
+mod watch;
+
+pub use client::{ClientSource, client};
+pub use convert::{Key, Kind, Object, Watched};
+pub use error::{ConvertError, SourceError};
+pub use rbac::{ApiAccess, WATCHED_RESOURCES};
+pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats};

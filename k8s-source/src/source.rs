@@ -1,0 +1,313 @@
+//! The source as the agent sees it: start the three watchers, own the one
+//! `ClusterState` they feed, and publish it as `Arc` snapshots on a watch channel,
+//! coalesced (at most one publish per `coalesce` interval, and never later than that
+//! after a change). Nothing is published before all three kinds have been listed
+//! once; an error never removes anything, only DELETED events and completed relists do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
+use kube::Api;
+use policy::ClusterState;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::convert::{Key, Kind, Object};
+use crate::watch::{self as watch_task, Counters, Update};
+
+/// Tuning of the watchers and of publishing. `Default` is what production uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Shortest interval between two published snapshots; a change is published at
+    /// most this long after it arrives.
+    pub coalesce: Duration,
+    /// A fresh list of every kind this often, to repair any drift; `None` never.
+    pub resync: Option<Duration>,
+    /// First delay after a failed call; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Objects per list page.
+    pub page_size: u32,
+    /// How long the server keeps one watch request open (`timeoutSeconds`).
+    pub watch_timeout_secs: u32,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            coalesce: Duration::from_millis(100),
+            resync: Some(Duration::from_secs(15 * 60)),
+            backoff_initial: Duration::from_millis(800),
+            backoff_max: Duration::from_secs(30),
+            page_size: 500,
+            watch_timeout_secs: 290,
+        }
+    }
+}
+
+/// Counters of one kind's watcher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// ADDED/MODIFIED/DELETED events received after the lists.
+    pub events: u64,
+    /// Lists completed (the first one, relists after 410 and resyncs).
+    pub lists: u64,
+    /// Failed calls and ERROR events (each followed by backoff or a relist).
+    pub errors: u64,
+    /// Watch requests answered 410 Gone, answered with a fresh list.
+    pub gone_restarts: u64,
+    /// Periodic relists started.
+    pub resyncs: u64,
+    /// Objects the policy model rejected (ignored, previous version kept).
+    pub rejected: u64,
+}
+
+/// Counters of the three watchers plus publishing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub namespaces: KindStats,
+    pub pods: KindStats,
+    pub network_policies: KindStats,
+    /// Snapshots published on the channel.
+    pub published: u64,
+}
+
+impl SourceStats {
+    pub fn kind(&self, kind: Kind) -> &KindStats {
+        match kind {
+            Kind::Namespace => &self.namespaces,
+            Kind::Pod => &self.pods,
+            Kind::NetworkPolicy => &self.network_policies,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    kinds: [Arc<Counters>; 3],
+    published: AtomicU64,
+}
+
+impl Shared {
+    fn counters(&self, kind: Kind) -> Arc<Counters> {
+        self.kinds[kind.index()].clone()
+    }
+}
+
+/// Changes queued between the watchers and the state task (backpressure beyond).
+const UPDATE_QUEUE: usize = 256;
+
+/// The Kubernetes API as the policy source.
+#[derive(Debug)]
+pub struct KubeSource;
+
+impl KubeSource {
+    /// Start watching Namespaces, Pods and NetworkPolicies (cluster-wide) through
+    /// `client`. Returns the handle (readiness, counters; dropping it stops the
+    /// watchers) and the snapshot channel, which holds an empty state until the first
+    /// complete snapshot is published. Must be called inside a Tokio runtime.
+    pub fn start(
+        client: kube::Client,
+        options: SourceOptions,
+    ) -> (KubeSourceHandle, watch::Receiver<Arc<ClusterState>>) {
+        let shared = Arc::new(Shared::default());
+        let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(ClusterState::default()));
+        let (synced_tx, synced_rx) = watch::channel(false);
+        let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
+        let tasks = vec![
+            tokio::spawn(watch_task::run(
+                Api::<core::Namespace>::all(client.clone()),
+                options.clone(),
+                update_tx.clone(),
+                shared.counters(Kind::Namespace),
+            )),
+            tokio::spawn(watch_task::run(
+                Api::<core::Pod>::all(client.clone()),
+                options.clone(),
+                update_tx.clone(),
+                shared.counters(Kind::Pod),
+            )),
+            tokio::spawn(watch_task::run(
+                Api::<networking::NetworkPolicy>::all(client),
+                options.clone(),
+                update_tx,
+                shared.counters(Kind::NetworkPolicy),
+            )),
+            tokio::spawn(publish_loop(
+                update_rx,
+                snapshot_tx,
+                synced_tx,
+                options.coalesce,
+                shared.clone(),
+            )),
+        ];
+        let handle = KubeSourceHandle {
+            synced: synced_rx,
+            shared,
+            tasks,
+        };
+        (handle, snapshot_rx)
+    }
+}
+
+/// Readiness and counters of a running source. Dropping it stops the watchers; the
+/// snapshot channel then keeps its last value.
+#[derive(Debug)]
+pub struct KubeSourceHandle {
+    synced: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubeSourceHandle {
+    /// Have all three kinds been listed and the first complete snapshot published?
+    /// Stays true afterwards: a broken watch keeps the last state in force.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// A receiver of the readiness flag, for a health endpoint that outlives borrows.
+    pub fn synced_receiver(&self) -> watch::Receiver<bool> {
+        self.synced.clone()
+    }
+
+    /// Wait until `is_synced()`; returns at once if it already is.
+    pub async fn wait_synced(&self) {
+        let mut synced = self.synced.clone();
+        // An error means the state task ended, which only happens on shutdown.
+        let _ = synced.wait_for(|s| *s).await;
+    }
+
+    pub fn stats(&self) -> SourceStats {
+        let kind = |k: Kind| {
+            let c = &self.shared.kinds[k.index()];
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            KindStats {
+                events: get(&c.events),
+                lists: get(&c.lists),
+                errors: get(&c.errors),
+                gone_restarts: get(&c.gone_restarts),
+                resyncs: get(&c.resyncs),
+                rejected: get(&c.rejected),
+            }
+        };
+        SourceStats {
+            namespaces: kind(Kind::Namespace),
+            pods: kind(Kind::Pod),
+            network_policies: kind(Kind::NetworkPolicy),
+            published: self.shared.published.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stop the watchers and the publisher.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for KubeSourceHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The state task: apply updates, publish coalesced snapshots once all kinds synced.
+async fn publish_loop(
+    mut updates: mpsc::Receiver<Update>,
+    snapshots: watch::Sender<Arc<ClusterState>>,
+    synced: watch::Sender<bool>,
+    coalesce: Duration,
+    shared: Arc<Shared>,
+) {
+    let mut state = ClusterState::default();
+    let mut listed = [false; 3];
+    let mut dirty = false;
+    let mut next_publish = Instant::now();
+    loop {
+        let ready = listed.iter().all(|l| *l);
+        let publish_at = (dirty && ready).then(|| next_publish.max(Instant::now()));
+        let due = async {
+            match publish_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            update = updates.recv() => {
+                let Some(update) = update else { return };
+                apply(&mut state, &mut listed, update);
+                // Take whatever else is already queued before publishing.
+                for _ in 0..UPDATE_QUEUE {
+                    match updates.try_recv() {
+                        Ok(update) => apply(&mut state, &mut listed, update),
+                        Err(_) => break,
+                    }
+                }
+                dirty = true;
+            }
+            () = due => {
+                snapshots.send_replace(Arc::new(state.clone()));
+                shared.published.fetch_add(1, Ordering::Relaxed);
+                dirty = false;
+                next_publish = Instant::now() + coalesce;
+                synced.send_if_modified(|s| !std::mem::replace(s, true));
+            }
+        }
+    }
+}
+
+/// Apply one update to the working state.
+fn apply(state: &mut ClusterState, listed: &mut [bool; 3], update: Update) {
+    match update {
+        Update::Apply(object) => insert(state, object),
+        Update::Delete(key) => remove(state, &key),
+        Update::Replace {
+            kind,
+            objects,
+            keep,
+        } => {
+            let mut kept: Vec<Object> = keep.iter().filter_map(|k| take(state, k)).collect();
+            clear(state, kind);
+            kept.extend(objects);
+            for object in kept {
+                insert(state, object);
+            }
+            listed[kind.index()] = true;
+        }
+    }
+}
+
+fn insert(state: &mut ClusterState, object: Object) {
+    match object {
+        Object::Namespace(n) => state.upsert_namespace(n),
+        Object::Pod(p) => state.upsert_pod(p),
+        Object::NetworkPolicy(p) => state.upsert_policy(p),
+    }
+}
+
+fn remove(state: &mut ClusterState, key: &Key) {
+    // The removed value is of no further use.
+    let _ = take(state, key);
+}
+
+fn take(state: &mut ClusterState, key: &Key) -> Option<Object> {
+    match key {
+        Key::Namespace(name) => state.namespaces.remove(name).map(Object::Namespace),
+        Key::Pod(r) => state.remove_pod(r).map(Object::Pod),
+        Key::NetworkPolicy(r) => state.remove_policy(r).map(Object::NetworkPolicy),
+    }
+}
+
+fn clear(state: &mut ClusterState, kind: Kind) {
+    match kind {
+        Kind::Namespace => state.namespaces.clear(),
+        Kind::Pod => state.pods.clear(),
+        Kind::NetworkPolicy => state.policies.clear(),
+    }
+}
