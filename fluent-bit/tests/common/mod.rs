@@ -122,24 +122,33 @@ pub fn strict_value<T>(file: &Path, doc: &Value) -> T
 where
     T: Resource + DeserializeOwned + Serialize,
 {
-    let at = file.display();
-    assert_eq!(
-        doc["apiVersion"],
-        T::API_VERSION,
-        "{at}: apiVersion of {}",
-        T::KIND
-    );
-    assert_eq!(doc["kind"], T::KIND, "{at}: kind");
-    let typed: T = serde_path_to_error::deserialize(doc.clone())
-        .unwrap_or_else(|e| panic!("{at}: {} at {}: {}", T::KIND, e.path(), e.inner()));
-    let back = serde_json::to_value(&typed).expect("k8s-openapi types serialize");
-    if let Some(diff) = first_difference(doc, &back, "") {
-        panic!(
-            "{at}: {} does not match the published schema: {diff}",
+    try_strict_value(doc).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The strict check of [`strict`], reporting what is wrong instead of panicking.
+pub fn try_strict_value<T>(doc: &Value) -> Result<T, String>
+where
+    T: Resource + DeserializeOwned + Serialize,
+{
+    if doc["apiVersion"] != T::API_VERSION || doc["kind"] != T::KIND {
+        return Err(format!(
+            "{} {} is not {} {}",
+            doc["apiVersion"],
+            doc["kind"],
+            T::API_VERSION,
             T::KIND
-        );
+        ));
     }
-    typed
+    let typed: T = serde_path_to_error::deserialize(doc.clone())
+        .map_err(|e| format!("{} at {}: {}", T::KIND, e.path(), e.inner()))?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    match first_difference(doc, &back, "") {
+        Some(diff) => Err(format!(
+            "{} does not match the published schema: {diff}",
+            T::KIND
+        )),
+        None => Ok(typed),
+    }
 }
 
 /// Where `original` and `reserialized` first differ, as a readable path.
