@@ -331,6 +331,29 @@ fn bpffs_and_the_flow_log_directory_are_host_mounts_the_config_points_into() {
     assert_ne!(ro, Some(true), "the agent writes its flow log");
 }
 
+/// The agent's instance-lock directory, read from its source (`agent/src/guard.rs`,
+/// `const LOCK_DIR`): the agent crate is a binary with the whole datapath behind it, too
+/// heavy to link for a constant.
+fn agent_lock_dir() -> String {
+    let guard = fluent_bit_config::fluent_bit_dir().join("../agent/src/guard.rs");
+    let text = read(&guard);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("const LOCK_DIR: &str = "))
+        .unwrap_or_else(|| panic!("{}: no `const LOCK_DIR: &str = \"...\";`", guard.display()));
+    line.split('"').nth(1).expect("quoted LOCK_DIR").to_string()
+}
+
+#[test]
+fn the_instance_lock_directory_is_a_writable_host_mount() {
+    let pod = pod();
+    let lock_dir = agent_lock_dir();
+    assert!(lock_dir.starts_with('/'), "{lock_dir}");
+    let (host, ro) = host_mount(&pod, Path::new(&lock_dir));
+    assert_eq!(host, lock_dir);
+    assert_ne!(ro, Some(true));
+}
+
 #[test]
 fn node_and_cluster_names_reach_the_variables_the_config_reads() {
     let pod = pod();
