@@ -482,3 +482,35 @@ fn iam_wildcards_match_like_iam() {
     assert!(iam_match("x:*:y", "x:1:2:y"));
     assert!(!iam_match("abc", "abcd"));
 }
+
+#[test]
+fn deployed_line_format_is_the_one_the_fluent_bit_parser_reads() {
+    // The parser's Time_Key is `timestamp`, a key of the JSON line; the compat-v1.3
+    // line calls it `ts`.
+    assert_eq!(loaded_config().flow_log_format, config::LineFormat::Json);
+    let parsers = fluent_bit_config::classic::parse(&read(&fb_file(PARSERS))).unwrap();
+    let parser = parsers
+        .find(fluent_bit_config::SectionKind::Parser, "netpol_flow_json")
+        .expect("netpol_flow_json");
+    assert_eq!(parser.get("time_key"), Some("timestamp"));
+}
+
+#[test]
+fn fluent_bit_and_the_agent_are_deployed_for_the_same_cluster() {
+    let fb_file = fb_file("daemonset.yaml");
+    let fb: DaemonSet = strict(&fb_file, &documents(&fb_file), "fluent-bit-netpol");
+    let fb_pod = fb.spec.template.spec.expect("pod spec");
+    let value = |pod: &PodSpec, name: &str| {
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("{name} has no value"))
+    };
+    assert_eq!(
+        value(&fb_pod, "CLUSTER_NAME"),
+        value(&pod(), "CLUSTER_NAME")
+    );
+}
