@@ -8,3 +8,5 @@ pub mod enforcer;
 pub mod flowlog;
 pub mod guard;
 pub mod source;
+pub mod lab;
+pub mod demo;

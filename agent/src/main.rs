@@ -1,7 +1,10 @@
 //! The `netpol-agent` command: parses the command line, sets up the operational log
 //! (stderr, or its own file; never the flow-log file) and dispatches.
 
-use anyhow::Result;
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Result, bail};
+use agent::lab::{self, probe::{Family, ProbeSpec, Protocol}};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +19,76 @@ struct Cli {
 enum Command {
     /// Run the agent on this node.
     Run(Box<config::RunArgs>),
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// A local lab: a node and pods as network namespaces, with real enforcement.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+        /// Where the lab keeps its state.
+        #[arg(long, global = true, default_value = lab::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// The Stars demo of the EKS user guide on the lab, step by step.
+    Demo {
+        #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file or an EKS add-on configuration JSON; every error with line and column.
+    Validate { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Build the lab from a directory of Kubernetes YAML (Namespaces, Pods, NetworkPolicies).
+    Up {
+        dir: PathBuf,
+        /// NETWORK_POLICY_ENFORCING_MODE for the lab's agent.
+        #[arg(long, default_value = "standard")]
+        mode: String,
+        #[arg(long, default_value = "1s")]
+        deny_fold_window: String,
+    },
+    /// Replace policies and labels (and add or remove pods) while the lab is up.
+    Apply { dir: PathBuf },
+    /// Real connections between every pod pair, both families.
+    Probe {
+        #[arg(long, value_delimiter = ',', default_value = "80,81")]
+        ports: Vec<u16>,
+        #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
+        protocols: Vec<Protocol>,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        timeout: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything the lab made, even after a failure midway.
+    Down,
+    /// (internal) The servers inside one lab pod.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long = "listen")]
+        listen: Vec<String>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() -> Result<()> {
@@ -24,22 +97,92 @@ fn main() -> Result<()> {
         Command::Run(args) => {
             let config = config::load(&args, &config::process_env)?;
             init_tracing(&config.log_level.to_string());
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async move {
-                let shutdown = CancellationToken::new();
-                let signals = shutdown.clone();
-                tokio::spawn(async move {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                    signals.cancel();
-                });
-                agent::daemon::run(config, shutdown, None).await
-            })
+            run_daemon(config)
+        }
+        Command::Config { command: ConfigCommand::Validate { file } } => {
+            let diagnostics = config::validate_file(&file);
+            for d in &diagnostics {
+                println!("{d}");
+            }
+            if diagnostics.is_empty() {
+                println!("{}: ok", file.display());
+                Ok(())
+            } else {
+                bail!("{}: {} error(s)", file.display(), diagnostics.len())
+            }
+        }
+        Command::Lab { command, state_dir } => {
+            init_tracing("warn");
+            lab_command(command, state_dir)
+        }
+        Command::Demo { state_dir } => {
+            init_tracing("warn");
+            println!("Stars demo (EKS user guide) on a local lab: real namespaces, real eBPF enforcement, real flow logs.");
+            agent::demo::run(&state_dir, |i, report| print!("{}", agent::demo::render(i, report)))?;
+            println!("\ndemo finished; the lab is cleaned up.");
+            Ok(())
         }
     }
+}
+
+fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
+    match command {
+        LabCommand::Up { dir, mode, deny_fold_window } => {
+            let strict = match mode.as_str() {
+                "strict" => true,
+                "standard" => false,
+                other => bail!("--mode {other:?}: expected standard or strict"),
+            };
+            let state = lab::up(&lab::UpOptions { manifests: dir, state_dir, strict, deny_fold_window })?;
+            for p in &state.pods {
+                println!("{:30} {:16} {:24} {}", p.pod.key(), p.pod.ipv4, p.pod.ipv6, p.pod.host_if);
+            }
+            println!("lab is up ({} mode); flow log: {}", state.mode, lab::LabState::flow_log(&state.state_dir).display());
+            Ok(())
+        }
+        LabCommand::Apply { dir } => {
+            let state = lab::apply(&state_dir, &dir)?;
+            println!("applied; {} pods", state.pods.len());
+            Ok(())
+        }
+        LabCommand::Probe { ports, protocols, timeout, json } => {
+            let state = lab::LabState::load(&state_dir)?;
+            let spec = ProbeSpec { ports, protocols, families: vec![Family::IPv4, Family::IPv6], timeout };
+            let probes = lab::probe::probe_all(&state.probe_targets(), &spec);
+            if json {
+                println!("{}", serde_json::json!({ "probes": probes }));
+            } else {
+                println!("{}", lab::probe::matrix_table(&probes));
+            }
+            Ok(())
+        }
+        LabCommand::Down => lab::down(&state_dir),
+        LabCommand::Serve { listen } => {
+            let mut ports = Vec::new();
+            for l in listen {
+                let (proto, port) = l.split_once('/').ok_or_else(|| anyhow::anyhow!("--listen {l:?}: expected tcp/PORT"))?;
+                ports.push((proto.to_ascii_uppercase(), port.parse()?));
+            }
+            lab::serve::serve(&ports)
+        }
+    }
+}
+
+fn run_daemon(config: config::AgentConfig) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            signals.cancel();
+        });
+        agent::daemon::run(config, shutdown, None).await
+    })
 }
 
 fn init_tracing(level: &str) {

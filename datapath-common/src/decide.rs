@@ -78,11 +78,13 @@ pub const fn policy_port(direction: u8, pod_port: u16, peer_port: u16) -> u16 {
     if direction == DIRECTION_INGRESS { pod_port } else { peer_port }
 }
 
-/// ICMPv6 neighbour discovery (router/neighbour solicitation and advertisement,
-/// redirect) always passes: without it no IPv6 traffic works at all.
+/// ICMPv6 link control always passes and is never reported: neighbour discovery
+/// (router/neighbour solicitation and advertisement, redirect: 133-137), without which
+/// no IPv6 traffic works, and multicast listener discovery (MLD queries, reports and
+/// done: 130-132, MLDv2 reports: 143), which every interface sends when it comes up.
 #[inline(always)]
 pub const fn is_icmpv6_neighbour_discovery(icmp_type: u8) -> bool {
-    matches!(icmp_type, 133..=137)
+    matches!(icmp_type, 130..=137 | 143)
 }
 
 /// ICMP errors that quote the packet that caused them.
@@ -110,7 +112,8 @@ pub const fn is_ipv6_link_local(addr: &[u8; 16]) -> bool {
     addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80
 }
 
-/// Is `src` one of the pod's addresses in `family`?
+/// Is `src` one of the pod's addresses in `family`? Link-local IPv6 sources are the
+/// pod's own even though the record does not list them.
 #[inline(always)]
 pub fn source_belongs_to_pod(pod: &PodRecord, family: u8, src: &[u8; 16]) -> bool {
     if family == FAMILY_IPV4 {

@@ -252,3 +252,16 @@ fn ignore_not_found(result: Result<(), aya::maps::MapError>, name: &'static str)
         Err(e) => Err(DatapathError::map(name, e)),
     }
 }
+
+/// Pod records as a running agent's pinned map holds them (for the lab and the
+/// inspection commands, which run beside the agent rather than inside it).
+///
+/// # Errors
+/// The pin does not exist or is not our map.
+pub fn pinned_pod_records(pins: &crate::PinLayout) -> Result<Vec<(u32, PodRecord)>, DatapathError> {
+    let path = pins.maps_dir().join(map_names::POD_RECORDS);
+    let data = MapData::from_pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+    let map: HashMap<MapData, u32, PodRecord> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))?;
+    Ok(map.iter().filter_map(Result::ok).collect())
+}

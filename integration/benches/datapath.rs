@@ -1,1 +1,198 @@
-fn main() {}
+//! `cargo bench -p integration --bench datapath`: ns per packet of the kernel programs
+//! through BPF_PROG_TEST_RUN, each case beside a no-op classifier measured in the same
+//! run; figures are medians of 7 runs with their spread, and net = case − floor.
+//! Needs root. Ends with one JSON line.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use datapath::testrun;
+use datapath_common::*;
+use integration::{
+    frames::{Frame, TCP_ACK, TCP_SYN},
+    kernel::*,
+};
+
+const RUNS: usize = 7;
+const REPEAT: u32 = 100_000;
+const SINGLE_SHOTS: usize = 3_000;
+/// Events one deny_1k run emits (one per repeat) must fit: 100,000 × 88 bytes.
+const RING_BYTES: u32 = 16 << 20;
+
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stat {
+    fn of(mut xs: Vec<f64>) -> Self {
+        xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Self { median: xs[xs.len() / 2], min: xs[0], max: xs[xs.len() - 1] }
+    }
+
+    fn show(&self) -> String {
+        format!("{:8.1} ns (spread {:.1}..{:.1})", self.median, self.min, self.max)
+    }
+}
+
+fn run_ns(fx: &KernelFixture, prog: &'static str, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
+    let p = fx.dp.as_ref().unwrap().program(prog).unwrap();
+    testrun::run(p, frame, ifindex, 1, repeat).unwrap().duration.as_nanos() as f64
+}
+
+fn measure(fx: &mut KernelFixture, prog: &'static str, frame: &[u8], ifindex: u32, drain: bool) -> Stat {
+    let mut xs = Vec::new();
+    for _ in 0..RUNS {
+        xs.push(run_ns(fx, prog, frame, ifindex, REPEAT));
+        if drain && let Some(r) = fx.reader.as_mut() {
+            r.drain(usize::MAX, |_| {});
+        }
+    }
+    Stat::of(xs)
+}
+
+fn bpf_stats_enabled() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() {
+    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { ring_bytes: RING_BYTES, ..Default::default() });
+    let pa = fx.ifindex("pa");
+    let pod: IpAddr = "10.1.0.2".parse().unwrap();
+    let pod6: IpAddr = "fd00:1::2".parse().unwrap();
+    let set = 9;
+    fx.set_pod(pa, &[pod, pod6], STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
+    fx.set_policy_set(pa, set);
+    // 1,000 prefixes: 500 IPv4 /24s and 500 IPv6 /64s, all sharing one rule list.
+    let list = 1;
+    fx.dp().maps().put_rule_list(list, &[rule(PROTO_TCP, 80, 80, 77)]).unwrap();
+    for i in 0..500u32 {
+        for (addr, bits) in [
+            (IpAddr::from([10, 20 + (i / 256) as u8, (i % 256) as u8, 0]), 24),
+            (IpAddr::from([0xfd00, 0x20, i as u16, 0, 0, 0, 0, 0]), 64),
+        ] {
+            for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
+                let (key, len) = datapath::policy_key(set, direction, addr, bits);
+                fx.dp().maps().put_entry(&key, len, list).unwrap();
+            }
+        }
+    }
+    let peer: IpAddr = "10.21.44.9".parse().unwrap();
+    let noop = program_names::NOOP;
+    let ingress = program_names::POD_INGRESS;
+    let egress = program_names::POD_EGRESS;
+
+    println!("kernel.bpf_stats_enabled = {} (adds a constant to every run; targets are net of the floor)", bpf_stats_enabled());
+    println!("deny ring: {} MiB, {} repeats per run, {} runs per case", RING_BYTES >> 20, REPEAT, RUNS);
+
+    let floor = measure(&mut fx, noop, &Frame::tcp(peer, 1, pod, 80, TCP_SYN).build(), pa, false);
+
+    // No policy: a default-allow pod (the first packet opens conntrack, the rest hit it).
+    let mut other = KernelFixture::with_options(&["pb"], FixtureOptions { ring_bytes: RING_BYTES, ..Default::default() });
+    let pb = other.ifindex("pb");
+    other.set_pod(pb, &[pod], STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
+    let allow_default = measure(&mut other, ingress, &Frame::tcp(peer, 2, pod, 80, TCP_SYN).build(), pb, true);
+    drop(other);
+
+    // Conntrack hit: an allowed flow's next packets.
+    let flow = Frame::tcp(peer, 3, pod, 80, TCP_SYN).build();
+    assert_eq!(fx.run(DIRECTION_INGRESS, pa, &flow), ACT_PASS);
+    let ct_hit = measure(&mut fx, ingress, &Frame::tcp(peer, 3, pod, 80, TCP_ACK).build(), pa, true);
+
+    // A reply riding conntrack: the pod opened the flow outwards.
+    assert_eq!(fx.run(DIRECTION_EGRESS, pa, &Frame::tcp(pod, 4000, peer, 80, TCP_SYN).build()), ACT_PASS);
+    let reply = measure(&mut fx, ingress, &Frame::tcp(peer, 80, pod, 4000, TCP_ACK).build(), pa, true);
+
+    // New flow denied against 1,000 prefixes: full evaluation and one event per repeat.
+    let deny_frame = Frame::tcp(peer, 5, pod, 81, TCP_SYN).build();
+    fx.events();
+    let before = fx.counters();
+    let deny = measure(&mut fx, ingress, &deny_frame, pa, true);
+    let after = fx.counters();
+    assert_eq!(after.events_lost, before.events_lost, "the ring must never fill during the deny runs");
+    assert_eq!(after.events_submitted - before.events_submitted, RUNS as u64 * REPEAT as u64, "every repeat was a full evaluation");
+
+    // The same with a live reader draining the ring (adaptive wake-ups), and with the
+    // kernel's default wake-up on every event for comparison.
+    let live = |fx: &mut KernelFixture, threshold: u64| -> Stat {
+        let mut s = fx.dp().maps().settings().unwrap();
+        s.wakeup_threshold_bytes = threshold;
+        fx.dp().maps().set_settings(&s).unwrap();
+        let mut reader = fx.reader.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let read = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, read) = (stop.clone(), read.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    reader.wait(Duration::from_millis(10)).unwrap();
+                    let n = reader.drain(usize::MAX, |_| {});
+                    read.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                reader.drain(usize::MAX, |_| {});
+                reader
+            })
+        };
+        let lost_before = fx.counters().events_lost;
+        let mut xs = Vec::new();
+        for _ in 0..RUNS {
+            xs.push(run_ns(fx, ingress, &deny_frame, pa, REPEAT));
+        }
+        stop.store(true, Ordering::Relaxed);
+        fx.reader = Some(handle.join().unwrap());
+        assert_eq!(fx.counters().events_lost, lost_before, "the live reader kept up");
+        assert!(read.load(Ordering::Relaxed) > 0);
+        Stat::of(xs)
+    };
+    let deny_live = live(&mut fx, 256 * 1024);
+    let deny_live_eager = live(&mut fx, 0);
+
+    // Single-shot runs: an allowed new flow (conntrack entry removed between runs)
+    // beside a single-shot floor.
+    let allow_frame = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
+    let noop_frame = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
+    let mut noop_r1 = Vec::new();
+    let mut new_flow = Vec::new();
+    for _ in 0..SINGLE_SHOTS {
+        for entry in fx.dp().maps().conntrack() {
+            fx.dp().maps().remove_conntrack(&entry.key).unwrap();
+        }
+        new_flow.push(run_ns(&fx, ingress, &allow_frame, pa, 1));
+        noop_r1.push(run_ns(&fx, noop, &noop_frame, pa, 1));
+        fx.events();
+    }
+    let noop_r1 = Stat::of(noop_r1);
+    let new_flow = Stat::of(new_flow);
+    let _ = egress;
+
+    let net = |s: &Stat, f: &Stat| s.median - f.median;
+    println!("floor (no-op)                  {}", floor.show());
+    println!("allow, no policy               {}  net {:6.1}", allow_default.show(), net(&allow_default, &floor));
+    println!("conntrack hit                  {}  net {:6.1}  (target <= 50)", ct_hit.show(), net(&ct_hit, &floor));
+    println!("reply riding conntrack         {}  net {:6.1}", reply.show(), net(&reply, &floor));
+    println!("new flow denied, 1k prefixes   {}  net {:6.1}  (target <= 150)", deny.show(), net(&deny, &floor));
+    println!("  with a live reader           {}  net {:6.1}  (target within 100 of the above)", deny_live.show(), net(&deny_live, &floor));
+    println!("  live reader, eager wake-ups  {}  net {:6.1}", deny_live_eager.show(), net(&deny_live_eager, &floor));
+    println!("floor, single shot             {}", noop_r1.show());
+    println!("new flow allowed, single shot  {}  net {:6.1}", new_flow.show(), net(&new_flow, &noop_r1));
+    println!(
+        "{{\"bench\":\"datapath\",\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        floor.median,
+        allow_default.median,
+        ct_hit.median,
+        reply.median,
+        deny.median,
+        noop_r1.median,
+        new_flow.median,
+        deny_live.median,
+        deny_live_eager.median,
+        bpf_stats_enabled()
+    );
+}

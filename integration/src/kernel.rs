@@ -70,7 +70,13 @@ impl KernelFixture {
             },
             ..LoadOptions::default()
         };
-        let mut dp = Datapath::load(&load).expect("load datapath");
+        let mut dp = match Datapath::load(&load) {
+            Ok(dp) => dp,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&pins_root);
+                panic!("load datapath: {e}");
+            }
+        };
         let reader = dp.take_event_reader().expect("event reader");
         Self { dp: Some(dp), reader: Some(reader), pins_root, _entered: entered, ns, next_list: 1 }
     }

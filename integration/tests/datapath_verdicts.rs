@@ -300,12 +300,19 @@ fn icmp_errors_quoting_a_tracked_flow_pass() {
 #[test]
 fn neighbour_discovery_and_non_ip_always_pass() {
     let (mut fx, pa) = pod_fixture(V6, STATE_DEFAULT_DENY, STATE_DEFAULT_DENY);
-    for nd_type in 133..=137u8 {
+    for nd_type in [130u8, 131, 132, 133, 134, 135, 136, 137, 143] {
         let f = Frame::new(V6.peer, V6.pod, integration::frames::L4::Icmp { icmp_type: nd_type, code: 0, rest: [0; 4], payload: vec![0; 16] });
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &f.build()), ACT_PASS, "ND type {nd_type}");
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &f.build()), ACT_PASS, "ND/MLD type {nd_type}");
+        // Duplicate address detection and MLD reports leave the pod from `::`.
+        let from_unspecified = Frame::new("::".parse().unwrap(), "ff02::16".parse().unwrap(), integration::frames::L4::Icmp { icmp_type: nd_type, code: 0, rest: [0; 4], payload: vec![0; 16] });
+        assert_eq!(fx.run(DIRECTION_EGRESS, pa, &from_unspecified.build()), ACT_PASS, "type {nd_type} from ::");
     }
+    let echo_from_unspecified = Frame::echo("::".parse().unwrap(), V6.peer, 9, true).build();
+    assert_eq!(fx.run(DIRECTION_EGRESS, pa, &echo_from_unspecified), ACT_DROP, "only link control may use ::");
     assert_eq!(fx.run(DIRECTION_EGRESS, pa, &arp_frame()), ACT_PASS);
-    assert!(fx.events().is_empty());
+    let events = fx.events();
+    assert_eq!(events.len(), 1, "only the spoofed echo is reported: {events:?}");
+    assert_eq!(events[0].reason, REASON_SPOOFED_SOURCE);
 }
 
 #[test]

@@ -36,19 +36,21 @@ impl NetNs {
         Ok(ns)
     }
 
-    /// Adopts an existing namespace (e.g. one a previous `lab up` made).
-    pub fn adopt(name: &str) -> Self {
-        Self { name: name.to_string(), keep: false }
+    /// A handle on an existing namespace (e.g. one a previous `lab up` made) that
+    /// does not delete it on drop.
+    pub fn open(name: &str) -> Self {
+        Self { name: name.to_string(), keep: true }
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Leaves the namespace in place when the guard drops.
-    pub fn keep(mut self) -> String {
+    /// Leaves the namespace in place when the handle drops (the lab outlives the
+    /// command that built it).
+    pub fn persist(mut self) -> Self {
         self.keep = true;
-        self.name.clone()
+        self
     }
 
     /// `ip -n <ns> args…`.

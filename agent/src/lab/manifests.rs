@@ -1,0 +1,284 @@
+//! The lab's view of a manifest directory: the user's Namespaces, Pods and
+//! NetworkPolicies, with each pod given a node, addresses (unless `status.podIPs`
+//! names them) and its host-side interface, written out as the agent's policy
+//! directory.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_yaml::Value;
+
+/// The node name every lab pod runs on.
+pub const LAB_NODE: &str = "lab-node";
+pub const INTERFACE_ANNOTATION: &str = "netpol-agent.dev/interface";
+
+/// A pod as the lab wires it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LabPod {
+    pub namespace: String,
+    pub name: String,
+    pub host_if: String,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// (protocol, port) the pod's servers listen on.
+    pub ports: Vec<(String, u16)>,
+}
+
+impl LabPod {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Every YAML document of `dir` (files sorted by name).
+///
+/// # Errors
+/// Unreadable files or invalid YAML; the agent's own loader is run first, so policy
+/// errors name file, document and field.
+pub fn read_documents(dir: &Path) -> Result<Vec<Value>> {
+    policy::load_dir(dir).with_context(|| format!("manifests in {}", dir.display()))?;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(doc).with_context(|| format!("parsing {}", file.display()))?;
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    Ok(docs)
+}
+
+fn kind(doc: &Value) -> &str {
+    doc.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+fn meta_str<'a>(doc: &'a Value, key: &str) -> Option<&'a str> {
+    doc.get("metadata")?.get(key)?.as_str()
+}
+
+/// A stable, VPC-CNI-like host interface name for a pod: `eni` and 11 hex digits.
+pub fn host_interface_name(namespace: &str, name: &str) -> String {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in namespace.bytes().chain([b'/']).chain(name.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("eni{:011x}", hash & 0xfff_ffff_ffff)
+}
+
+fn given_ips(doc: &Value) -> Vec<IpAddr> {
+    let status = doc.get("status");
+    let mut ips: Vec<IpAddr> = status
+        .and_then(|s| s.get("podIPs"))
+        .and_then(Value::as_sequence)
+        .map(|seq| seq.iter().filter_map(|e| e.get("ip")?.as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    if let Some(ip) = status.and_then(|s| s.get("podIP")).and_then(Value::as_str).and_then(|s| s.parse().ok())
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
+    }
+    ips
+}
+
+fn container_ports(doc: &Value) -> Vec<(String, u16)> {
+    let mut ports = Vec::new();
+    let containers = doc.get("spec").and_then(|s| s.get("containers")).and_then(Value::as_sequence);
+    for c in containers.into_iter().flatten() {
+        for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+            let Some(port) = p.get("containerPort").and_then(Value::as_u64) else { continue };
+            let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+            ports.push((protocol, port as u16));
+        }
+    }
+    ports
+}
+
+/// Lab pods for the documents: addresses kept from `previous` (by namespace/name),
+/// taken from `status.podIPs`, or allocated.
+///
+/// # Errors
+/// Two pods given the same address.
+pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
+    let prev: BTreeMap<String, &LabPod> = previous.iter().map(|p| (p.key(), p)).collect();
+    let mut used_v4: Vec<Ipv4Addr> = Vec::new();
+    let mut used_v6: Vec<Ipv6Addr> = Vec::new();
+    let mut pods = Vec::new();
+    let mut pending = Vec::new();
+    for doc in docs.iter().filter(|d| kind(d) == "Pod") {
+        let name = meta_str(doc, "name").unwrap_or_default().to_string();
+        let namespace = meta_str(doc, "namespace").unwrap_or("default").to_string();
+        let key = format!("{namespace}/{name}");
+        let mut ports = container_ports(doc);
+        for default in [80, 81] {
+            for proto in ["TCP", "UDP"] {
+                if !ports.iter().any(|(p, n)| p == proto && *n == default) {
+                    ports.push((proto.to_string(), default));
+                }
+            }
+        }
+        let given = given_ips(doc);
+        let (v4, v6) = if let Some(p) = prev.get(&key) {
+            (Some(p.ipv4), Some(p.ipv6))
+        } else {
+            (
+                given.iter().find_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None }),
+                given.iter().find_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None }),
+            )
+        };
+        for a in v4.iter() {
+            if used_v4.contains(a) {
+                bail!("pod {key}: address {a} is given to another pod");
+            }
+            used_v4.push(*a);
+        }
+        for a in v6.iter() {
+            if used_v6.contains(a) {
+                bail!("pod {key}: address {a} is given to another pod");
+            }
+            used_v6.push(*a);
+        }
+        pending.push((namespace, name, v4, v6, ports));
+    }
+    let mut next = 2u32;
+    for (namespace, name, v4, v6, ports) in pending {
+        let ipv4 = v4.unwrap_or_else(|| loop {
+            let a = Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8);
+            next += 1;
+            if !used_v4.contains(&a) {
+                used_v4.push(a);
+                break a;
+            }
+        });
+        let ipv6 = v6.unwrap_or_else(|| {
+            let suffix = u32::from(ipv4) & 0xffff;
+            let a = Ipv6Addr::new(0xfd00, 0x244, 0, 0, 0, 0, 0, suffix as u16);
+            used_v6.push(a);
+            a
+        });
+        let host_if = host_interface_name(&namespace, &name);
+        pods.push(LabPod { namespace, name, host_if, ipv4, ipv6, ports });
+    }
+    Ok(pods)
+}
+
+/// The documents as the agent should see them: pods on the lab node, running, with
+/// their addresses and interface. Namespaces the pods use but the directory does not
+/// declare are added.
+pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
+    let by_key: BTreeMap<String, &LabPod> = pods.iter().map(|p| (p.key(), p)).collect();
+    let mut out = Vec::new();
+    let mut namespaces: Vec<String> = docs.iter().filter(|d| kind(d) == "Namespace").filter_map(|d| meta_str(d, "name").map(str::to_string)).collect();
+    for pod in pods {
+        if !namespaces.contains(&pod.namespace) {
+            namespaces.push(pod.namespace.clone());
+            out.push(serde_yaml::from_str(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n", pod.namespace)).expect("namespace YAML"));
+        }
+    }
+    for doc in docs {
+        let mut doc = doc.clone();
+        if kind(&doc) == "Pod" {
+            let name = meta_str(&doc, "name").unwrap_or_default().to_string();
+            let namespace = meta_str(&doc, "namespace").unwrap_or("default").to_string();
+            if let Some(pod) = by_key.get(&format!("{namespace}/{name}")) {
+                set(&mut doc, &["metadata", "namespace"], Value::from(namespace.clone()));
+                set(&mut doc, &["metadata", "annotations", INTERFACE_ANNOTATION], Value::from(pod.host_if.clone()));
+                set(&mut doc, &["spec", "nodeName"], Value::from(LAB_NODE));
+                set(&mut doc, &["status", "phase"], Value::from("Running"));
+                set(&mut doc, &["status", "podIP"], Value::from(pod.ipv4.to_string()));
+                let ips: Vec<Value> = [pod.ipv4.to_string(), pod.ipv6.to_string()]
+                    .into_iter()
+                    .map(|ip| {
+                        let mut m = serde_yaml::Mapping::new();
+                        m.insert("ip".into(), ip.into());
+                        Value::Mapping(m)
+                    })
+                    .collect();
+                set(&mut doc, &["status", "podIPs"], Value::Sequence(ips));
+            }
+        }
+        out.push(doc);
+    }
+    out
+}
+
+fn set(doc: &mut Value, path: &[&str], value: Value) {
+    let mut cur = doc;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_mapping() {
+            *cur = Value::Mapping(serde_yaml::Mapping::new());
+        }
+        let map = cur.as_mapping_mut().expect("mapping");
+        if i == path.len() - 1 {
+            map.insert(Value::from(*key), value);
+            return;
+        }
+        cur = map.entry(Value::from(*key)).or_insert(Value::Mapping(serde_yaml::Mapping::new()));
+    }
+}
+
+/// Writes the documents as one multi-document YAML file, atomically.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_documents(path: &Path, docs: &[Value]) -> Result<()> {
+    let mut text = String::new();
+    for doc in docs {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(doc)?);
+    }
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(text: &str) -> Vec<Value> {
+        serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+    }
+
+    #[test]
+    fn pods_get_addresses_unless_given_and_keep_them_across_applies() {
+        let d = docs(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: x}\nstatus:\n  podIPs: [{ip: 10.9.9.9}]\n",
+        );
+        let pods = plan_pods(&d, &[]).unwrap();
+        assert_eq!(pods[0].ipv4, Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(pods[1].ipv4, Ipv4Addr::new(10, 9, 9, 9));
+        assert!(pods[0].host_if.starts_with("eni") && pods[0].host_if.len() <= 15);
+        let again = plan_pods(&d, &pods).unwrap();
+        assert_eq!(again, pods);
+        let out = agent_documents(&d, &pods);
+        assert_eq!(out.len(), 3, "a Namespace for x is added");
+        let pod_a = &out[1];
+        assert_eq!(pod_a["spec"]["nodeName"].as_str(), Some(LAB_NODE));
+        assert_eq!(pod_a["metadata"]["annotations"][INTERFACE_ANNOTATION].as_str(), Some(pods[0].host_if.as_str()));
+    }
+
+    #[test]
+    fn duplicate_given_addresses_are_refused() {
+        let d = docs(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: 10.0.0.1}\n",
+        );
+        let err = plan_pods(&d, &[]).unwrap_err().to_string();
+        assert!(err.contains("default/b") && err.contains("10.0.0.1"), "{err}");
+    }
+}

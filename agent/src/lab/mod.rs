@@ -1,0 +1,370 @@
+//! `netpol-agent lab`: a node and pods built as network namespaces in the VPC CNI
+//! style (pod `eth0` with a /32 and /128, default route through a link-local gateway,
+//! host-side `eni…` veths in a node namespace, never in the root namespace), the agent
+//! enforcing inside the node namespace, and servers in each pod. State lives in a
+//! directory (default /run/netpol-agent-lab) so `apply`, `probe` and `down` find it.
+
+pub mod manifests;
+pub mod probe;
+pub mod serve;
+
+use std::{
+    io::{Read, Write},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use datapath::PinLayout;
+use manifests::LabPod;
+use netlab::NetNs;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_STATE_DIR: &str = "/run/netpol-agent-lab";
+pub const NODE_NETNS: &str = "nplab-node";
+const POD_NETNS_PREFIX: &str = "nplab-";
+pub const PIN_DIR: &str = "/sys/fs/bpf/netpol-lab";
+const HEALTH_ADDR: &str = "127.0.0.1:8163";
+
+/// Everything `lab up` made, for the commands that follow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub state_dir: PathBuf,
+    pub mode: String,
+    pub agent_pid: Option<u32>,
+    pub pods: Vec<LabPodState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabPodState {
+    pub pod: LabPod,
+    pub netns: String,
+    pub server_pid: Option<u32>,
+}
+
+impl LabState {
+    pub fn policy_dir(dir: &Path) -> PathBuf {
+        dir.join("policies")
+    }
+
+    pub fn flow_log(dir: &Path) -> PathBuf {
+        dir.join("flows").join("network-policy-agent.log")
+    }
+
+    fn file(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    /// # Errors
+    /// No lab is up in `dir`, or its state file is damaged.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = Self::file(dir);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("no lab is up ({} is missing): run `netpol-agent lab up DIR`", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("lab state {} is damaged; `netpol-agent lab down` cleans up", path.display()))
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = Self::file(&self.state_dir);
+        std::fs::write(&path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Pods with the namespace each probe enters.
+    pub fn probe_targets(&self) -> Vec<(LabPod, String)> {
+        self.pods.iter().map(|p| (p.pod.clone(), p.netns.clone())).collect()
+    }
+
+    pub fn pins() -> PinLayout {
+        PinLayout::new(PIN_DIR)
+    }
+}
+
+fn pod_netns(pod: &LabPod) -> String {
+    let raw = format!("{POD_NETNS_PREFIX}{}-{}", pod.namespace, pod.name);
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+}
+
+fn exe() -> Result<PathBuf> {
+    std::env::current_exe().context("locating the netpol-agent binary")
+}
+
+/// Starts `args` inside `netns` in its own process group, output to `log`. The child
+/// joins only the network namespace (setns before exec), not a new mount namespace as
+/// `ip netns exec` would, so bpffs and the lab's files stay visible to it.
+fn spawn_in(netns: &str, args: &[String], env: &[(&str, &str)], log: &Path) -> Result<u32> {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let ns_file = std::fs::File::open(format!("/var/run/netns/{netns}")).with_context(|| format!("opening namespace {netns}"))?;
+    let ns_fd = ns_file.as_raw_fd();
+    let (program, rest) = args.split_first().context("empty command")?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: between fork and exec the closure calls only setns(2), which is
+    // async-signal-safe, on an fd that stays open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().with_context(|| format!("starting {args:?} in {netns}"))?;
+    drop(ns_file);
+    Ok(child.id())
+}
+
+/// Options of `lab up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifests: PathBuf,
+    pub state_dir: PathBuf,
+    pub strict: bool,
+    pub deny_fold_window: String,
+}
+
+/// Builds the lab. On failure everything made so far is removed again.
+///
+/// # Errors
+/// Bad manifests (file, document and field named), a lab already up, or a failed step.
+pub fn up(opts: &UpOptions) -> Result<LabState> {
+    if LabState::file(&opts.state_dir).exists() {
+        bail!("a lab is already up in {}: run `netpol-agent lab down` first", opts.state_dir.display());
+    }
+    let docs = manifests::read_documents(&opts.manifests)?;
+    let pods = manifests::plan_pods(&docs, &[])?;
+    std::fs::create_dir_all(LabState::policy_dir(&opts.state_dir))?;
+    std::fs::create_dir_all(LabState::flow_log(&opts.state_dir).parent().expect("flows dir"))?;
+    let mut state = LabState {
+        state_dir: opts.state_dir.clone(),
+        mode: if opts.strict { "strict".into() } else { "standard".into() },
+        agent_pid: None,
+        pods: pods.iter().map(|p| LabPodState { pod: p.clone(), netns: pod_netns(p), server_pid: None }).collect(),
+    };
+    state.save()?;
+    match build(&mut state, &docs, opts) {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            // The state directory goes with `down`; keep the agent's last words.
+            let log = std::fs::read_to_string(opts.state_dir.join("agent.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let _ = down(&opts.state_dir);
+            if tail.is_empty() {
+                Err(e)
+            } else {
+                Err(e.context(format!("lab agent log (last lines):\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))))
+            }
+        }
+    }
+}
+
+fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> Result<()> {
+    // Namespaces persist past this command; `down` (also run on failure) removes them.
+    let node = NetNs::create(NODE_NETNS).context("creating the node namespace (is another lab up?)")?.persist();
+    netlab::prepare_node(&node)?;
+    let mut links = Vec::new();
+    for p in &state.pods {
+        let ns = NetNs::create(&p.netns)?.persist();
+        links.push(netlab::create_link(&node, &ns, &p.pod.host_if)?);
+    }
+    let pods: Vec<LabPod> = state.pods.iter().map(|p| p.pod.clone()).collect();
+    manifests::write_documents(&LabState::policy_dir(&state.state_dir).join("cluster.yaml"), &manifests::agent_documents(docs, &pods))?;
+    start_agent(state, opts)?;
+    wait_ready(Duration::from_secs(20))?;
+    // Every pod interface has its record (default-deny in strict mode) before the pod
+    // has an address, so no packet passes unenforced.
+    let records = datapath::pinned_pod_records(&LabState::pins())?;
+    for link in &links {
+        if !records.iter().any(|(i, _)| *i == link.host_ifindex) {
+            bail!("the agent has not programmed {} yet", link.host_if);
+        }
+    }
+    for (p, link) in state.pods.iter().zip(&links) {
+        netlab::assign_addresses(&node, &NetNs::open(&p.netns), link, Some(p.pod.ipv4), Some(p.pod.ipv6))?;
+    }
+    start_servers(state)?;
+    state.save()
+}
+
+fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
+    let dir = &state.state_dir;
+    let args: Vec<String> = vec![
+        exe()?.to_string_lossy().into_owned(),
+        "run".into(),
+        "--enable-network-policy".into(),
+        "--enable-policy-event-logs".into(),
+        format!("--policy-dir={}", LabState::policy_dir(dir).display()),
+        format!("--log-file={}", LabState::flow_log(dir).display()),
+        format!("--bpffs-pin-dir={PIN_DIR}"),
+        "--metrics-bind-addr=127.0.0.1:8162".into(),
+        format!("--health-probe-bind-addr={HEALTH_ADDR}"),
+        format!("--node-name={}", manifests::LAB_NODE),
+        format!("--deny-fold-window={}", opts.deny_fold_window),
+        "--log-level=info".into(),
+    ];
+    let mode = state.mode.clone();
+    let pid = spawn_in(NODE_NETNS, &args, &[("NETWORK_POLICY_ENFORCING_MODE", &mode)], &dir.join("agent.log"))?;
+    state.agent_pid = Some(pid);
+    state.save()
+}
+
+/// Waits until the agent in the node namespace reports ready.
+fn wait_ready(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if http_get_in(NODE_NETNS, HEALTH_ADDR, "/readyz").is_some_and(|(status, _)| status == 200) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the lab agent did not become ready within {timeout:?}")
+}
+
+/// A plain HTTP/1.1 GET from inside `netns`: (status, body).
+pub fn http_get_in(netns: &str, addr: &str, path: &str) -> Option<(u16, String)> {
+    let (netns, addr, path) = (netns.to_string(), addr.to_string(), path.to_string());
+    std::thread::spawn(move || {
+        let _in = netlab::enter_by_name(&netns).ok()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        Some((status, body))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+fn start_servers(state: &mut LabState) -> Result<()> {
+    let exe = exe()?.to_string_lossy().into_owned();
+    for p in &mut state.pods {
+        let mut args = vec![exe.clone(), "lab".into(), "serve".into()];
+        for (proto, port) in &p.pod.ports {
+            args.push(format!("--listen={}/{port}", proto.to_ascii_lowercase()));
+        }
+        let log = state.state_dir.join(format!("server-{}.log", p.netns));
+        p.server_pid = Some(spawn_in(&p.netns, &args, &[], &log)?);
+    }
+    // Servers bind at once; give them a moment before the first probe.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
+}
+
+/// Replaces the policies and labels (and adds or removes pods) while the lab is up.
+///
+/// # Errors
+/// Bad manifests (nothing is changed then) or a failed step.
+pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
+    let mut state = LabState::load(state_dir)?;
+    let docs = manifests::read_documents(manifests_dir)?;
+    let previous: Vec<LabPod> = state.pods.iter().map(|p| p.pod.clone()).collect();
+    let pods = manifests::plan_pods(&docs, &previous)?;
+    let node = NetNs::open(NODE_NETNS);
+    // Pods that left: stop their servers and remove their namespaces.
+    let keep: Vec<String> = pods.iter().map(LabPod::key).collect();
+    let (stay, gone): (Vec<_>, Vec<_>) = state.pods.drain(..).partition(|p| keep.contains(&p.pod.key()));
+    for p in gone {
+        if let Some(pid) = p.server_pid {
+            terminate(pid);
+        }
+        netlab::ip(None, &["netns", "del", &p.netns])?;
+    }
+    state.pods = stay;
+    // New pods: wired without addresses first; the agent programs them, then they get
+    // their addresses and servers.
+    let mut new_links = Vec::new();
+    for pod in pods.iter().filter(|p| !previous.iter().any(|q| q.key() == p.key())) {
+        let netns = pod_netns(pod);
+        let ns = NetNs::create(&netns)?.persist();
+        let link = netlab::create_link(&node, &ns, &pod.host_if)?;
+        new_links.push((pod.clone(), netns, link));
+    }
+    manifests::write_documents(&LabState::policy_dir(state_dir).join("cluster.yaml"), &manifests::agent_documents(&docs, &pods))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (pod, netns, link) in new_links {
+        while !datapath::pinned_pod_records(&LabState::pins())?.iter().any(|(i, _)| *i == link.host_ifindex) {
+            if Instant::now() > deadline {
+                bail!("the agent did not program {} ({}) in time", pod.key(), link.host_if);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        netlab::assign_addresses(&node, &NetNs::open(&netns), &link, Some(pod.ipv4), Some(pod.ipv6))?;
+        state.pods.push(LabPodState { pod, netns, server_pid: None });
+    }
+    let unstarted: Vec<usize> = state.pods.iter().enumerate().filter(|(_, p)| p.server_pid.is_none()).map(|(i, _)| i).collect();
+    if !unstarted.is_empty() {
+        let mut sub = LabState { pods: unstarted.iter().map(|i| state.pods[*i].clone()).collect(), ..state.clone() };
+        start_servers(&mut sub)?;
+        for (i, p) in unstarted.into_iter().zip(sub.pods) {
+            state.pods[i] = p;
+        }
+    }
+    state.save()?;
+    Ok(state)
+}
+
+fn terminate(pid: u32) {
+    // SAFETY: kill(2) on a pid this lab started (recorded in its state file).
+    unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+        if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if Path::new(&format!("/proc/{pid}")).exists() {
+        // SAFETY: as above.
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    }
+}
+
+/// Removes everything a lab made, even after a failure midway: processes from the
+/// state file, every `nplab-*` namespace, the lab's pins and its state directory.
+///
+/// # Errors
+/// Steps that failed (each is still attempted).
+pub fn down(state_dir: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    if let Ok(state) = LabState::load(state_dir) {
+        for pid in state.pods.iter().filter_map(|p| p.server_pid).chain(state.agent_pid) {
+            terminate(pid);
+        }
+    }
+    let listed = netlab::ip(None, &["netns", "list"]).unwrap_or_default();
+    for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        if name.starts_with(POD_NETNS_PREFIX)
+            && let Err(e) = netlab::ip(None, &["netns", "del", name])
+        {
+            problems.push(format!("namespace {name}: {e}"));
+        }
+    }
+    if Path::new(PIN_DIR).exists()
+        && let Err(e) = std::fs::remove_dir_all(PIN_DIR)
+    {
+        problems.push(format!("pins {PIN_DIR}: {e}"));
+    }
+    if state_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(state_dir)
+    {
+        problems.push(format!("state {}: {e}", state_dir.display()));
+    }
+    if !problems.is_empty() {
+        bail!("lab down left some things behind:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// A pod's IPv4 address by "namespace/name" (for the demo's checks).
+pub fn ipv4_of(state: &LabState, key: &str) -> Option<Ipv4Addr> {
+    state.pods.iter().find(|p| p.pod.key() == key).map(|p| p.pod.ipv4)
+}
