@@ -196,10 +196,16 @@ fn probe_step(state: &LabState, timeout: Duration) -> Vec<Probe> {
 ///
 /// # Errors
 /// The lab could not be built, or a step failed.
-pub fn run(state_dir: &Path, mut on_step: impl FnMut(usize, &StepReport)) -> Result<Vec<StepReport>> {
-    let manifests = tempdir()?;
+pub fn run(binary: &Path, state_dir: &Path, mut on_step: impl FnMut(usize, &StepReport)) -> Result<Vec<StepReport>> {
+    let manifests = tempdir(state_dir)?;
     write_step(&manifests, STEPS[0].1)?;
-    let opts = UpOptions { manifests: manifests.clone(), state_dir: state_dir.to_path_buf(), strict: false, deny_fold_window: "1s".into() };
+    let opts = UpOptions {
+        manifests: manifests.clone(),
+        binary: binary.to_path_buf(),
+        state_dir: state_dir.to_path_buf(),
+        strict: false,
+        deny_fold_window: "1s".into(),
+    };
     let result = (|| -> Result<Vec<StepReport>> {
         let mut state = lab::up(&opts).context("building the lab")?;
         let flow_log = LabState::flow_log(state_dir);
@@ -230,8 +236,9 @@ pub fn run(state_dir: &Path, mut on_step: impl FnMut(usize, &StepReport)) -> Res
     Ok(reports)
 }
 
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("netpol-demo-{}", std::process::id()));
+fn tempdir(state_dir: &Path) -> Result<PathBuf> {
+    let tag = LabState::policy_dir(state_dir).to_string_lossy().replace('/', "_");
+    let dir = std::env::temp_dir().join(format!("netpol-demo{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -269,14 +276,18 @@ pub fn render(i: usize, report: &StepReport) -> String {
         ));
     }
     out.push_str(&rows.join("\n"));
-    out.push_str(&format!("\n  flow-log lines this step: {}\n", report.flow_lines.len()));
-    for line in report.flow_lines.iter().take(8) {
+    let denies: Vec<&String> = report.flow_lines.iter().filter(|l| l.contains(r#""Verdict":"DENY""#)).collect();
+    let accepts: Vec<&String> = report.flow_lines.iter().filter(|l| l.contains(r#""Verdict":"ACCEPT""#)).collect();
+    out.push_str(&format!(
+        "\n  flow-log lines this step: {} ({} ACCEPT, {} DENY); a few of each:\n",
+        report.flow_lines.len(),
+        accepts.len(),
+        denies.len()
+    ));
+    for line in denies.iter().take(3).chain(accepts.iter().take(3)) {
         out.push_str("    ");
         out.push_str(line);
         out.push('\n');
-    }
-    if report.flow_lines.len() > 8 {
-        out.push_str(&format!("    … {} more\n", report.flow_lines.len() - 8));
     }
     out
 }

@@ -118,7 +118,7 @@ fn main() -> Result<()> {
         Command::Demo { state_dir } => {
             init_tracing("warn");
             println!("Stars demo (EKS user guide) on a local lab: real namespaces, real eBPF enforcement, real flow logs.");
-            agent::demo::run(&state_dir, |i, report| print!("{}", agent::demo::render(i, report)))?;
+            agent::demo::run(&std::env::current_exe()?, &state_dir, |i, report| print!("{}", agent::demo::render(i, report)))?;
             println!("\ndemo finished; the lab is cleaned up.");
             Ok(())
         }
@@ -133,7 +133,8 @@ fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
                 "standard" => false,
                 other => bail!("--mode {other:?}: expected standard or strict"),
             };
-            let state = lab::up(&lab::UpOptions { manifests: dir, state_dir, strict, deny_fold_window })?;
+            let binary = std::env::current_exe()?;
+            let state = lab::up(&lab::UpOptions { manifests: dir, binary, state_dir, strict, deny_fold_window })?;
             for p in &state.pods {
                 println!("{:30} {:16} {:24} {}", p.pod.key(), p.pod.ipv4, p.pod.ipv6, p.pod.host_if);
             }

@@ -23,15 +23,43 @@ use netlab::NetNs;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netpol-agent-lab";
-pub const NODE_NETNS: &str = "nplab-node";
-const POD_NETNS_PREFIX: &str = "nplab-";
-pub const PIN_DIR: &str = "/sys/fs/bpf/netpol-lab";
 const HEALTH_ADDR: &str = "127.0.0.1:8163";
+
+/// Names of one lab's namespaces and pins, derived from its state directory so that
+/// two labs (e.g. parallel tests) never meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNames {
+    pub node_netns: String,
+    pub pod_prefix: String,
+    pub pin_dir: PathBuf,
+}
+
+impl LabNames {
+    pub fn for_state_dir(dir: &Path) -> Self {
+        let tag = &manifests::host_interface_name("lab", &dir.to_string_lossy())[3..8];
+        Self {
+            node_netns: format!("nplab{tag}-node"),
+            pod_prefix: format!("nplab{tag}-p-"),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/netpol-lab-{tag}")),
+        }
+    }
+
+    pub fn pins(&self) -> PinLayout {
+        PinLayout::new(&self.pin_dir)
+    }
+
+    fn pod_netns(&self, pod: &LabPod) -> String {
+        let raw = format!("{}{}-{}", self.pod_prefix, pod.namespace, pod.name);
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+    }
+}
 
 /// Everything `lab up` made, for the commands that follow.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
     pub state_dir: PathBuf,
+    /// The `netpol-agent` binary the lab runs (agent and pod servers).
+    pub binary: PathBuf,
     pub mode: String,
     pub agent_pid: Option<u32>,
     pub pods: Vec<LabPodState>,
@@ -75,18 +103,9 @@ impl LabState {
         self.pods.iter().map(|p| (p.pod.clone(), p.netns.clone())).collect()
     }
 
-    pub fn pins() -> PinLayout {
-        PinLayout::new(PIN_DIR)
+    pub fn names(&self) -> LabNames {
+        LabNames::for_state_dir(&self.state_dir)
     }
-}
-
-fn pod_netns(pod: &LabPod) -> String {
-    let raw = format!("{POD_NETNS_PREFIX}{}-{}", pod.namespace, pod.name);
-    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
-}
-
-fn exe() -> Result<PathBuf> {
-    std::env::current_exe().context("locating the netpol-agent binary")
 }
 
 /// Starts `args` inside `netns` in its own process group, output to `log`. The child
@@ -123,6 +142,8 @@ fn spawn_in(netns: &str, args: &[String], env: &[(&str, &str)], log: &Path) -> R
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub manifests: PathBuf,
+    /// The `netpol-agent` binary to run (the CLI passes its own path).
+    pub binary: PathBuf,
     pub state_dir: PathBuf,
     pub strict: bool,
     pub deny_fold_window: String,
@@ -140,11 +161,13 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
     let pods = manifests::plan_pods(&docs, &[])?;
     std::fs::create_dir_all(LabState::policy_dir(&opts.state_dir))?;
     std::fs::create_dir_all(LabState::flow_log(&opts.state_dir).parent().expect("flows dir"))?;
+    let names = LabNames::for_state_dir(&opts.state_dir);
     let mut state = LabState {
         state_dir: opts.state_dir.clone(),
+        binary: opts.binary.clone(),
         mode: if opts.strict { "strict".into() } else { "standard".into() },
         agent_pid: None,
-        pods: pods.iter().map(|p| LabPodState { pod: p.clone(), netns: pod_netns(p), server_pid: None }).collect(),
+        pods: pods.iter().map(|p| LabPodState { pod: p.clone(), netns: names.pod_netns(p), server_pid: None }).collect(),
     };
     state.save()?;
     match build(&mut state, &docs, opts) {
@@ -164,8 +187,9 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
 }
 
 fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> Result<()> {
+    let names = state.names();
     // Namespaces persist past this command; `down` (also run on failure) removes them.
-    let node = NetNs::create(NODE_NETNS).context("creating the node namespace (is another lab up?)")?.persist();
+    let node = NetNs::create(&names.node_netns).context("creating the node namespace (is another lab up?)")?.persist();
     netlab::prepare_node(&node)?;
     let mut links = Vec::new();
     for p in &state.pods {
@@ -175,10 +199,10 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
     let pods: Vec<LabPod> = state.pods.iter().map(|p| p.pod.clone()).collect();
     manifests::write_documents(&LabState::policy_dir(&state.state_dir).join("cluster.yaml"), &manifests::agent_documents(docs, &pods))?;
     start_agent(state, opts)?;
-    wait_ready(Duration::from_secs(20))?;
+    wait_ready(&names.node_netns, Duration::from_secs(20))?;
     // Every pod interface has its record (default-deny in strict mode) before the pod
     // has an address, so no packet passes unenforced.
-    let records = datapath::pinned_pod_records(&LabState::pins())?;
+    let records = datapath::pinned_pod_records(&names.pins())?;
     for link in &links {
         if !records.iter().any(|(i, _)| *i == link.host_ifindex) {
             bail!("the agent has not programmed {} yet", link.host_if);
@@ -193,14 +217,15 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
 
 fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
     let dir = &state.state_dir;
+    let names = state.names();
     let args: Vec<String> = vec![
-        exe()?.to_string_lossy().into_owned(),
+        state.binary.to_string_lossy().into_owned(),
         "run".into(),
         "--enable-network-policy".into(),
         "--enable-policy-event-logs".into(),
         format!("--policy-dir={}", LabState::policy_dir(dir).display()),
         format!("--log-file={}", LabState::flow_log(dir).display()),
-        format!("--bpffs-pin-dir={PIN_DIR}"),
+        format!("--bpffs-pin-dir={}", names.pin_dir.display()),
         "--metrics-bind-addr=127.0.0.1:8162".into(),
         format!("--health-probe-bind-addr={HEALTH_ADDR}"),
         format!("--node-name={}", manifests::LAB_NODE),
@@ -208,16 +233,16 @@ fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
         "--log-level=info".into(),
     ];
     let mode = state.mode.clone();
-    let pid = spawn_in(NODE_NETNS, &args, &[("NETWORK_POLICY_ENFORCING_MODE", &mode)], &dir.join("agent.log"))?;
+    let pid = spawn_in(&names.node_netns, &args, &[("NETWORK_POLICY_ENFORCING_MODE", &mode)], &dir.join("agent.log"))?;
     state.agent_pid = Some(pid);
     state.save()
 }
 
 /// Waits until the agent in the node namespace reports ready.
-fn wait_ready(timeout: Duration) -> Result<()> {
+fn wait_ready(node_netns: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if http_get_in(NODE_NETNS, HEALTH_ADDR, "/readyz").is_some_and(|(status, _)| status == 200) {
+        if http_get_in(node_netns, HEALTH_ADDR, "/readyz").is_some_and(|(status, _)| status == 200) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -245,7 +270,7 @@ pub fn http_get_in(netns: &str, addr: &str, path: &str) -> Option<(u16, String)>
 }
 
 fn start_servers(state: &mut LabState) -> Result<()> {
-    let exe = exe()?.to_string_lossy().into_owned();
+    let exe = state.binary.to_string_lossy().into_owned();
     for p in &mut state.pods {
         let mut args = vec![exe.clone(), "lab".into(), "serve".into()];
         for (proto, port) in &p.pod.ports {
@@ -268,7 +293,8 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     let docs = manifests::read_documents(manifests_dir)?;
     let previous: Vec<LabPod> = state.pods.iter().map(|p| p.pod.clone()).collect();
     let pods = manifests::plan_pods(&docs, &previous)?;
-    let node = NetNs::open(NODE_NETNS);
+    let names = state.names();
+    let node = NetNs::open(&names.node_netns);
     // Pods that left: stop their servers and remove their namespaces.
     let keep: Vec<String> = pods.iter().map(LabPod::key).collect();
     let (stay, gone): (Vec<_>, Vec<_>) = state.pods.drain(..).partition(|p| keep.contains(&p.pod.key()));
@@ -283,7 +309,7 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     // their addresses and servers.
     let mut new_links = Vec::new();
     for pod in pods.iter().filter(|p| !previous.iter().any(|q| q.key() == p.key())) {
-        let netns = pod_netns(pod);
+        let netns = names.pod_netns(pod);
         let ns = NetNs::create(&netns)?.persist();
         let link = netlab::create_link(&node, &ns, &pod.host_if)?;
         new_links.push((pod.clone(), netns, link));
@@ -291,7 +317,7 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     manifests::write_documents(&LabState::policy_dir(state_dir).join("cluster.yaml"), &manifests::agent_documents(&docs, &pods))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     for (pod, netns, link) in new_links {
-        while !datapath::pinned_pod_records(&LabState::pins())?.iter().any(|(i, _)| *i == link.host_ifindex) {
+        while !datapath::pinned_pod_records(&names.pins())?.iter().any(|(i, _)| *i == link.host_ifindex) {
             if Instant::now() > deadline {
                 bail!("the agent did not program {} ({}) in time", pod.key(), link.host_if);
             }
@@ -312,6 +338,32 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     Ok(state)
 }
 
+/// Stops the lab's agent with SIGTERM and starts a new one on the same pins: the new
+/// agent re-adopts the pinned programs and maps, so enforcement never stops.
+///
+/// # Errors
+/// No lab is up, or the new agent did not become ready.
+pub fn restart_agent(state_dir: &Path, deny_fold_window: &str) -> Result<LabState> {
+    let mut state = LabState::load(state_dir)?;
+    if let Some(pid) = state.agent_pid.take() {
+        terminate(pid);
+    }
+    let opts = UpOptions {
+        manifests: PathBuf::new(),
+        binary: state.binary.clone(),
+        state_dir: state_dir.to_path_buf(),
+        strict: state.mode == "strict",
+        deny_fold_window: deny_fold_window.to_string(),
+    };
+    let log = state_dir.join("agent.log");
+    if log.exists() {
+        std::fs::rename(&log, state_dir.join("agent.previous.log"))?;
+    }
+    start_agent(&mut state, &opts)?;
+    wait_ready(&state.names().node_netns, Duration::from_secs(20))?;
+    Ok(state)
+}
+
 fn terminate(pid: u32) {
     // SAFETY: kill(2) on a pid this lab started (recorded in its state file).
     unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
@@ -329,7 +381,7 @@ fn terminate(pid: u32) {
 }
 
 /// Removes everything a lab made, even after a failure midway: processes from the
-/// state file, every `nplab-*` namespace, the lab's pins and its state directory.
+/// state file, every namespace with the lab's prefix, its pins and its state directory.
 ///
 /// # Errors
 /// Steps that failed (each is still attempted).
@@ -340,18 +392,19 @@ pub fn down(state_dir: &Path) -> Result<()> {
             terminate(pid);
         }
     }
+    let names = LabNames::for_state_dir(state_dir);
     let listed = netlab::ip(None, &["netns", "list"]).unwrap_or_default();
     for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
-        if name.starts_with(POD_NETNS_PREFIX)
+        if (name.starts_with(&names.pod_prefix) || name == names.node_netns)
             && let Err(e) = netlab::ip(None, &["netns", "del", name])
         {
             problems.push(format!("namespace {name}: {e}"));
         }
     }
-    if Path::new(PIN_DIR).exists()
-        && let Err(e) = std::fs::remove_dir_all(PIN_DIR)
+    if names.pin_dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&names.pin_dir)
     {
-        problems.push(format!("pins {PIN_DIR}: {e}"));
+        problems.push(format!("pins {}: {e}", names.pin_dir.display()));
     }
     if state_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(state_dir)
