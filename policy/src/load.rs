@@ -86,6 +86,20 @@ pub fn load_into(state: &mut ClusterState, source_name: &str, text: &str) -> Res
     Ok(())
 }
 
+/// Add one already-parsed document (a Namespace, Pod, NetworkPolicy or List) to
+/// `state`, as `load_into` does for each document of a text; for sources that
+/// receive objects rather than text (the Kubernetes API).
+///
+/// # Errors
+/// As `load_into`; errors name `source_name` and document 1.
+pub fn load_value_into(
+    state: &mut ClusterState,
+    source_name: &str,
+    value: serde_yaml::Value,
+) -> Result<(), LoadError> {
+    load_document(state, &Doc { source_name, index: 1 }, value)
+}
+
 /// Where a document came from, for error messages.
 struct Doc<'a> {
     source_name: &'a str,
