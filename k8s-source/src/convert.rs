@@ -1,5 +1,5 @@
 //! API objects to policy model values, through the policy crate's own manifest loader
-//! (`policy::load_str`), so an object read from the API server and the same object
+//! (`policy::load::load_value_into`, what `policy::load_str` runs per document), so an object read from the API server and the same object
 //! read from YAML give equal model values. Only the fields the resolver reads are
 //! carried over; the API object is dropped right after.
 
@@ -112,14 +112,18 @@ fn namespace_of<K: ResourceExt>(obj: &K) -> String {
 
 /// Feed one slim manifest through the policy loader and take the single object out.
 fn load_one(key: &Key, manifest: &Value) -> Result<policy::ClusterState, ConvertError> {
-    let text = serde_json::to_string(manifest).map_err(|source| ConvertError::Encode {
+    let value = serde_yaml::to_value(manifest).map_err(|source| ConvertError::Encode {
         object: key.to_string(),
         source,
     })?;
-    policy::load_str(&key.to_string(), &text).map_err(|source| ConvertError::Invalid {
-        object: key.to_string(),
-        source: Box::new(source),
-    })
+    let mut state = policy::ClusterState::default();
+    policy::load::load_value_into(&mut state, &key.to_string(), value).map_err(|source| {
+        ConvertError::Invalid {
+            object: key.to_string(),
+            source: Box::new(source),
+        }
+    })?;
+    Ok(state)
 }
 
 fn missing(key: &Key) -> ConvertError {

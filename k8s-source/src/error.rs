@@ -32,7 +32,7 @@ pub enum ConvertError {
     Encode {
         object: String,
         #[source]
-        source: serde_json::Error,
+        source: serde_yaml::Error,
     },
     #[error("{object}: rejected by the policy model: {source}")]
     Invalid {

@@ -114,7 +114,11 @@ pub(crate) async fn run<K: Watched>(
             Restart::Gone => bump(&counters.gone_restarts),
             Restart::Ended => tokio::time::sleep(backoff.next_delay()).await,
         }
-        tracing::debug!(kind = kind.as_str(), ?restart, "restarting the watch with a list");
+        tracing::debug!(
+            kind = kind.as_str(),
+            ?restart,
+            "restarting the watch with a list"
+        );
     }
 }
 
