@@ -235,3 +235,107 @@ impl Watched for networking::NetworkPolicy {
             .ok_or_else(|| missing(&key))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {app: web}
+  annotations:
+    netpol-agent.dev/interface: eni0
+    unrelated: dropped
+  managedFields: [{manager: kubelet, operation: Update}]
+spec:
+  nodeName: node-a
+  containers:
+    - name: web
+      image: web:1
+      ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]
+    - name: sidecar
+      image: proxy:1
+status:
+  phase: Running
+  podIP: 10.0.0.5
+  podIPs: [{ip: 10.0.0.5}, {ip: "fd00::5"}]
+"#;
+
+    const POLICY: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+    - from: [{namespaceSelector: {matchLabels: {team: a}}, podSelector: {}}]
+      ports: [{port: http}, {port: 9000, endPort: 9010, protocol: SCTP}]
+  egress:
+    - to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]
+"#;
+
+    fn api_object<K: serde::de::DeserializeOwned>(yaml: &str) -> K {
+        serde_yaml::from_str(yaml).expect("API object")
+    }
+
+    #[test]
+    fn pod_from_the_api_equals_the_same_pod_from_yaml() {
+        let pod: core::Pod = api_object(POD);
+        let from_yaml = policy::load_str("pod.yaml", POD).expect("loads");
+        let expected = from_yaml.pods.values().next().expect("one pod").clone();
+        assert_eq!(
+            pod.to_model().expect("converts"),
+            Object::Pod(expected.clone())
+        );
+        assert_eq!(expected.ips.len(), 2);
+        assert_eq!(
+            expected.named_port("http", policy::Protocol::Tcp),
+            Some(8080)
+        );
+        assert_eq!(expected.interface.as_deref(), Some("eni0"));
+    }
+
+    #[test]
+    fn policy_and_namespace_from_the_api_equal_the_yaml_ones() {
+        let policy: networking::NetworkPolicy = api_object(POLICY);
+        let from_yaml = policy::load_str("p.yaml", POLICY).expect("loads");
+        let expected = from_yaml
+            .policies
+            .values()
+            .next()
+            .expect("one policy")
+            .clone();
+        assert_eq!(
+            policy.to_model().expect("converts"),
+            Object::NetworkPolicy(expected)
+        );
+
+        let ns_yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: a}}\nstatus: {phase: Active}\n";
+        let ns: core::Namespace = api_object(ns_yaml);
+        let expected = policy::load_str("ns.yaml", ns_yaml)
+            .expect("loads")
+            .namespaces["shop"]
+            .clone();
+        assert_eq!(
+            ns.to_model().expect("converts"),
+            Object::Namespace(expected)
+        );
+    }
+
+    #[test]
+    fn an_invalid_object_is_rejected_with_its_name_and_field() {
+        let bad = POD.replace("{ip: \"fd00::5\"}", "{ip: 10.0.0.6}");
+        let pod: core::Pod = api_object(&bad);
+        let error = pod.to_model().expect_err("two IPv4 addresses").to_string();
+        assert!(error.contains("Pod shop/web-1"), "{error}");
+        assert!(error.contains("status.podIPs"), "{error}");
+        assert_eq!(
+            pod.model_key(),
+            Key::Pod(policy::ObjectRef::new("shop", "web-1"))
+        );
+    }
+}

@@ -20,5 +20,5 @@ mod watch;
 pub use client::{ClientSource, client};
 pub use convert::{Key, Kind, Object, Watched};
 pub use error::{ConvertError, SourceError};
-pub use rbac::{ApiAccess, WATCHED_RESOURCES};
+pub use rbac::{ApiAccess, GRANTED_VERBS, WATCH_CALLS, WATCHED_RESOURCES};
 pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats};

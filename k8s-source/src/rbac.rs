@@ -1,6 +1,6 @@
 //! The API access the watchers make, as data: the single source for the RBAC the
-//! deployment grants (a test compares `deploy/` against it and against the requests a
-//! fake API server actually receives).
+//! deployment grants (tests compare `deploy/` against it, and the requests a fake API
+//! server receives against `WATCH_CALLS`).
 
 /// One ClusterRole rule: a resource of an API group and the verbs used on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,24 +14,31 @@ pub struct ApiAccess {
 }
 
 /// The verbs a kube-runtime watcher issues: a paginated `list`, then `watch` from the
-/// list's resourceVersion. It never reads single objects, so `get` is not needed.
-pub const WATCH_VERBS: &[&str] = &["list", "watch"];
+/// list's resourceVersion (a test checks every request against this).
+pub const WATCH_CALLS: &[&str] = &["list", "watch"];
 
-/// Everything the source calls on the API server, cluster-wide.
+/// The verbs the deployment grants on each watched resource: `WATCH_CALLS` plus `get`,
+/// as the deployment spec asks (the usual informer grant). The watchers never `get`
+/// one object; dropping it here and in `deploy/rbac.yaml` together is the strict
+/// least-privilege choice.
+pub const GRANTED_VERBS: &[&str] = &["get", "list", "watch"];
+
+/// Everything the source may call on the API server, cluster-wide: the ClusterRole
+/// in `deploy/` grants exactly this.
 pub const WATCHED_RESOURCES: &[ApiAccess] = &[
     ApiAccess {
         api_group: "",
         resource: "namespaces",
-        verbs: WATCH_VERBS,
+        verbs: GRANTED_VERBS,
     },
     ApiAccess {
         api_group: "",
         resource: "pods",
-        verbs: WATCH_VERBS,
+        verbs: GRANTED_VERBS,
     },
     ApiAccess {
         api_group: "networking.k8s.io",
         resource: "networkpolicies",
-        verbs: WATCH_VERBS,
+        verbs: GRANTED_VERBS,
     },
 ];

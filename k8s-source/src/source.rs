@@ -311,3 +311,96 @@ fn clear(state: &mut ClusterState, kind: Kind) {
         Kind::NetworkPolicy => state.policies.clear(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, label: &str) -> policy::Pod {
+        policy::Pod {
+            namespace: "ns".into(),
+            name: name.into(),
+            labels: [("v".to_owned(), label.to_owned())].into(),
+            ips: Vec::new(),
+            node_name: None,
+            host_network: false,
+            phase: policy::PodPhase::Running,
+            ports: Vec::new(),
+            interface: None,
+        }
+    }
+
+    fn namespace(name: &str) -> policy::Namespace {
+        policy::Namespace {
+            name: name.into(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_relist_replaces_one_kind_and_keeps_rejected_objects_at_their_old_version() {
+        let mut state = ClusterState::default();
+        let mut listed = [false; 3];
+        for p in [pod("a", "1"), pod("b", "1"), pod("gone", "1")] {
+            apply(&mut state, &mut listed, Update::Apply(Object::Pod(p)));
+        }
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Apply(Object::Namespace(namespace("ns"))),
+        );
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Replace {
+                kind: Kind::Pod,
+                objects: vec![Object::Pod(pod("a", "2")), Object::Pod(pod("new", "2"))],
+                keep: vec![Key::Pod(policy::ObjectRef::new("ns", "b"))],
+            },
+        );
+        let labels = |name: &str| {
+            state
+                .pods
+                .get(&policy::ObjectRef::new("ns", name))
+                .map(|p| p.labels["v"].clone())
+        };
+        assert_eq!(labels("a").as_deref(), Some("2"));
+        assert_eq!(
+            labels("b").as_deref(),
+            Some("1"),
+            "rejected in the relist: kept"
+        );
+        assert_eq!(labels("new").as_deref(), Some("2"));
+        assert_eq!(labels("gone"), None, "absent from the relist: removed");
+        assert!(state.namespaces.contains_key("ns"), "other kinds untouched");
+        assert_eq!(listed, [false, true, false]);
+    }
+
+    #[test]
+    fn deletes_remove_only_their_object() {
+        let mut state = ClusterState::default();
+        let mut listed = [false; 3];
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Apply(Object::Pod(pod("a", "1"))),
+        );
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Apply(Object::Pod(pod("b", "1"))),
+        );
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Delete(Key::Pod(policy::ObjectRef::new("ns", "a"))),
+        );
+        apply(
+            &mut state,
+            &mut listed,
+            Update::Delete(Key::Namespace("never-seen".into())),
+        );
+        assert_eq!(state.pods.len(), 1);
+        assert!(state.pods.contains_key(&policy::ObjectRef::new("ns", "b")));
+    }
+}
