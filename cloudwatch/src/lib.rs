@@ -7,7 +7,21 @@
 //! [`retry`] policy, and commits the checkpoint in file order; [`metrics`] counts it all.
 //!
 //! The agent calls [`Shipper::new`] with a [`ShipperConfig`], registers
-//! [`Shipper::metrics`], and awaits [`Shipper::run`] with a cancellation token.
+//! [`Shipper::metrics`] (see [`Metrics::register`]), and awaits [`Shipper::run`] with a
+//! cancellation token; `run` flushes and persists the checkpoint when it is cancelled.
+//!
+//! Where events go: group `/aws/eks/<cluster>/cluster` (or `/aws/k8s-cluster/cluster`
+//! for a self-managed cluster, or the configured one), stream
+//! `aws-network-policy-agent-audit-<node name>` (stable, so a restart appends to it).
+//! Both are created on demand on the first ResourceNotFoundException. IAM needed:
+//! `logs:CreateLogGroup`, `logs:CreateLogStream`, `logs:PutLogEvents`, and
+//! `logs:PutRetentionPolicy` only when a retention is configured; never
+//! `logs:DescribeLogGroups`.
+//!
+//! The checkpoint lives beside the files, `<dir>/.<live name>.cloudwatch-checkpoint`.
+//! Lines are delivered at least once; duplicates come only from requests whose answer
+//! was lost (a reset after the service accepted them, a timeout, a kill). The crate's
+//! feature `testkit` adds the fault-injecting proxy and the moto launcher its tests use.
 
 pub mod batch;
 pub mod checkpoint;

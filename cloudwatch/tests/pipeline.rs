@@ -274,7 +274,7 @@ async fn the_flush_interval_bounds_latency_at_a_low_rate() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let written = Instant::now();
     write_lines(&live, std::iter::once(short_line(0, now_ms())));
-    wait_for("the line", Duration::from_secs(5), || {
+    wait_for("the line", Duration::from_secs(10), || {
         !proxy.records().is_empty()
     })
     .await;
@@ -284,7 +284,7 @@ async fn the_flush_interval_bounds_latency_at_a_low_rate() {
         latency >= Duration::from_millis(350),
         "sent before the interval: {latency:?}"
     );
-    assert!(latency < Duration::from_secs(2), "too slow: {latency:?}");
+    assert!(latency < Duration::from_secs(5), "too slow: {latency:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
