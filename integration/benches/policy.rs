@@ -9,9 +9,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use policy::{
-    ClusterState, ContainerPort, Direction, EnforcingMode, IpBlock, LabelSelector, MapModel, MapOp, Namespace,
-    NetworkPolicy, ObjectRef, Peer, Pod, PodPhase, PolicyPort, PolicyRule, PolicySpec, PortRef, Protocol,
-    ResolveOptions, Resolver, Planner,
+    ClusterState, ContainerPort, Direction, EnforcingMode, IpBlock, LabelSelector, MapModel, MapOp,
+    Namespace, NetworkPolicy, ObjectRef, Peer, Planner, Pod, PodPhase, PolicyPort, PolicyRule,
+    PolicySpec, PortRef, Protocol, ResolveOptions, Resolver,
 };
 
 const NAMESPACES: usize = 50;
@@ -19,8 +19,9 @@ const PODS_PER_NAMESPACE: usize = 100;
 const POLICIES_PER_NAMESPACE: usize = 20;
 const APPS: usize = 10;
 const TEAMS: usize = 5;
-/// Pod `g` (global index) is local when `g % LOCAL_STRIDE == 0`: 110 of 5,000.
+/// Pod `g` (global index) is local when `g % LOCAL_STRIDE == 0` and `g / LOCAL_STRIDE < LOCAL_PODS`.
 const LOCAL_STRIDE: usize = 45;
+const LOCAL_PODS: usize = 110;
 const NODE: &str = "node-0";
 
 fn ns_name(i: usize) -> String {
@@ -36,11 +37,15 @@ fn front(j: usize) -> bool {
 }
 
 fn is_local(i: usize, j: usize) -> bool {
-    (i * PODS_PER_NAMESPACE + j) % LOCAL_STRIDE == 0
+    let g = i * PODS_PER_NAMESPACE + j;
+    g % LOCAL_STRIDE == 0 && g / LOCAL_STRIDE < LOCAL_PODS
 }
 
 fn labels(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 fn pod(i: usize, j: usize) -> Pod {
@@ -48,29 +53,60 @@ fn pod(i: usize, j: usize) -> Pod {
     Pod {
         namespace: ns_name(i),
         name: format!("pod-{j:02}"),
-        labels: labels(&[("app", format!("app-{}", app(j))), ("tier", if front(j) { "front" } else { "back" }.into())]),
-        ips: vec![IpAddr::V4(Ipv4Addr::new(10, i as u8, (j / 250) as u8, (j % 250 + 1) as u8))],
-        node_name: Some(if is_local(i, j) { NODE.to_owned() } else { format!("node-{}", g % LOCAL_STRIDE) }),
+        labels: labels(&[
+            ("app", format!("app-{}", app(j))),
+            ("tier", if front(j) { "front" } else { "back" }.into()),
+        ]),
+        ips: vec![IpAddr::V4(Ipv4Addr::new(
+            10,
+            i as u8,
+            (j / 250) as u8,
+            (j % 250 + 1) as u8,
+        ))],
+        node_name: Some(if is_local(i, j) {
+            NODE.to_owned()
+        } else {
+            format!("remote-{}", g % LOCAL_STRIDE)
+        }),
         host_network: false,
         phase: PodPhase::Running,
         ports: vec![
-            ContainerPort { name: Some("http".into()), port: 8080, protocol: Protocol::Tcp },
-            ContainerPort { name: Some("metrics".into()), port: 9090, protocol: Protocol::Tcp },
+            ContainerPort {
+                name: Some("http".into()),
+                port: 8080,
+                protocol: Protocol::Tcp,
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                port: 9090,
+                protocol: Protocol::Tcp,
+            },
         ],
         interface: None,
     }
 }
 
 fn select(pairs: &[(&str, String)]) -> LabelSelector {
-    LabelSelector { match_labels: labels(pairs), match_expressions: Vec::new() }
+    LabelSelector {
+        match_labels: labels(pairs),
+        match_expressions: Vec::new(),
+    }
 }
 
 fn port(protocol: Protocol, p: PortRef) -> PolicyPort {
-    PolicyPort { protocol, port: Some(p), end_port: None }
+    PolicyPort {
+        protocol,
+        port: Some(p),
+        end_port: None,
+    }
 }
 
 fn policy(i: usize, name: String, spec: PolicySpec) -> NetworkPolicy {
-    NetworkPolicy { namespace: ns_name(i), name, spec }
+    NetworkPolicy {
+        namespace: ns_name(i),
+        name,
+        spec,
+    }
 }
 
 /// The 20 policies of namespace `i`:
@@ -82,58 +118,93 @@ fn policy(i: usize, name: String, spec: PolicySpec) -> NetworkPolicy {
 fn policies(i: usize) -> Vec<NetworkPolicy> {
     let mut out = Vec::new();
     for k in 0..APPS {
-        out.push(policy(i, format!("allow-app-{k}"), PolicySpec {
-            pod_selector: select(&[("app", format!("app-{k}"))]),
-            ingress: vec![PolicyRule {
-                peers: vec![Peer::Pods { pod_selector: Some(select(&[("app", format!("app-{}", (k + 1) % APPS))])), namespace_selector: None }],
-                ports: vec![port(Protocol::Tcp, PortRef::Name("http".into()))],
-            }],
-            egress: Vec::new(),
-            policy_types: None,
-        }));
+        out.push(policy(
+            i,
+            format!("allow-app-{k}"),
+            PolicySpec {
+                pod_selector: select(&[("app", format!("app-{k}"))]),
+                ingress: vec![PolicyRule {
+                    peers: vec![Peer::Pods {
+                        pod_selector: Some(select(&[("app", format!("app-{}", (k + 1) % APPS))])),
+                        namespace_selector: None,
+                    }],
+                    ports: vec![port(Protocol::Tcp, PortRef::Name("http".into()))],
+                }],
+                egress: Vec::new(),
+                policy_types: None,
+            },
+        ));
     }
     for t in 0..TEAMS {
-        out.push(policy(i, format!("allow-team-{t}"), PolicySpec {
-            pod_selector: select(&[("app", format!("app-{}", 2 * t))]),
-            ingress: vec![PolicyRule {
-                peers: vec![Peer::Pods {
-                    pod_selector: Some(select(&[("app", "app-0".into()), ("tier", "front".into())])),
-                    namespace_selector: Some(select(&[("team", format!("team-{}", (i + 1) % TEAMS))])),
+        out.push(policy(
+            i,
+            format!("allow-team-{t}"),
+            PolicySpec {
+                pod_selector: select(&[("app", format!("app-{}", 2 * t))]),
+                ingress: vec![PolicyRule {
+                    peers: vec![Peer::Pods {
+                        pod_selector: Some(select(&[
+                            ("app", "app-0".into()),
+                            ("tier", "front".into()),
+                        ])),
+                        namespace_selector: Some(select(&[(
+                            "team",
+                            format!("team-{}", (i + 1) % TEAMS),
+                        )])),
+                    }],
+                    ports: vec![port(Protocol::Tcp, PortRef::Number(8080))],
                 }],
-                ports: vec![port(Protocol::Tcp, PortRef::Number(8080))],
-            }],
-            egress: Vec::new(),
-            policy_types: None,
-        }));
+                egress: Vec::new(),
+                policy_types: None,
+            },
+        ));
     }
     for c in 0..3 {
         let target = ((i + 1 + c) % NAMESPACES) as u8;
-        out.push(policy(i, format!("egress-cidr-{c}"), PolicySpec {
-            pod_selector: select(&[("app", format!("app-{c}"))]),
+        out.push(policy(
+            i,
+            format!("egress-cidr-{c}"),
+            PolicySpec {
+                pod_selector: select(&[("app", format!("app-{c}"))]),
+                ingress: Vec::new(),
+                egress: vec![PolicyRule {
+                    peers: vec![Peer::IpBlock(IpBlock {
+                        cidr: format!("10.{target}.0.0/16").parse().expect("valid CIDR"),
+                        except: vec![format!("10.{target}.0.0/28").parse().expect("valid CIDR")],
+                    })],
+                    ports: vec![port(Protocol::Tcp, PortRef::Number(443))],
+                }],
+                policy_types: Some(vec![Direction::Egress]),
+            },
+        ));
+    }
+    out.push(policy(
+        i,
+        "deny-ingress".into(),
+        PolicySpec {
+            policy_types: Some(vec![Direction::Ingress]),
+            ..PolicySpec::default()
+        },
+    ));
+    out.push(policy(
+        i,
+        "dns".into(),
+        PolicySpec {
+            pod_selector: LabelSelector::everything(),
             ingress: Vec::new(),
             egress: vec![PolicyRule {
-                peers: vec![Peer::IpBlock(IpBlock {
-                    cidr: format!("10.{target}.0.0/16").parse().expect("valid CIDR"),
-                    except: vec![format!("10.{target}.0.0/28").parse().expect("valid CIDR")],
-                })],
-                ports: vec![port(Protocol::Tcp, PortRef::Number(443))],
+                peers: vec![Peer::Pods {
+                    pod_selector: Some(select(&[("app", "app-9".into())])),
+                    namespace_selector: Some(select(&[(
+                        "kubernetes.io/metadata.name",
+                        ns_name(0),
+                    )])),
+                }],
+                ports: vec![port(Protocol::Udp, PortRef::Number(53))],
             }],
             policy_types: Some(vec![Direction::Egress]),
-        }));
-    }
-    out.push(policy(i, "deny-ingress".into(), PolicySpec { policy_types: Some(vec![Direction::Ingress]), ..PolicySpec::default() }));
-    out.push(policy(i, "dns".into(), PolicySpec {
-        pod_selector: LabelSelector::everything(),
-        ingress: Vec::new(),
-        egress: vec![PolicyRule {
-            peers: vec![Peer::Pods {
-                pod_selector: Some(select(&[("app", "app-9".into())])),
-                namespace_selector: Some(select(&[("kubernetes.io/metadata.name", ns_name(0))])),
-            }],
-            ports: vec![port(Protocol::Udp, PortRef::Number(53))],
-        }],
-        policy_types: Some(vec![Direction::Egress]),
-    }));
+        },
+    ));
     assert_eq!(out.len(), POLICIES_PER_NAMESPACE);
     out
 }
@@ -141,7 +212,10 @@ fn policies(i: usize) -> Vec<NetworkPolicy> {
 fn cluster() -> ClusterState {
     let mut state = ClusterState::default();
     for i in 0..NAMESPACES {
-        state.upsert_namespace(Namespace { name: ns_name(i), labels: labels(&[("team", format!("team-{}", i % TEAMS))]) });
+        state.upsert_namespace(Namespace {
+            name: ns_name(i),
+            labels: labels(&[("team", format!("team-{}", i % TEAMS))]),
+        });
         for j in 0..PODS_PER_NAMESPACE {
             state.upsert_pod(pod(i, j));
         }
@@ -154,14 +228,25 @@ fn cluster() -> ClusterState {
 
 /// Which ingress rules of local pod (`p`, `jp`) admit a peer pod in namespace `x`
 /// with `peer_app` and `peer_front`, straight from the generator's definitions above.
-fn rules_admitting(p: usize, jp: usize, x: usize, peer_app: usize, peer_front: bool) -> Vec<&'static str> {
+fn rules_admitting(
+    p: usize,
+    jp: usize,
+    x: usize,
+    peer_app: usize,
+    peer_front: bool,
+) -> Vec<&'static str> {
     let mut out = Vec::new();
     // allow-app-k selects the pod when k == app(jp); its peers are app-(k+1) of the same namespace.
     if p == x && peer_app == (app(jp) + 1) % APPS {
         out.push("allow-app");
     }
     // allow-team-t selects the pod when app(jp) == 2t; its peers are front app-0 pods of team (p+1)%5.
-    if app(jp) % 2 == 0 && app(jp) / 2 < TEAMS && x % TEAMS == (p + 1) % TEAMS && peer_app == 0 && peer_front {
+    if app(jp) % 2 == 0
+        && app(jp) / 2 < TEAMS
+        && x % TEAMS == (p + 1) % TEAMS
+        && peer_app == 0
+        && peer_front
+    {
         out.push("allow-team");
     }
     out
@@ -179,7 +264,9 @@ fn expected_writes(x: usize, jx: usize, old_app: usize, new_app: usize) -> usize
             if !is_local(p, jp) {
                 continue;
             }
-            if rules_admitting(p, jp, x, old_app, front(jx)) != rules_admitting(p, jp, x, new_app, front(jx)) {
+            if rules_admitting(p, jp, x, old_app, front(jx))
+                != rules_admitting(p, jp, x, new_app, front(jx))
+            {
                 writes += 2;
             }
         }
@@ -193,8 +280,15 @@ fn ms(since: Instant) -> f64 {
 
 fn main() {
     let mut state = cluster();
-    let local = state.pods.values().filter(|p| p.node_name.as_deref() == Some(NODE)).count();
-    assert_eq!((state.pods.len(), state.policies.len(), local), (5000, 1000, 110));
+    let local = state
+        .pods
+        .values()
+        .filter(|p| p.node_name.as_deref() == Some(NODE))
+        .count();
+    assert_eq!(
+        (state.pods.len(), state.policies.len(), local),
+        (5000, 1000, 110)
+    );
     let options = ResolveOptions {
         node_name: NODE.into(),
         node_addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 0, 10))],
@@ -228,18 +322,38 @@ fn main() {
     let mut update_writes = 0;
     for round in 0..5 {
         let started = Instant::now();
-        state.pods.get_mut(&key).expect("generated pod").labels.insert("app".into(), "app-1".into());
+        state
+            .pods
+            .get_mut(&key)
+            .expect("generated pod")
+            .labels
+            .insert("app".into(), "app-1".into());
         let resolved = resolver.resolve(&state, &options);
         let ops = planner.plan(&resolved);
         samples.push(ms(started));
         maps.apply(&ops).expect("update ops apply in order");
-        let entry_writes = ops.iter().filter(|op| matches!(op, MapOp::PutEntry { .. } | MapOp::DeleteEntry { .. })).count();
-        let record_writes = ops.iter().filter(|op| matches!(op, MapOp::PutPod { .. })).count();
-        assert_eq!(ops.len(), expected, "round {round}: {entry_writes} entry writes, {record_writes} records; want {expected} writes");
+        let entry_writes = ops
+            .iter()
+            .filter(|op| matches!(op, MapOp::PutEntry { .. } | MapOp::DeleteEntry { .. }))
+            .count();
+        let record_writes = ops
+            .iter()
+            .filter(|op| matches!(op, MapOp::PutPod { .. }))
+            .count();
+        assert_eq!(
+            ops.len(),
+            expected,
+            "round {round}: {entry_writes} entry writes, {record_writes} records; want {expected} writes"
+        );
         assert_eq!(entry_writes, record_writes);
         update_writes = ops.len();
         // Back, untimed, for the next round.
-        state.pods.get_mut(&key).expect("generated pod").labels.insert("app".into(), "app-0".into());
+        state
+            .pods
+            .get_mut(&key)
+            .expect("generated pod")
+            .labels
+            .insert("app".into(), "app-0".into());
         let back = planner.plan(&resolver.resolve(&state, &options));
         assert_eq!(back.len(), expected);
         maps.apply(&back).expect("revert ops apply in order");
@@ -251,7 +365,11 @@ fn main() {
         samples.len(),
         update_ms / resolve_ms
     );
-    println!("targets: resolve_ms <= 1000 ({}), update_ms <= 10 ({})", resolve_ms <= 1000.0, update_ms <= 10.0);
+    println!(
+        "targets: resolve_ms <= 1000 ({}), update_ms <= 10 ({})",
+        resolve_ms <= 1000.0,
+        update_ms <= 10.0
+    );
     println!(
         "{{\"bench\":\"policy\",\"pods\":{},\"policies\":{},\"resolve_ms\":{resolve_ms:.1},\"entries\":{entries},\"update_ms\":{update_ms:.3},\"update_writes\":{update_writes}}}",
         state.pods.len(),

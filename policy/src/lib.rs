@@ -4,6 +4,35 @@
 //! `resolve::Resolver` turns it into per-pod, per-direction LPM entries and a
 //! `ids::PolicyTable`; `plan::Planner` turns successive results into ordered
 //! `plan::MapOp`s; `maps::MapModel` applies them in memory (tests, evaluators).
+//!
+//! # Examples
+//! ```
+//! use policy::{EnforcingMode, MapModel, Planner, ResolveOptions, Resolver, load_str};
+//!
+//! let state = load_str("demo.yaml", r#"
+//! apiVersion: v1
+//! kind: Pod
+//! metadata: {name: web, namespace: shop, labels: {app: web}}
+//! spec: {nodeName: node-1}
+//! status: {phase: Running, podIP: 10.0.0.5}
+//! ---
+//! apiVersion: networking.k8s.io/v1
+//! kind: NetworkPolicy
+//! metadata: {name: deny-all, namespace: shop}
+//! spec: {podSelector: {}}
+//! "#).unwrap();
+//! let options = ResolveOptions { node_name: "node-1".into(), node_addresses: vec![], mode: EnforcingMode::Standard };
+//! let mut resolver = Resolver::new();
+//! let mut planner = Planner::new();
+//! let ops = planner.plan(&resolver.resolve(&state, &options));
+//! let mut maps = MapModel::new();
+//! maps.apply(&ops).unwrap();
+//! let web = policy::ObjectRef::new("shop", "web");
+//! let verdict = maps.decide(&web, policy::Direction::Ingress, "10.0.0.9".parse().unwrap(), 6, 80);
+//! assert!(!verdict.is_accept());
+//! // Nothing changed: nothing to write.
+//! assert!(planner.plan(&resolver.resolve(&state, &options)).is_empty());
+//! ```
 
 mod compile;
 pub mod error;
@@ -17,11 +46,14 @@ mod prefixes;
 pub mod resolve;
 
 pub use error::{ApplyError, LoadError};
-pub use ids::{NO_POLICY_ID, NODE_LOCAL_POLICY_ID, PolicyTable, RuleRef};
+pub use ids::{
+    NO_POLICY_ID, NODE_LOCAL_NAME, NODE_LOCAL_POLICY_ID, PolicyIdTarget, PolicyTable, RuleRef,
+};
 pub use load::{load_dir, load_str};
 pub use maps::MapModel;
 pub use model::*;
 pub use plan::{MapOp, Planner, initial_pod_record, policy_key};
 pub use resolve::{
-    EnforcingMode, PodState, ResolveOptions, Resolved, ResolvedPod, Resolver, resolve,
+    DirectionRules, EnforcingMode, PodState, ResolveOptions, Resolved, ResolvedPod, Resolver,
+    Unenforceable, resolve,
 };

@@ -97,7 +97,14 @@ pub fn load_value_into(
     source_name: &str,
     value: serde_yaml::Value,
 ) -> Result<(), LoadError> {
-    load_document(state, &Doc { source_name, index: 1 }, value)
+    load_document(
+        state,
+        &Doc {
+            source_name,
+            index: 1,
+        },
+        value,
+    )
 }
 
 /// Where a document came from, for error messages.
