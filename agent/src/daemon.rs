@@ -118,12 +118,18 @@ pub struct Running {
     pub health_addr: std::net::SocketAddr,
 }
 
-/// Runs the daemon until `shutdown` is cancelled; `started` gets the running parts.
+/// Runs the daemon until `shutdown` is cancelled; `started` gets the running parts and
+/// every configuration sent on `reload` (SIGHUP) is applied where it can be live.
 ///
 /// # Errors
 /// Start-up failures (another agent holds the node, bpffs missing, ports taken,
 /// unwritable log directory); once running, errors are logged and retried.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken, started: Option<tokio::sync::oneshot::Sender<Running>>) -> Result<()> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Running>>,
+    reload: Option<tokio::sync::watch::Receiver<AgentConfig>>,
+) -> Result<()> {
     let _guard = InstanceGuard::acquire(&config.bpffs_pin_dir, &config.log_file)?;
     let stats_probe = Arc::new(SharedStats::default());
     let readiness = Readiness::default();
@@ -159,6 +165,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken, started: Opti
         }
     };
 
+    let table_file = crate::guard::run_file(&config.bpffs_pin_dir, "policies.json");
     let apply_task = {
         let (enforcer, readiness, stop, enable) = (enforcer.clone(), readiness.clone(), shutdown.clone(), config.enable_network_policy);
         tokio::spawn(async move {
@@ -173,7 +180,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken, started: Opti
                     readiness.set_ready(true);
                     continue;
                 }
-                let result = enforcer.lock().map_err(|_| anyhow::anyhow!("enforcer lock poisoned")).and_then(|mut e| e.apply(&state).map_err(Into::into));
+                let result = enforcer.lock().map_err(|_| anyhow::anyhow!("enforcer lock poisoned")).and_then(|mut e| {
+                    let report = e.apply(&state)?;
+                    if let Some(resolved) = e.last_resolution() {
+                        write_policy_table(&table_file, &resolved.table);
+                    }
+                    Ok(report)
+                });
                 match result {
                     Ok(report) => {
                         tracing::info!(pods = report.local_pods, writes = report.map_writes, attached = ?report.attached, "policies applied");
@@ -186,6 +199,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken, started: Opti
     };
 
     let housekeeping = tokio::spawn(housekeeping(enforcer.clone(), stats.clone(), config.deny_fold_window, config.conntrack_cache_cleanup_period, shutdown.clone()));
+
+    if let Some(reload) = reload {
+        tokio::spawn(apply_reloads(enforcer.clone(), config.clone(), reload, shutdown.clone()));
+    }
 
     let shipper = if config.enable_cloudwatch_logs {
         Some(start_shipper(&config, shutdown.clone())?)
@@ -266,5 +283,43 @@ async fn housekeeping(enforcer: Arc<Mutex<Enforcer>>, stats: Arc<SharedStats>, f
                 Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
             }
         }
+    }
+}
+
+/// The policy id table, for `netpol-agent ebpf policies` to name what the maps hold.
+fn write_policy_table(path: &Path, table: &policy::PolicyTable) {
+    let map: std::collections::BTreeMap<u32, String> = table.iter().map(|(id, _)| (id, table.describe(id))).collect();
+    let tmp = path.with_extension("tmp");
+    let written = serde_json::to_vec(&map).map_err(std::io::Error::other).and_then(|bytes| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::debug!(path = %path.display(), error = %e, "could not write the policy table");
+    }
+}
+
+/// SIGHUP: the kernel settings (event scope, DENY fold window) change live; settings
+/// that need a restart are named in the operational log.
+async fn apply_reloads(enforcer: Arc<Mutex<Enforcer>>, mut current: AgentConfig, mut reload: tokio::sync::watch::Receiver<AgentConfig>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = reload.changed() => if changed.is_err() { return },
+        }
+        let next = reload.borrow_and_update().clone();
+        let settings = kernel_settings(&next);
+        match enforcer.lock().map_err(|_| "enforcer lock poisoned".to_string()).and_then(|mut e| e.datapath().maps().set_settings(&settings).map_err(|e| e.to_string())) {
+            Ok(()) => tracing::info!(event_scope = settings.event_scope, fold_window_ns = settings.fold_window_ns, "configuration reloaded"),
+            Err(e) => tracing::error!(error = %e, "reloading kernel settings failed"),
+        }
+        let mut restart_needed = Vec::new();
+        if next.log_file != current.log_file { restart_needed.push("log_file"); }
+        if next.metrics_bind_addr != current.metrics_bind_addr { restart_needed.push("metrics_bind_addr"); }
+        if next.health_probe_bind_addr != current.health_probe_bind_addr { restart_needed.push("health_probe_bind_addr"); }
+        if next.policy_dir != current.policy_dir { restart_needed.push("policy_dir"); }
+        if next.enable_cloudwatch_logs != current.enable_cloudwatch_logs { restart_needed.push("enable_cloudwatch_logs"); }
+        if next.flow_log_format != current.flow_log_format { restart_needed.push("flow_log_format"); }
+        if !restart_needed.is_empty() {
+            tracing::warn!(settings = ?restart_needed, "these settings changed but take effect only after a restart");
+        }
+        current = next;
     }
 }

@@ -19,13 +19,19 @@ pub struct InstanceGuard {
 
 const LOCK_DIR: &str = "/run/netpol-agent";
 
+/// A file beside the lock that belongs to the agent using `pin_dir` (e.g. the policy
+/// id table the inspection commands read).
+pub fn run_file(pin_dir: &Path, suffix: &str) -> PathBuf {
+    let key: String = pin_dir.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    PathBuf::from(LOCK_DIR).join(format!("{key}.{suffix}"))
+}
+
 impl InstanceGuard {
     /// # Errors
     /// Another agent holds the lock, or another process has `log_file` open.
     pub fn acquire(pin_dir: &Path, log_file: &Path) -> Result<Self> {
         std::fs::create_dir_all(LOCK_DIR)?;
-        let key: String = pin_dir.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        let path = PathBuf::from(LOCK_DIR).join(format!("{key}.lock"));
+        let path = run_file(pin_dir, "lock");
         let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
         // SAFETY: a valid fd; flock has no memory-safety preconditions.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

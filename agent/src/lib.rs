@@ -10,3 +10,4 @@ pub mod guard;
 pub mod source;
 pub mod lab;
 pub mod demo;
+pub mod inspect;

@@ -32,10 +32,46 @@ enum Command {
         #[arg(long, global = true, default_value = lab::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// What the kernel holds: programs, maps, pods, policy entries, conntrack, events.
+    Ebpf {
+        #[command(subcommand)]
+        command: EbpfCommand,
+        /// The agent's bpffs pin directory.
+        #[arg(long, global = true, default_value = "/sys/fs/bpf/netpol-agent")]
+        bpffs_pin_dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Name interfaces as this network namespace sees them (e.g. a lab's node).
+        #[arg(long, global = true)]
+        netns: Option<String>,
+    },
     /// The Stars demo of the EKS user guide on the lab, step by step.
     Demo {
         #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EbpfCommand {
+    /// Loaded programs and the interfaces they are attached to.
+    Progs,
+    /// Maps with their capacity and fill.
+    Maps,
+    /// Pod records: interface, states, addresses, policy set.
+    Pods,
+    /// Policy entries: peer prefix and rules (with policy names) per pod and direction.
+    Policies,
+    /// Conntrack entries.
+    Conntrack,
+    /// Follow the verdicts the agent writes (its flow-log file).
+    Events {
+        #[arg(long, default_value = "/var/log/aws-routed-eni/network-policy-agent.log")]
+        log_file: PathBuf,
+        /// Stop after this long (default: follow until interrupted).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
     },
 }
 
@@ -97,7 +133,7 @@ fn main() -> Result<()> {
         Command::Run(args) => {
             let config = config::load(&args, &config::process_env)?;
             init_tracing(&config.log_level.to_string());
-            run_daemon(config)
+            run_daemon(*args, config)
         }
         Command::Config { command: ConfigCommand::Validate { file } } => {
             let diagnostics = config::validate_file(&file);
@@ -114,6 +150,18 @@ fn main() -> Result<()> {
         Command::Lab { command, state_dir } => {
             init_tracing("warn");
             lab_command(command, state_dir)
+        }
+        Command::Ebpf { command, bpffs_pin_dir, json, netns } => {
+            let pins = datapath::PinLayout::new(&bpffs_pin_dir);
+            let _inside = netns.as_deref().map(netlab::enter_by_name).transpose()?;
+            match command {
+                EbpfCommand::Progs => agent::inspect::progs(&pins, json),
+                EbpfCommand::Maps => agent::inspect::maps(&pins, json),
+                EbpfCommand::Pods => agent::inspect::pods(&pins, json),
+                EbpfCommand::Policies => agent::inspect::policies(&pins, json),
+                EbpfCommand::Conntrack => agent::inspect::conntrack(&pins, json),
+                EbpfCommand::Events { log_file, duration } => agent::inspect::events(&log_file, json, duration),
+            }
         }
         Command::Demo { state_dir } => {
             init_tracing("warn");
@@ -169,20 +217,28 @@ fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
     }
 }
 
-fn run_daemon(config: config::AgentConfig) -> Result<()> {
+fn run_daemon(args: config::RunArgs, config: config::AgentConfig) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
+        let (reload_tx, reload_rx) = tokio::sync::watch::channel(config.clone());
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+            let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else { return };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = hup.recv() => match config::load(&args, &config::process_env) {
+                        Ok(next) => { let _ = reload_tx.send(next); }
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the current one"),
+                    },
+                }
             }
             signals.cancel();
         });
-        agent::daemon::run(config, shutdown, None).await
+        agent::daemon::run(config, shutdown, None, Some(reload_rx)).await
     })
 }
 

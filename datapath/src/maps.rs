@@ -253,15 +253,41 @@ fn ignore_not_found(result: Result<(), aya::maps::MapError>, name: &'static str)
     }
 }
 
-/// Pod records as a running agent's pinned map holds them (for the lab and the
-/// inspection commands, which run beside the agent rather than inside it).
+/// Opens one pinned map of ours as the aya map kind `wrap` names.
+fn open_pinned<T>(pins: &crate::PinLayout, name: &'static str, wrap: fn(MapData) -> aya::maps::Map) -> Result<T, DatapathError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let path = pins.maps_dir().join(name);
+    let data = MapData::from_pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+    T::try_from(wrap(data)).map_err(|e| DatapathError::map(name, e))
+}
+
+impl PolicyMaps {
+    /// The maps a running agent pinned (for the lab and the inspection commands, which
+    /// run beside the agent rather than inside it).
+    ///
+    /// # Errors
+    /// A pin is missing (no agent has run with this pin directory) or is not our map.
+    pub fn open_pinned(pins: &crate::PinLayout) -> Result<Self, DatapathError> {
+        use aya::maps::Map;
+        Ok(Self {
+            pods: open_pinned(pins, map_names::POD_RECORDS, Map::HashMap)?,
+            lpm: open_pinned(pins, map_names::POLICY_LPM, Map::LpmTrie)?,
+            rule_lists: open_pinned(pins, map_names::RULE_LISTS, Map::HashMap)?,
+            conntrack: open_pinned(pins, map_names::CONNTRACK, Map::LruHashMap)?,
+            folds: open_pinned(pins, map_names::FOLDS, Map::HashMap)?,
+            settings: open_pinned(pins, map_names::SETTINGS, Map::Array)?,
+            counters: open_pinned(pins, map_names::COUNTERS, Map::PerCpuArray)?,
+        })
+    }
+}
+
+/// Pod records as a running agent's pinned map holds them.
 ///
 /// # Errors
 /// The pin does not exist or is not our map.
 pub fn pinned_pod_records(pins: &crate::PinLayout) -> Result<Vec<(u32, PodRecord)>, DatapathError> {
-    let path = pins.maps_dir().join(map_names::POD_RECORDS);
-    let data = MapData::from_pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
-    let map: HashMap<MapData, u32, PodRecord> =
-        HashMap::try_from(aya::maps::Map::HashMap(data)).map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))?;
+    let map: HashMap<MapData, u32, PodRecord> = open_pinned(pins, map_names::POD_RECORDS, aya::maps::Map::HashMap)?;
     Ok(map.iter().filter_map(Result::ok).collect())
 }

@@ -111,7 +111,8 @@ fn read_floor(dir: &Path, n: usize) -> Duration {
 }
 
 fn proxy_child() {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");

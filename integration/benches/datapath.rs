@@ -172,6 +172,11 @@ fn main() {
     let new_flow = Stat::of(new_flow);
     let _ = egress;
 
+    // Map memory for 110 local pods, each allowing ingress from 5,000 peer pods (/32s),
+    // all entries sharing deduplicated rule lists: the kernel's own accounting
+    // (fdinfo memlock, which for these maps counts the elements actually held).
+    let memory = map_memory(&mut fx);
+
     let net = |s: &Stat, f: &Stat| s.median - f.median;
     println!("floor (no-op)                  {}", floor.show());
     println!("allow, no policy               {}  net {:6.1}", allow_default.show(), net(&allow_default, &floor));
@@ -183,7 +188,16 @@ fn main() {
     println!("floor, single shot             {}", noop_r1.show());
     println!("new flow allowed, single shot  {}  net {:6.1}", new_flow.show(), net(&new_flow, &noop_r1));
     println!(
-        "{{\"bench\":\"datapath\",\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        "map memory, 110 pods x 5,000 peer /32s ({} LPM entries): POLICY_LPM {:.1} MiB, RULE_LISTS {:.3} MiB, POD_RECORDS {:.3} MiB ({:.0} bytes per entry)",
+        memory.entries,
+        memory.lpm as f64 / 1048576.0,
+        memory.rule_lists as f64 / 1048576.0,
+        memory.pods as f64 / 1048576.0,
+        memory.lpm as f64 / memory.entries as f64
+    );
+    println!(
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        memory.lpm as f64 / 1048576.0,
         floor.median,
         allow_default.median,
         ct_hit.median,
@@ -195,4 +209,50 @@ fn main() {
         deny_live_eager.median,
         bpf_stats_enabled()
     );
+}
+
+struct Memory {
+    entries: u64,
+    lpm: u64,
+    rule_lists: u64,
+    pods: u64,
+}
+
+/// `memlock` of a pinned map, from /proc/self/fdinfo.
+fn memlock(pins: &datapath::PinLayout, name: &str) -> u64 {
+    use std::os::fd::AsRawFd;
+    let info = aya::maps::MapInfo::from_pin(pins.maps_dir().join(name)).unwrap();
+    let fd = info.fd().unwrap();
+    let raw = fd.as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{raw}")).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+fn map_memory(fx: &mut KernelFixture) -> Memory {
+    const PODS: u32 = 110;
+    const PEERS: u32 = 5000;
+    let pins = fx.dp().pins().clone();
+    let lists: Vec<u32> = (0..4).map(|i| 1000 + i).collect();
+    for (i, id) in lists.iter().enumerate() {
+        let port = 8000 + i as u16;
+        fx.dp().maps().put_rule_list(*id, &[rule(PROTO_TCP, port, port, 500 + i as u32), rule(PROTO_UDP, 53, 53, 600)]).unwrap();
+    }
+    for pod in 0..PODS {
+        let set = 10_000 + pod;
+        let ifindex = 100_000 + pod;
+        let rec = datapath_common::PodRecord { policy_set: set, ingress_state: STATE_POLICIES_APPLIED, ..Default::default() };
+        fx.dp().maps().put_pod(ifindex, &rec).unwrap();
+        for peer in 0..PEERS {
+            let addr = IpAddr::from([10, 100 + (peer / 65536) as u8, (peer / 256 % 256) as u8, (peer % 256) as u8]);
+            let (key, len) = datapath::policy_key(set, DIRECTION_INGRESS, addr, 32);
+            fx.dp().maps().put_entry(&key, len, lists[(pod % 4) as usize]).unwrap();
+        }
+    }
+    let entries = fx.dp().maps().entries().len() as u64;
+    Memory {
+        entries,
+        lpm: memlock(&pins, map_names::POLICY_LPM),
+        rule_lists: memlock(&pins, map_names::RULE_LISTS),
+        pods: memlock(&pins, map_names::POD_RECORDS),
+    }
 }

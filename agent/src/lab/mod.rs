@@ -401,6 +401,9 @@ pub fn down(state_dir: &Path) -> Result<()> {
             problems.push(format!("namespace {name}: {e}"));
         }
     }
+    for suffix in ["lock", "policies.json"] {
+        let _ = std::fs::remove_file(crate::guard::run_file(&names.pin_dir, suffix));
+    }
     if names.pin_dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&names.pin_dir)
     {
