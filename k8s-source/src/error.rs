@@ -16,6 +16,12 @@ pub enum SourceError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error("--apiserver {url:?} is not a URL: {source}")]
+    ApiServerUrl {
+        url: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
     #[error("API client from {origin}: {source}")]
     Client {
         origin: String,

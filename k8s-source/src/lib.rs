@@ -17,8 +17,8 @@ pub mod rbac;
 mod source;
 mod watch;
 
-pub use client::{ClientSource, client};
+pub use client::{ClientSource, client, config};
 pub use convert::{Key, Kind, Object, Watched};
 pub use error::{ConvertError, SourceError};
 pub use rbac::{ApiAccess, GRANTED_VERBS, WATCH_CALLS, WATCHED_RESOURCES};
-pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats};
+pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats, run};

@@ -15,6 +15,7 @@ use policy::ClusterState;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::convert::{Key, Kind, Object};
 use crate::watch::{self as watch_task, Counters, Update};
@@ -152,6 +153,30 @@ impl KubeSource {
         };
         (handle, snapshot_rx)
     }
+}
+
+/// Run the source until `stop`, sending every snapshot as `Some` on `tx`: the shape
+/// of the agent's policy-source channel (as its directory source has). Nothing is sent
+/// before all three kinds are listed, so an agent that turns ready on its first
+/// applied state reports the caches' sync.
+pub async fn run(
+    client: kube::Client,
+    options: SourceOptions,
+    tx: watch::Sender<Option<Arc<ClusterState>>>,
+    stop: CancellationToken,
+) {
+    let (handle, mut rx) = KubeSource::start(client, options);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = rx.changed() => if changed.is_err() { break },
+        }
+        let snapshot = rx.borrow_and_update().clone();
+        if tx.send(Some(snapshot)).is_err() {
+            break;
+        }
+    }
+    handle.shutdown();
 }
 
 /// Readiness and counters of a running source. Dropping it stops the watchers; the
