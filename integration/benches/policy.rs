@@ -33,12 +33,12 @@ fn app(j: usize) -> usize {
 }
 
 fn front(j: usize) -> bool {
-    j % 2 == 0
+    j.is_multiple_of(2)
 }
 
 fn is_local(i: usize, j: usize) -> bool {
     let g = i * PODS_PER_NAMESPACE + j;
-    g % LOCAL_STRIDE == 0 && g / LOCAL_STRIDE < LOCAL_PODS
+    g.is_multiple_of(LOCAL_STRIDE) && g / LOCAL_STRIDE < LOCAL_PODS
 }
 
 fn labels(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
@@ -241,7 +241,7 @@ fn rules_admitting(
         out.push("allow-app");
     }
     // allow-team-t selects the pod when app(jp) == 2t; its peers are front app-0 pods of team (p+1)%5.
-    if app(jp) % 2 == 0
+    if app(jp).is_multiple_of(2)
         && app(jp) / 2 < TEAMS
         && x % TEAMS == (p + 1) % TEAMS
         && peer_app == 0
