@@ -84,7 +84,7 @@ impl Object {
 
 /// An API type the source watches: how to name it and how to convert it.
 pub trait Watched:
-    kube::Resource<DynamicType = (), Scope = Self::ScopeKind>
+    kube::Resource<DynamicType = ()>
     + Clone
     + serde::de::DeserializeOwned
     + std::fmt::Debug
@@ -92,8 +92,6 @@ pub trait Watched:
     + Sync
     + 'static
 {
-    /// `NamespaceResourceScope` or `ClusterResourceScope`.
-    type ScopeKind;
     const KIND: Kind;
 
     /// The identity, from metadata only (enough for DELETED events).
@@ -133,7 +131,6 @@ fn missing(key: &Key) -> ConvertError {
 }
 
 impl Watched for core::Namespace {
-    type ScopeKind = k8s_openapi::ClusterResourceScope;
     const KIND: Kind = Kind::Namespace;
 
     fn model_key(&self) -> Key {
@@ -157,7 +154,6 @@ impl Watched for core::Namespace {
 }
 
 impl Watched for core::Pod {
-    type ScopeKind = k8s_openapi::NamespaceResourceScope;
     const KIND: Kind = Kind::Pod;
 
     fn model_key(&self) -> Key {
@@ -212,7 +208,6 @@ impl Watched for core::Pod {
 }
 
 impl Watched for networking::NetworkPolicy {
-    type ScopeKind = k8s_openapi::NamespaceResourceScope;
     const KIND: Kind = Kind::NetworkPolicy;
 
     fn model_key(&self) -> Key {

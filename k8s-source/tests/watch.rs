@@ -520,3 +520,36 @@ async fn run_sends_complete_snapshots_on_the_agent_channel_and_stops_on_cancel()
             .contains_key(&policy::ObjectRef::new("shop", "web-2"))
     }));
 }
+
+#[tokio::test]
+async fn a_relist_broken_between_pages_never_publishes_a_partial_list() {
+    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    let (handle, mut rx) = KubeSource::start(
+        api.client(),
+        SourceOptions {
+            page_size: 2,
+            ..options()
+        },
+    );
+    tokio::time::timeout(PATIENCE, handle.wait_synced())
+        .await
+        .expect("synced");
+    let before = rx.borrow().clone();
+    let seen = record(rx.clone());
+    // The relist's second page fails as when the continue token has expired.
+    api.delete_quietly("Pod", "shop", "web-2");
+    api.fail_list_after("pods", 1, StatusCode::GONE);
+    api.expire("pods");
+    expect_yaml_state(&mut rx, &api, "after the broken and the retried relist").await;
+    // 6 pods in pages of 2: 3 pages first, 1 + a failure, then 3 again.
+    assert_eq!(api.count("list", "pods"), 3 + 2 + 3);
+    assert_eq!(handle.stats().pods.lists, 2);
+    let after = rx.borrow().clone();
+    for snapshot in seen.lock().expect("recorder").iter() {
+        assert!(
+            **snapshot == *before || **snapshot == *after,
+            "a snapshot with {} pods was neither the old nor the new state",
+            snapshot.pods.len()
+        );
+    }
+}

@@ -63,7 +63,7 @@ struct Store {
     oldest_watchable: u64,
     live: broadcast::Sender<Frame>,
     /// Scripted HTTP errors for the next list / watch requests.
-    list_failures: VecDeque<StatusCode>,
+    list_failures: VecDeque<Option<StatusCode>>,
     watch_failures: VecDeque<StatusCode>,
     /// Lists wait while this is set.
     list_gate: Option<Arc<Gate>>,
@@ -297,7 +297,16 @@ impl FakeApi {
             .get_mut(plural)
             .expect("store")
             .list_failures
-            .extend(statuses);
+            .extend(statuses.iter().copied().map(Some));
+    }
+
+    /// Let the next `passes` list requests (pages) of `plural` through, then answer
+    /// one with `status`.
+    pub fn fail_list_after(&self, plural: &str, passes: usize, status: StatusCode) {
+        let mut inner = self.lock();
+        let failures = &mut inner.stores.get_mut(plural).expect("store").list_failures;
+        failures.extend(std::iter::repeat_n(None, passes));
+        failures.push_back(Some(status));
     }
 
     /// Hold list requests of `plural` until the returned gate is released.
@@ -449,7 +458,7 @@ async fn list(
     let mut inner = inner.lock().expect("state");
     let rv = inner.rv;
     let store = inner.stores.get_mut(plural).expect("store");
-    if let Some(code) = store.list_failures.pop_front() {
+    if let Some(code) = store.list_failures.pop_front().flatten() {
         return json_response(
             code,
             &status(code.as_u16(), "InternalError", "scripted list failure"),
