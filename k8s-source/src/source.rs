@@ -26,9 +26,11 @@ pub struct SourceOptions {
     /// Shortest interval between two published snapshots; a change is published at
     /// most this long after it arrives.
     pub coalesce: Duration,
-    /// A fresh list of every kind this often, to repair any drift; `None` never.
+    /// A fresh list of every kind about this often (less up to a tenth, at random),
+    /// to repair any drift; `None` never.
     pub resync: Option<Duration>,
-    /// First delay after a failed call; doubles up to `backoff_max`.
+    /// First delay after a failed call; doubles up to `backoff_max`. Each delay is
+    /// drawn between half and all of that.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// Objects per list page.

@@ -15,7 +15,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, jitter};
 use crate::convert::{Key, Kind, Object, Watched};
 use crate::source::SourceOptions;
 
@@ -77,7 +77,10 @@ pub(crate) async fn run<K: Watched>(
             .page_size(options.page_size)
             .timeout(options.watch_timeout_secs);
         let mut stream = pin!(watcher::watcher(api.clone(), config));
-        let resync_at = options.resync.map(|period| Instant::now() + period);
+        // Spread over a tenth of the period so that the nodes' agents do not relist in step.
+        let resync_at = options
+            .resync
+            .map(|period| Instant::now() + jitter(period, 0.1));
         let mut init: Option<InitBuffer> = None;
         let restart = loop {
             let resync_due = async {
