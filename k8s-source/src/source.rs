@@ -283,7 +283,14 @@ async fn publish_loop(
                 shared.published.fetch_add(1, Ordering::Relaxed);
                 dirty = false;
                 next_publish = Instant::now() + coalesce;
-                synced.send_if_modified(|s| !std::mem::replace(s, true));
+                if synced.send_if_modified(|s| !std::mem::replace(s, true)) {
+                    tracing::info!(
+                        namespaces = state.namespaces.len(),
+                        pods = state.pods.len(),
+                        policies = state.policies.len(),
+                        "Kubernetes API source synced"
+                    );
+                }
             }
         }
     }
