@@ -419,3 +419,83 @@ pub(crate) fn policy_may_involve(
         .iter()
         .any(|rule| rule_may_involve(policy, direction, rule, pod, ns_labels))
 }
+
+/// Is `pod` (in a namespace with `ns_labels`) selected by a pod peer of `rule`?
+fn pod_peer_matches(
+    policy: &NetworkPolicy,
+    rule: &PolicyRule,
+    pod: &Pod,
+    ns_labels: &Labels,
+) -> bool {
+    pod.in_peer_sets()
+        && rule.peers.iter().any(|peer| match peer {
+            Peer::IpBlock(_) => false,
+            Peer::Pods {
+                pod_selector,
+                namespace_selector,
+            } => {
+                let ns_ok = match namespace_selector {
+                    Some(sel) => sel.matches(ns_labels),
+                    None => pod.namespace == policy.namespace,
+                };
+                ns_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&pod.labels))
+            }
+        })
+}
+
+/// Bring every compiled rule's peer set up to date with one changed pod (`new` is
+/// `None` when it is gone), instead of compiling the rules again. Entries of
+/// policies that no longer exist are dropped.
+pub(crate) fn patch_compiled(
+    cache: &mut CompiledCache,
+    state: &ClusterState,
+    key: &PodRef,
+    new: Option<&Pod>,
+) {
+    let ns_labels = new.map(|n| state.namespace_labels(&n.namespace));
+    cache.retain(|(policy_ref, direction), rules| {
+        let Some(policy) = state.policies.get(policy_ref) else {
+            return false;
+        };
+        for (i, spec) in policy.rules(*direction).iter().enumerate() {
+            if !spec
+                .peers
+                .iter()
+                .any(|peer| matches!(peer, Peer::Pods { .. }))
+            {
+                continue;
+            }
+            let Some(current) = rules.get(i) else {
+                return false;
+            };
+            let member = match (new, &ns_labels) {
+                (Some(pod), Some(labels)) if pod_peer_matches(policy, spec, pod, labels) => {
+                    Some(pod)
+                }
+                _ => None,
+            };
+            let at = current.peers.binary_search_by(|p| p.pod.cmp(key));
+            match (at, member) {
+                (Ok(j), Some(pod)) => {
+                    if current.peers[j].ips != pod.ips {
+                        Arc::make_mut(rules)[i].peers[j].ips = pod.ips.clone();
+                    }
+                }
+                (Ok(j), None) => {
+                    Arc::make_mut(rules)[i].peers.remove(j);
+                }
+                (Err(j), Some(pod)) => {
+                    Arc::make_mut(rules)[i].peers.insert(
+                        j,
+                        PeerPod {
+                            pod: key.clone(),
+                            ips: pod.ips.clone(),
+                        },
+                    );
+                }
+                (Err(_), None) => {}
+            }
+        }
+        true
+    });
+}

@@ -144,6 +144,17 @@ impl Planner {
         }
     }
 
+    /// A planner for maps a previous agent left pinned: its policy-set and rule-list
+    /// ids start above the highest ones found there, so nothing it writes can land in
+    /// a set or list that still holds stale entries.
+    pub fn starting_after(max_policy_set: u32, max_list_id: u32) -> Self {
+        Self {
+            next_list_id: max_list_id.saturating_add(1).max(1),
+            next_set: max_policy_set.saturating_add(1).max(1),
+            ..Self::default()
+        }
+    }
+
     /// Pods the planner has programmed.
     pub fn programmed_pods(&self) -> impl Iterator<Item = (&PodRef, &PodRecord)> {
         self.pods.iter().map(|(p, prog)| (p, &prog.record))

@@ -18,7 +18,7 @@ use datapath_common::{
 };
 use ipnet::IpNet;
 
-use crate::compile::{ClusterIndex, CompiledCache, PodPass, policy_may_involve};
+use crate::compile::{ClusterIndex, CompiledCache, PodPass, patch_compiled, policy_may_involve};
 use crate::ids::{NODE_LOCAL_POLICY_ID, PolicyIdAllocator, PolicyTable, RuleRef};
 use crate::model::{ClusterState, Direction, Namespace, NetworkPolicy, Pod, PodRef, PolicyRef};
 use crate::prefixes::RuleOrder;
@@ -271,12 +271,6 @@ impl Resolver {
                     dirty.insert(key.clone());
                 }
                 let ns_labels = state.namespace_labels(&version.namespace);
-                memory.compiled.retain(|(p, d), _| {
-                    state
-                        .policies
-                        .get(p)
-                        .is_none_or(|policy| !policy_may_involve(policy, *d, version, &ns_labels))
-                });
                 for (local, result) in &memory.results {
                     let involved = Direction::BOTH.iter().any(|d| {
                         result.direction(*d).isolating.iter().any(|p| {
@@ -290,6 +284,7 @@ impl Resolver {
                     }
                 }
             }
+            patch_compiled(&mut memory.compiled, state, &key, new);
             if let Some(new) = new {
                 memory.pods.insert(key, new.clone());
             }

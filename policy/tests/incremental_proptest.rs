@@ -89,11 +89,11 @@ enum Change {
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         3 => (0..10usize).prop_map(Change::TogglePolicy),
-        1 => (0..9usize, 0..3usize).prop_map(|(a, b)| Change::SetPodLabel(a, b)),
+        2 => (0..9usize, 0..3usize).prop_map(|(a, b)| Change::SetPodLabel(a, b)),
         1 => (0..9usize).prop_map(Change::ToggleRole),
         1 => (0..3usize, 0..3usize).prop_map(|(a, b)| Change::SetNamespaceLabel(a, b)),
-        1 => (0..9usize).prop_map(Change::TogglePod),
-        1 => (0..9usize, 0..3usize).prop_map(|(a, b)| Change::SetPhase(a, b)),
+        3 => (0..9usize).prop_map(Change::TogglePod),
+        2 => (0..9usize, 0..3usize).prop_map(|(a, b)| Change::SetPhase(a, b)),
         1 => (0..9usize).prop_map(Change::MoveNode),
         1 => (0..9usize, 0..9usize).prop_map(|(a, b)| Change::TakeAddressOf(a, b)),
     ]

@@ -463,3 +463,33 @@ fn a_sequence_of_cluster_changes_passes_only_through_old_or_new_states() {
         }
     }
 }
+
+#[test]
+fn a_peer_that_leaves_and_comes_back_is_admitted_again() {
+    let family = Family::V4;
+    let mut node = Node::new(family, EnforcingMode::Standard);
+    let mut state = cluster(family);
+    set_policies(&mut state, family, &p("x", "from-y", FROM_Y));
+    let ops = node.plan(&state);
+    node.maps.apply(&ops).expect("ops apply");
+    let ya = ObjectRef::new("y", "a");
+    let probe = Probe {
+        from: ya.clone(),
+        to: ObjectRef::new("x", "a"),
+        protocol: PROTO_TCP,
+        port: 80,
+    };
+    let full = state.clone();
+    let pod = state.pods.remove(&ya).expect("fixture pod");
+    node.update_checking_every_step(&full, &state);
+    assert!(
+        !node
+            .maps
+            .decide(&probe.to, Direction::Ingress, pod.ips[0], PROTO_TCP, 80)
+            .is_accept()
+    );
+    let without = state.clone();
+    state.upsert_pod(pod);
+    node.update_checking_every_step(&without, &state);
+    assert!(datapath_allows(&node.maps, &state, &probe));
+}
