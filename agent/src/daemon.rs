@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use config::AgentConfig;
 use datapath::{AttachMode, Datapath, LoadOptions, PinLayout};
 use datapath_common::{EVENT_SCOPE_ALL, EVENT_SCOPE_DENY, EVENT_SCOPE_NONE, Settings};
@@ -160,8 +160,10 @@ pub async fn run(
             let stop = shutdown.clone();
             tokio::spawn(async move { source::watch_dir(dir, state_tx, stop).await })
         }
-        config::PolicySource::Kubernetes { .. } => {
-            bail!("the Kubernetes API policy source is not wired in this build; use --policy-dir DIR")
+        config::PolicySource::Kubernetes { kubeconfig, apiserver } => {
+            let source = k8s_source::ClientSource::from_flag(kubeconfig.map(Path::to_path_buf));
+            let client = k8s_source::client(&source, apiserver).await.context("connecting to the Kubernetes API")?;
+            tokio::spawn(k8s_source::run(client, k8s_source::SourceOptions::default(), state_tx, shutdown.clone()))
         }
     };
 

@@ -35,18 +35,39 @@ pub struct Enforcer {
     interfaces: HashMap<PodRef, (String, u32)>,
     snapshot: SnapshotHandle,
     last: Option<Resolved>,
+    /// Added to every generation written, above any a previous agent left, so its
+    /// conntrack entries are re-evaluated under our rules.
+    generation_base: u32,
+    /// Stale sets, lists and records a previous agent left are removed after our
+    /// first complete apply.
+    reconciled: bool,
 }
 
 impl Enforcer {
-    pub fn new(dp: Datapath, options: ResolveOptions, snapshot: SnapshotHandle) -> Self {
+    /// An enforcer over `dp`, whose pinned maps may hold what a previous agent wrote:
+    /// new ids start above the old ones, and the old state is reconciled away after
+    /// the first apply.
+    pub fn new(mut dp: Datapath, options: ResolveOptions, snapshot: SnapshotHandle) -> Self {
+        let maps = dp.maps();
+        let pods = maps.pods();
+        let max_set = pods
+            .iter()
+            .map(|(_, r)| r.policy_set)
+            .chain(maps.entries().iter().map(|(k, _, _)| u32::from_be(k.policy_set_be)))
+            .max()
+            .unwrap_or(0);
+        let max_list = maps.rule_lists().iter().map(|(id, _)| *id).max().unwrap_or(0);
+        let generation_base = pods.iter().map(|(_, r)| r.generation).max().map_or(0, |g| g.saturating_add(1));
         Self {
             dp,
             resolver: Resolver::new(),
-            planner: Planner::new(),
+            planner: Planner::starting_after(max_set, max_list),
             options,
             interfaces: HashMap::new(),
             snapshot,
             last: None,
+            generation_base,
+            reconciled: false,
         }
     }
 
@@ -101,9 +122,47 @@ impl Enforcer {
                 report.detached.push(ifname);
             }
         }
+        if !self.reconciled && report.without_interface.is_empty() {
+            self.remove_stale()?;
+            self.reconciled = true;
+        }
         self.snapshot.store(Arc::new(enrichment(cluster, &resolved, &self.options.node_name)));
         self.last = Some(resolved);
         Ok(report)
+    }
+
+    /// Deletes what the pinned maps hold that the current state does not: records of
+    /// interfaces we do not manage, entries of policy sets no record points at, and
+    /// rule lists no entry uses. Reconciles against the maps, not against memory.
+    fn remove_stale(&mut self) -> Result<(), EnforceError> {
+        let managed: std::collections::HashSet<u32> = self.interfaces.values().map(|(_, i)| *i).collect();
+        let maps = self.dp.maps();
+        for (ifindex, _) in maps.pods() {
+            if !managed.contains(&ifindex) {
+                maps.remove_pod(ifindex)?;
+            }
+        }
+        let live_sets: std::collections::HashSet<u32> = maps.pods().iter().map(|(_, r)| r.policy_set).collect();
+        let mut live_lists = std::collections::HashSet::new();
+        let mut removed = 0usize;
+        for (key, prefix_len, list) in maps.entries() {
+            if live_sets.contains(&u32::from_be(key.policy_set_be)) {
+                live_lists.insert(list);
+            } else {
+                maps.remove_entry(&key, prefix_len)?;
+                removed += 1;
+            }
+        }
+        for (id, _) in maps.rule_lists() {
+            if !live_lists.contains(&id) {
+                maps.remove_rule_list(id)?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed entries and rule lists a previous agent left");
+        }
+        Ok(())
     }
 
     fn write(&mut self, op: &MapOp) -> Result<(), EnforceError> {
@@ -116,7 +175,9 @@ impl Enforcer {
             MapOp::PutPod { pod, record } => {
                 if let Some((_, ifindex)) = self.interfaces.get(pod) {
                     let ifindex = *ifindex;
-                    self.dp.maps().put_pod(ifindex, record)?;
+                    let mut record = *record;
+                    record.generation = record.generation.wrapping_add(self.generation_base);
+                    self.dp.maps().put_pod(ifindex, &record)?;
                 }
             }
             MapOp::DeletePod { pod } => {

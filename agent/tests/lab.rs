@@ -188,6 +188,36 @@ fn restarting_the_agent_under_probes_keeps_every_verdict() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_policy_deleted_while_the_agent_was_down_leaves_nothing_behind() {
+    let lab = common::LabDir::new("stale");
+    let dir = common::manifests("stale", &[("pods.yaml", PODS), ("deny.yaml", DENY_WEB)]);
+    let state = up(&lab, &dir, false);
+    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout);
+    let pins = state.names().pins();
+    let before = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let old_sets: std::collections::BTreeSet<u32> = before.pods().iter().map(|(_, r)| r.policy_set).collect();
+    drop(before);
+    lab::stop_agent(lab.path()).unwrap();
+    // Still enforced while the agent is away.
+    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout);
+    std::fs::remove_file(dir.join("deny.yaml")).unwrap();
+    lab::apply(lab.path(), &dir).unwrap();
+    lab::resume_agent(lab.path(), "1s").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while tcp(&state, "shop/client", "shop/web", 8080) != Outcome::Connected {
+        assert!(Instant::now() < deadline, "the deleted policy stops applying after the restart");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let sets: std::collections::BTreeSet<u32> = after.pods().iter().map(|(_, r)| r.policy_set).collect();
+    assert!(sets.is_disjoint(&old_sets), "new policy sets, never an old id reused: {sets:?} vs {old_sets:?}");
+    let entries = after.entries();
+    assert!(entries.iter().all(|(k, _, _)| sets.contains(&u32::from_be(k.policy_set_be))), "no entry of an old set is left: {entries:?}");
+    assert!(after.rule_lists().iter().all(|(id, _)| entries.iter().any(|(_, _, l)| l == id)), "no unused rule list is left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn leftovers(state_dir: &std::path::Path, pids: &[u32]) -> Vec<String> {
     let names = lab::LabNames::for_state_dir(state_dir);
     let mut found = Vec::new();

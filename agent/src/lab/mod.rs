@@ -344,10 +344,28 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
 /// # Errors
 /// No lab is up, or the new agent did not become ready.
 pub fn restart_agent(state_dir: &Path, deny_fold_window: &str) -> Result<LabState> {
+    stop_agent(state_dir)?;
+    resume_agent(state_dir, deny_fold_window)
+}
+
+/// Stops the lab's agent (SIGTERM); enforcement stays pinned in the kernel.
+///
+/// # Errors
+/// No lab is up.
+pub fn stop_agent(state_dir: &Path) -> Result<()> {
     let mut state = LabState::load(state_dir)?;
     if let Some(pid) = state.agent_pid.take() {
         terminate(pid);
     }
+    state.save()
+}
+
+/// Starts the lab's agent again on the same pins and waits until it is ready.
+///
+/// # Errors
+/// No lab is up, or the agent did not become ready.
+pub fn resume_agent(state_dir: &Path, deny_fold_window: &str) -> Result<LabState> {
+    let mut state = LabState::load(state_dir)?;
     let opts = UpOptions {
         manifests: PathBuf::new(),
         binary: state.binary.clone(),
