@@ -493,3 +493,46 @@ fn a_peer_that_leaves_and_comes_back_is_admitted_again() {
     node.update_checking_every_step(&without, &state);
     assert!(datapath_allows(&node.maps, &state, &probe));
 }
+
+#[test]
+fn a_remote_change_reuses_the_results_of_pods_it_cannot_affect() {
+    let family = Family::V4;
+    let mut node = Node::new(family, EnforcingMode::Standard);
+    let mut state = cluster(family);
+    set_policies(
+        &mut state,
+        family,
+        &[
+            p("x", "from-y", FROM_Y),
+            p(
+                "z",
+                "same-ns",
+                "{podSelector: {}, ingress: [{from: [{podSelector: {}}]}]}",
+            ),
+        ]
+        .concat(),
+    );
+    let opts = options(family, node.mode);
+    let before = node.resolver.resolve(&state, &opts);
+    state
+        .pods
+        .get_mut(&ObjectRef::new("z", "b"))
+        .expect("fixture pod")
+        .labels
+        .insert("pod".into(), "q".into());
+    let after = node.resolver.resolve(&state, &opts);
+    for (pod, result) in &after.pods {
+        let reused = std::sync::Arc::ptr_eq(result, &before.pods[pod]);
+        // Only z/b itself may be recomputed; its rules did not change, so even its
+        // result is the same value.
+        assert_eq!(**result, *before.pods[pod], "{pod}");
+        if pod.namespace != "z" {
+            assert!(reused, "{pod} was recomputed for an unrelated change");
+        }
+    }
+    assert_eq!(
+        after,
+        Resolver::new().resolve(&state, &opts),
+        "same as from scratch"
+    );
+}
