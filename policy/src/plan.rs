@@ -489,6 +489,47 @@ mod tests {
     }
 
     #[test]
+    fn a_planner_starting_after_pinned_ids_never_reuses_them() {
+        use crate::resolve::{DirectionRules, ResolvedPod};
+        let entries: BTreeMap<IpNet, Vec<Rule>> = map(&[("10.0.0.0/8", 2)]);
+        let pod = ResolvedPod {
+            pod: PodRef::new("x", "a"),
+            ipv4: None,
+            ipv6: None,
+            interface: None,
+            ingress: DirectionRules {
+                state: PodState::PoliciesApplied,
+                entries,
+                isolating: Vec::new(),
+            },
+            egress: DirectionRules {
+                state: PodState::DefaultAllow,
+                entries: BTreeMap::new(),
+                isolating: Vec::new(),
+            },
+        };
+        let mut resolved = Resolved::default();
+        resolved.pods.insert(pod.pod.clone(), Arc::new(pod));
+        let ops = Planner::starting_after(41, 7).plan(&resolved);
+        let list_ids: Vec<u32> = ops
+            .iter()
+            .filter_map(|op| match op {
+                MapOp::PutRuleList { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(list_ids, vec![8]);
+        let sets: Vec<u32> = ops
+            .iter()
+            .filter_map(|op| match op {
+                MapOp::PutPod { record, .. } => Some(record.policy_set),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sets, vec![42]);
+    }
+
+    #[test]
     fn strict_mode_initial_record_denies_both_directions() {
         let r = initial_pod_record(EnforcingMode::Strict);
         assert_eq!(
