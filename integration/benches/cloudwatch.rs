@@ -128,6 +128,18 @@ fn proxy_child() {
         // Serve until the parent closes our stdin.
         let _ =
             tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new())).await;
+        let records = proxy.records();
+        let service: Vec<f64> = records
+            .iter()
+            .filter_map(|r| r.done_at.map(|d| (d - r.at).as_secs_f64() * 1e3))
+            .collect();
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            eprintln!(
+                "proxy: mean service {:.2} ms after the body was read; arrivals over {:.2} s",
+                service.iter().sum::<f64>() / service.len().max(1) as f64,
+                (last.at - first.at).as_secs_f64()
+            );
+        }
         let v = proxy.violations();
         eprintln!(
             "proxy: {} requests, {} limit violations {:?}",
@@ -173,6 +185,9 @@ fn main() {
     cfg.endpoint_url = Some(url);
     cfg.region = Some("us-east-1".into());
     cfg.credentials = Some(test_credentials());
+    // All lines are on disk before the start, so batches fill by size; a short flush
+    // interval only stops the last partial batch from waiting the default 5 s.
+    cfg.flush_interval = Duration::from_millis(50);
     let shipper = Shipper::new(cfg).expect("config");
     let metrics = shipper.metrics();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -185,11 +200,21 @@ fn main() {
     let t0 = Instant::now();
     let task = rt.spawn(shipper.run(token.clone()));
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first_accept: Option<(Instant, u64)> = None;
     while metrics.events.get() < n as u64 {
         assert!(Instant::now() < deadline, "bench did not finish in 600 s");
-        std::thread::sleep(Duration::from_millis(2));
+        if first_accept.is_none() && metrics.batches.get() > 0 {
+            first_accept = Some((Instant::now(), metrics.events.get()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     let wall = t0.elapsed();
+    let (first_at, first_events) = first_accept.unwrap_or((t0, 0));
+    let steady = (n as u64 - first_events) as f64 / first_at.elapsed().as_secs_f64();
+    eprintln!(
+        "start-up (SDK config, first request) {:.0} ms; steady state after the first accepted batch {steady:.0} events/s",
+        (first_at - t0).as_secs_f64() * 1e3
+    );
     let cpu = cpu_time() - cpu0;
     token.cancel();
     rt.block_on(task).expect("join").expect("run");
