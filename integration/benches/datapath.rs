@@ -220,7 +220,7 @@ struct Memory {
 
 /// `memlock` of a pinned map, from /proc/self/fdinfo.
 fn memlock(pins: &datapath::PinLayout, name: &str) -> u64 {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
     let info = aya::maps::MapInfo::from_pin(pins.maps_dir().join(name)).unwrap();
     let fd = info.fd().unwrap();
     let raw = fd.as_fd().as_raw_fd();
