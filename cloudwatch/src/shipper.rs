@@ -201,8 +201,12 @@ fn read_loop(
         tx.blocking_send(batch).is_ok()
     };
 
+    // The clock and the cancellation flag are read once per CHECK_EVERY lines, not per
+    // line: the age window is hours wide and shutdown may wait a few microseconds more.
+    const CHECK_EVERY: u32 = 256;
+    let mut now = wall_ms();
     loop {
-        if shutdown.is_cancelled() {
+        if since_check == 0 && shutdown.is_cancelled() {
             if (!builder.is_empty() || last_pos != sent_pos)
                 && !hand_over(
                     &mut builder,
@@ -222,7 +226,6 @@ fn read_loop(
         }
         match reader.next_line(&mut line) {
             Ok(Poll::Line(pos)) => {
-                let now = wall_ms();
                 let ts = parse_timestamp(&line).unwrap_or(last_ts);
                 last_ts = ts;
                 if ts < now - max_age_ms {
@@ -255,8 +258,9 @@ fn read_loop(
                 }
                 last_pos = Some(pos);
                 since_check += 1;
-                if since_check >= 512 {
+                if since_check >= CHECK_EVERY {
                     since_check = 0;
+                    now = wall_ms();
                     if !builder.is_empty() && opened_at.elapsed() >= config.flush_interval {
                         if !hand_over(
                             &mut builder,
@@ -272,6 +276,8 @@ fn read_loop(
                 }
             }
             Ok(Poll::Idle) => {
+                since_check = 0;
+                now = wall_ms();
                 let due = if builder.is_empty() {
                     last_pos != sent_pos
                 } else {

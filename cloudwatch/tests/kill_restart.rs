@@ -88,6 +88,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_only_in_fli
     .await;
     first.0.kill().expect("SIGKILL"); // std's kill is SIGKILL
     first.0.wait().expect("reap");
+    // Let forwards already under way reach moto and be recorded.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let at_kill = proxy.records();
     let shipped_before_kill = accepted_ids(&proxy);
     assert!(shipped_before_kill.len() < LINES, "killed mid-stream");

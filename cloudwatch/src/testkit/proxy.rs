@@ -363,7 +363,7 @@ async fn handle(
     };
     match fault {
         None => {
-            let (resp, accepted) = forward_or_answer(&shared, parts, body).await?;
+            let (resp, accepted) = forward_detached(&shared, index, parts, body).await?;
             mark(true, accepted, true);
             Ok(resp)
         }
@@ -386,25 +386,46 @@ async fn handle(
             apply_unforwarded(f).await
         }
         Some(Fault::Slow(d)) => {
-            let (resp, accepted) = forward_or_answer(&shared, parts, body).await?;
-            mark(true, accepted, false);
+            let (resp, accepted) = forward_detached(&shared, index, parts, body).await?;
             // Dropped here if the client gives up first: then it stays unanswered.
             tokio::time::sleep(d).await;
             mark(true, accepted, true);
             Ok(resp)
         }
         Some(Fault::ResetAfter) => {
-            let (_, accepted) = forward_or_answer(&shared, parts, body).await?;
-            mark(true, accepted, false);
+            forward_detached(&shared, index, parts, body).await?;
             Err(Reset)
         }
         Some(Fault::Hang(d)) => {
-            let (_, accepted) = forward_or_answer(&shared, parts, body).await?;
-            mark(true, accepted, false);
+            forward_detached(&shared, index, parts, body).await?;
             tokio::time::sleep(d).await;
             Err(Reset)
         }
     }
+}
+
+/// Forwards in a task of its own, which records the endpoint's verdict (reached,
+/// accepted, not answered yet) even when the client goes away meanwhile and hyper drops
+/// the request's future.
+async fn forward_detached(
+    shared: &Arc<Shared>,
+    index: usize,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<(Response<Full<Bytes>>, bool), Reset> {
+    let s = shared.clone();
+    let task = tokio::spawn(async move {
+        let out = forward_or_answer(&s, parts, body).await;
+        if let Ok((_, accepted)) = &out {
+            let mut st = s.lock();
+            let r = &mut st.records[index];
+            r.reached_endpoint = true;
+            r.accepted = *accepted;
+            r.done_at = Some(Instant::now());
+        }
+        out
+    });
+    task.await.map_err(|_| Reset)?
 }
 
 async fn apply_unforwarded(fault: Fault) -> Result<Response<Full<Bytes>>, Reset> {
