@@ -88,8 +88,15 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_only_in_fli
     .await;
     first.0.kill().expect("SIGKILL"); // std's kill is SIGKILL
     first.0.wait().expect("reap");
-    // Let forwards already under way reach moto and be recorded.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let forwards already under way reach moto and be recorded: on a loaded machine
+    // moto may take longer than any fixed pause, so wait until none is open.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let settle_deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < settle_deadline
+        && proxy.records().iter().any(|r| r.done_at.is_none())
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let at_kill = proxy.records();
     let shipped_before_kill = accepted_ids(&proxy);
     assert!(shipped_before_kill.len() < LINES, "killed mid-stream");

@@ -164,6 +164,34 @@ pub const fn scope_admits(scope: u8, verdict: u8) -> bool {
     }
 }
 
+/// The key of the flow a packet `src:src_port → dst:dst_port` belongs to, seen on a
+/// pod's interface in `direction` (into the pod: the pod is the destination).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn oriented_flow_key(
+    ifindex: u32,
+    family: u8,
+    protocol: u8,
+    direction: u8,
+    src: &[u8; 16],
+    src_port: u16,
+    dst: &[u8; 16],
+    dst_port: u16,
+) -> FlowKey {
+    let into_pod = direction == DIRECTION_INGRESS;
+    FlowKey {
+        ifindex,
+        family,
+        protocol,
+        pod_port: if into_pod { dst_port } else { src_port },
+        peer_port: if into_pod { src_port } else { dst_port },
+        direction: 0,
+        _pad: 0,
+        pod_addr: if into_pod { *dst } else { *src },
+        peer_addr: if into_pod { *src } else { *dst },
+    }
+}
+
 /// Source and destination (address, port) of packets in `key.direction` of a flow.
 #[inline(always)]
 pub fn flow_endpoints(key: &FlowKey) -> (&[u8; 16], u16, &[u8; 16], u16) {
@@ -260,6 +288,18 @@ mod tests {
         assert!(!scope_admits(EVENT_SCOPE_DENY, VERDICT_ACCEPT));
         assert!(scope_admits(EVENT_SCOPE_DENY, VERDICT_DENY));
         assert!(!scope_admits(EVENT_SCOPE_NONE, VERDICT_DENY));
+    }
+
+    #[test]
+    fn both_directions_of_a_flow_share_one_key() {
+        let (pod, peer) = ([1u8; 16], [2u8; 16]);
+        let out = oriented_flow_key(7, FAMILY_IPV4, PROTO_TCP, DIRECTION_EGRESS, &pod, 4000, &peer, 80);
+        let back = oriented_flow_key(7, FAMILY_IPV4, PROTO_TCP, DIRECTION_INGRESS, &peer, 80, &pod, 4000);
+        assert_eq!(out, back);
+        assert_eq!((out.pod_port, out.peer_port, out.pod_addr), (4000, 80, pod));
+        let mut ingress = out;
+        ingress.direction = DIRECTION_INGRESS;
+        assert_eq!(flow_endpoints(&ingress), (&peer, 80, &pod, 4000));
     }
 
     #[test]

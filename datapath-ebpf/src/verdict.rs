@@ -106,18 +106,7 @@ impl Judged<'_> {
     #[inline(always)]
     fn flow_key(&self) -> FlowKey {
         let p = self.pkt;
-        let ingress = self.direction == DIRECTION_INGRESS;
-        FlowKey {
-            ifindex: self.ifindex,
-            family: p.family,
-            protocol: p.protocol,
-            pod_port: if ingress { p.dst_port } else { p.src_port },
-            peer_port: if ingress { p.src_port } else { p.dst_port },
-            direction: 0,
-            _pad: 0,
-            pod_addr: if ingress { p.dst } else { p.src },
-            peer_addr: if ingress { p.src } else { p.dst },
-        }
+        oriented_flow_key(self.ifindex, p.family, p.protocol, self.direction, &p.src, p.src_port, &p.dst, p.dst_port)
     }
 
     #[inline(always)]
@@ -216,18 +205,8 @@ impl Judged<'_> {
         };
         // The quoted packet travelled the other way: into the pod for an error the
         // pod sends, out of the pod for an error it receives.
-        let quoted_ingress = self.direction == DIRECTION_EGRESS;
-        let key = FlowKey {
-            ifindex: self.ifindex,
-            family: self.pkt.family,
-            protocol: q.protocol,
-            pod_port: if quoted_ingress { q.dst_port } else { q.src_port },
-            peer_port: if quoted_ingress { q.src_port } else { q.dst_port },
-            direction: 0,
-            _pad: 0,
-            pod_addr: if quoted_ingress { q.dst } else { q.src },
-            peer_addr: if quoted_ingress { q.src } else { q.dst },
-        };
+        let quoted_direction = self.direction ^ 1;
+        let key = oriented_flow_key(self.ifindex, self.pkt.family, q.protocol, quoted_direction, &q.src, q.src_port, &q.dst, q.dst_port);
         CONNTRACK.get_ptr(&key).is_some()
     }
 
@@ -264,10 +243,8 @@ impl Judged<'_> {
         if first.verdict == VERDICT_ACCEPT {
             return VERDICT_ACCEPT;
         }
-        let ingress = self.direction == DIRECTION_INGRESS;
-        let mut key = self.flow_key();
-        key.pod_port = if ingress { first.dst_port } else { first.src_port };
-        key.peer_port = if ingress { first.src_port } else { first.dst_port };
+        let p = self.pkt;
+        let key = oriented_flow_key(self.ifindex, p.family, p.protocol, self.direction, &p.src, first.src_port, &p.dst, first.dst_port);
         let decision = self.evaluate(self.direction, &key);
         self.deny(&key, decision)
     }
