@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(scripts/setup.sh)"
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads="${NETPOL_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${NETPOL_TEST_THREADS:-4}"
