@@ -5,7 +5,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -31,6 +31,15 @@ fn counters() -> Option<&'static mut Counters> {
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
+/// `time` argument meaning "stamp the event with the precise clock now".
+const NOW: u64 = 0;
+
+#[inline(always)]
+fn precise_now() -> u64 {
+    // SAFETY: a plain helper call with no arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 #[inline(always)]
 fn settings() -> Settings {
     SETTINGS.get(0).copied().unwrap_or_default()
@@ -51,7 +60,7 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     };
     let segs = if gso_segs > 1 { gso_segs as u64 } else { 1 };
     let len = ctx.len() as u64;
-    let mut judged = Judged { ctx, pod, pkt: &pkt, direction, ifindex, segs, len, now: 0 };
+    let mut judged = Judged { ctx, pod, pkt: &pkt, direction, ifindex, segs, len, now: 0, settings: settings() };
     let verdict = judged.run();
     if let Some(c) = counters() {
         let d = (direction & 1) as usize;
@@ -71,6 +80,7 @@ struct Judged<'a> {
     segs: u64,
     len: u64,
     now: u64,
+    settings: Settings,
 }
 
 impl Judged<'_> {
@@ -80,8 +90,10 @@ impl Judged<'_> {
         if pkt.protocol == PROTO_ICMPV6 && is_icmpv6_neighbour_discovery(pkt.icmp_type) {
             return VERDICT_ACCEPT;
         }
+        // The coarse clock (jiffies resolution) is plenty for conntrack idleness and
+        // fold windows and costs far less; event timestamps read the precise one.
         // SAFETY: a plain helper call with no arguments.
-        self.now = unsafe { bpf_ktime_get_ns() };
+        self.now = unsafe { bpf_ktime_get_coarse_ns() };
         let key = self.flow_key();
         if self.direction == DIRECTION_EGRESS && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src) {
             if let Some(c) = counters() {
@@ -147,7 +159,7 @@ impl Judged<'_> {
         let decision = self.evaluate(self.direction, key);
         if decision.is_accept() {
             self.track(key, self.direction, decision.policy_id);
-            self.emit(key, self.direction, VERDICT_ACCEPT, &decision, self.segs, self.len, self.now);
+            self.emit(key, self.direction, VERDICT_ACCEPT, &decision, self.segs, self.len, NOW);
             VERDICT_ACCEPT
         } else {
             self.deny(key, decision)
@@ -252,9 +264,9 @@ impl Judged<'_> {
     /// Drop the packet and account for it in exactly one event (now or folded).
     #[inline(always)]
     fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
-        let window = settings().fold_window_ns;
+        let window = self.settings.fold_window_ns;
         if window == 0 {
-            self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, self.now);
+            self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, NOW);
             return VERDICT_DENY;
         }
         let mut fold_key = *key;
@@ -268,7 +280,7 @@ impl Judged<'_> {
                 match fold_step(window, fold.window_start_ns, self.now) {
                     FoldStep::Accumulate => {
                         if fold.first_pending_ns == 0 {
-                            fold.first_pending_ns = self.now;
+                            fold.first_pending_ns = precise_now();
                         }
                         atomic_add(&mut fold.pending_packets, self.segs);
                         atomic_add(&mut fold.pending_bytes, self.len);
@@ -276,7 +288,7 @@ impl Judged<'_> {
                     FoldStep::Emit => {
                         let taken = atomic_take(&mut fold.pending_packets);
                         let taken_bytes = atomic_take(&mut fold.pending_bytes);
-                        let first = if taken > 0 && fold.first_pending_ns != 0 { fold.first_pending_ns } else { self.now };
+                        let first = if taken > 0 && fold.first_pending_ns != 0 { fold.first_pending_ns } else { NOW };
                         fold.first_pending_ns = 0;
                         fold.window_start_ns = self.now;
                         self.emit(key, self.direction, VERDICT_DENY, &decision, taken + self.segs, taken_bytes + self.len, first);
@@ -299,7 +311,7 @@ impl Judged<'_> {
                         c.events_unfolded_fold_full += 1;
                     }
                 }
-                self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, self.now);
+                self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, NOW);
             }
         }
         VERDICT_DENY
@@ -310,7 +322,7 @@ impl Judged<'_> {
     fn emit(&self, key: &FlowKey, direction: u8, verdict: u8, decision: &Decision, count: u64, bytes: u64, time: u64) {
         let mut k = *key;
         k.direction = direction;
-        emit_event(&k, verdict, decision.policy_id, decision.reason, count, bytes, self.len as u32, time);
+        emit_event(&self.settings, &k, verdict, decision.policy_id, decision.reason, count, bytes, self.len as u32, time);
     }
 }
 
@@ -332,8 +344,7 @@ fn atomic_take(v: &mut u64) -> u64 {
 /// Sends one event for `key` (whose `direction` says which way its packets went).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn emit_event(key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64, bytes: u64, packet_len: u32, time: u64) {
-    let s = settings();
+fn emit_event(s: &Settings, key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64, bytes: u64, packet_len: u32, time: u64) {
     let Some(c) = counters() else { return };
     if !scope_admits(s.event_scope, verdict) {
         c.events_filtered_scope += 1;
@@ -359,7 +370,7 @@ fn emit_event(key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64
     };
     let (src, src_port, dst, dst_port) = flow_endpoints(key);
     entry.write(FlowEvent {
-        timestamp_ns: time,
+        timestamp_ns: if time == NOW { precise_now() } else { time },
         bytes,
         count: count as u32,
         ifindex: key.ifindex,
@@ -383,9 +394,9 @@ fn emit_event(key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64
 /// See `fold_flush` in main.rs.
 #[inline(always)]
 pub fn flush_folds(ctx: &TcContext) -> i32 {
-    let window = settings().fold_window_ns;
-    // SAFETY: a plain helper call with no arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let s = settings();
+    let window = s.fold_window_ns;
+    let now = precise_now();
     let key_len = core::mem::size_of::<FlowKey>();
     let mut read = 0;
     for i in 0..FLUSH_BATCH {
@@ -402,7 +413,7 @@ pub fn flush_folds(ctx: &TcContext) -> i32 {
             let bytes = atomic_take(&mut fold.pending_bytes);
             let first = fold.first_pending_ns;
             fold.first_pending_ns = 0;
-            emit_event(&key, VERDICT_DENY, fold.policy_id, fold.reason, taken, bytes, 0, first);
+            emit_event(&s, &key, VERDICT_DENY, fold.policy_id, fold.reason, taken, bytes, 0, first);
         } else if fold_expired(window, fold.last_packet_ns, now) {
             let _ = FOLDS.remove(&key);
         }

@@ -34,20 +34,36 @@ struct Stat {
 impl Stat {
     fn of(mut xs: Vec<f64>) -> Self {
         xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Self { median: xs[xs.len() / 2], min: xs[0], max: xs[xs.len() - 1] }
+        Self {
+            median: xs[xs.len() / 2],
+            min: xs[0],
+            max: xs[xs.len() - 1],
+        }
     }
 
     fn show(&self) -> String {
-        format!("{:8.1} ns (spread {:.1}..{:.1})", self.median, self.min, self.max)
+        format!(
+            "{:8.1} ns (spread {:.1}..{:.1})",
+            self.median, self.min, self.max
+        )
     }
 }
 
 fn run_ns(fx: &KernelFixture, prog: &'static str, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
     let p = fx.dp.as_ref().unwrap().program(prog).unwrap();
-    testrun::run(p, frame, ifindex, 1, repeat).unwrap().duration.as_nanos() as f64
+    testrun::run(p, frame, ifindex, 1, repeat)
+        .unwrap()
+        .duration
+        .as_nanos() as f64
 }
 
-fn measure(fx: &mut KernelFixture, prog: &'static str, frame: &[u8], ifindex: u32, drain: bool) -> Stat {
+fn measure(
+    fx: &mut KernelFixture,
+    prog: &'static str,
+    frame: &[u8],
+    ifindex: u32,
+    drain: bool,
+) -> Stat {
     let mut xs = Vec::new();
     for _ in 0..RUNS {
         xs.push(run_ns(fx, prog, frame, ifindex, REPEAT));
@@ -59,23 +75,42 @@ fn measure(fx: &mut KernelFixture, prog: &'static str, frame: &[u8], ifindex: u3
 }
 
 fn bpf_stats_enabled() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn main() {
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { ring_bytes: RING_BYTES, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            ring_bytes: RING_BYTES,
+            ..Default::default()
+        },
+    );
     let pa = fx.ifindex("pa");
     let pod: IpAddr = "10.1.0.2".parse().unwrap();
     let pod6: IpAddr = "fd00:1::2".parse().unwrap();
     let set = 9;
-    fx.set_pod(pa, &[pod, pod6], STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
+    fx.set_pod(
+        pa,
+        &[pod, pod6],
+        STATE_POLICIES_APPLIED,
+        STATE_POLICIES_APPLIED,
+    );
     fx.set_policy_set(pa, set);
     // 1,000 prefixes: 500 IPv4 /24s and 500 IPv6 /64s, all sharing one rule list.
     let list = 1;
-    fx.dp().maps().put_rule_list(list, &[rule(PROTO_TCP, 80, 80, 77)]).unwrap();
+    fx.dp()
+        .maps()
+        .put_rule_list(list, &[rule(PROTO_TCP, 80, 80, 77)])
+        .unwrap();
     for i in 0..500u32 {
         for (addr, bits) in [
-            (IpAddr::from([10, 20 + (i / 256) as u8, (i % 256) as u8, 0]), 24),
+            (
+                IpAddr::from([10, 20 + (i / 256) as u8, (i % 256) as u8, 0]),
+                24,
+            ),
             (IpAddr::from([0xfd00, 0x20, i as u16, 0, 0, 0, 0, 0]), 64),
         ] {
             for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
@@ -89,26 +124,71 @@ fn main() {
     let ingress = program_names::POD_INGRESS;
     let egress = program_names::POD_EGRESS;
 
-    println!("kernel.bpf_stats_enabled = {} (adds a constant to every run; targets are net of the floor)", bpf_stats_enabled());
-    println!("deny ring: {} MiB, {} repeats per run, {} runs per case", RING_BYTES >> 20, REPEAT, RUNS);
+    println!(
+        "kernel.bpf_stats_enabled = {} (adds a constant to every run; targets are net of the floor)",
+        bpf_stats_enabled()
+    );
+    println!(
+        "deny ring: {} MiB, {} repeats per run, {} runs per case",
+        RING_BYTES >> 20,
+        REPEAT,
+        RUNS
+    );
 
-    let floor = measure(&mut fx, noop, &Frame::tcp(peer, 1, pod, 80, TCP_SYN).build(), pa, false);
+    let floor = measure(
+        &mut fx,
+        noop,
+        &Frame::tcp(peer, 1, pod, 80, TCP_SYN).build(),
+        pa,
+        false,
+    );
 
     // No policy: a default-allow pod (the first packet opens conntrack, the rest hit it).
-    let mut other = KernelFixture::with_options(&["pb"], FixtureOptions { ring_bytes: RING_BYTES, ..Default::default() });
+    let mut other = KernelFixture::with_options(
+        &["pb"],
+        FixtureOptions {
+            ring_bytes: RING_BYTES,
+            ..Default::default()
+        },
+    );
     let pb = other.ifindex("pb");
     other.set_pod(pb, &[pod], STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
-    let allow_default = measure(&mut other, ingress, &Frame::tcp(peer, 2, pod, 80, TCP_SYN).build(), pb, true);
+    let allow_default = measure(
+        &mut other,
+        ingress,
+        &Frame::tcp(peer, 2, pod, 80, TCP_SYN).build(),
+        pb,
+        true,
+    );
     drop(other);
 
     // Conntrack hit: an allowed flow's next packets.
     let flow = Frame::tcp(peer, 3, pod, 80, TCP_SYN).build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &flow), ACT_PASS);
-    let ct_hit = measure(&mut fx, ingress, &Frame::tcp(peer, 3, pod, 80, TCP_ACK).build(), pa, true);
+    let ct_hit = measure(
+        &mut fx,
+        ingress,
+        &Frame::tcp(peer, 3, pod, 80, TCP_ACK).build(),
+        pa,
+        true,
+    );
 
     // A reply riding conntrack: the pod opened the flow outwards.
-    assert_eq!(fx.run(DIRECTION_EGRESS, pa, &Frame::tcp(pod, 4000, peer, 80, TCP_SYN).build()), ACT_PASS);
-    let reply = measure(&mut fx, ingress, &Frame::tcp(peer, 80, pod, 4000, TCP_ACK).build(), pa, true);
+    assert_eq!(
+        fx.run(
+            DIRECTION_EGRESS,
+            pa,
+            &Frame::tcp(pod, 4000, peer, 80, TCP_SYN).build()
+        ),
+        ACT_PASS
+    );
+    let reply = measure(
+        &mut fx,
+        ingress,
+        &Frame::tcp(peer, 80, pod, 4000, TCP_ACK).build(),
+        pa,
+        true,
+    );
 
     // New flow denied against 1,000 prefixes: full evaluation and one event per repeat.
     let deny_frame = Frame::tcp(peer, 5, pod, 81, TCP_SYN).build();
@@ -116,8 +196,15 @@ fn main() {
     let before = fx.counters();
     let deny = measure(&mut fx, ingress, &deny_frame, pa, true);
     let after = fx.counters();
-    assert_eq!(after.events_lost, before.events_lost, "the ring must never fill during the deny runs");
-    assert_eq!(after.events_submitted - before.events_submitted, RUNS as u64 * REPEAT as u64, "every repeat was a full evaluation");
+    assert_eq!(
+        after.events_lost, before.events_lost,
+        "the ring must never fill during the deny runs"
+    );
+    assert_eq!(
+        after.events_submitted - before.events_submitted,
+        RUNS as u64 * REPEAT as u64,
+        "every repeat was a full evaluation"
+    );
 
     // The same with a live reader draining the ring (adaptive wake-ups), and with the
     // kernel's default wake-up on every event for comparison.
@@ -147,7 +234,11 @@ fn main() {
         }
         stop.store(true, Ordering::Relaxed);
         fx.reader = Some(handle.join().unwrap());
-        assert_eq!(fx.counters().events_lost, lost_before, "the live reader kept up");
+        assert_eq!(
+            fx.counters().events_lost,
+            lost_before,
+            "the live reader kept up"
+        );
         assert!(read.load(Ordering::Relaxed) > 0);
         Stat::of(xs)
     };
@@ -179,14 +270,42 @@ fn main() {
 
     let net = |s: &Stat, f: &Stat| s.median - f.median;
     println!("floor (no-op)                  {}", floor.show());
-    println!("allow, no policy               {}  net {:6.1}", allow_default.show(), net(&allow_default, &floor));
-    println!("conntrack hit                  {}  net {:6.1}  (target <= 50)", ct_hit.show(), net(&ct_hit, &floor));
-    println!("reply riding conntrack         {}  net {:6.1}", reply.show(), net(&reply, &floor));
-    println!("new flow denied, 1k prefixes   {}  net {:6.1}  (target <= 150)", deny.show(), net(&deny, &floor));
-    println!("  with a live reader           {}  net {:6.1}  (target within 100 of the above)", deny_live.show(), net(&deny_live, &floor));
-    println!("  live reader, eager wake-ups  {}  net {:6.1}", deny_live_eager.show(), net(&deny_live_eager, &floor));
+    println!(
+        "allow, no policy               {}  net {:6.1}",
+        allow_default.show(),
+        net(&allow_default, &floor)
+    );
+    println!(
+        "conntrack hit                  {}  net {:6.1}  (target <= 50)",
+        ct_hit.show(),
+        net(&ct_hit, &floor)
+    );
+    println!(
+        "reply riding conntrack         {}  net {:6.1}",
+        reply.show(),
+        net(&reply, &floor)
+    );
+    println!(
+        "new flow denied, 1k prefixes   {}  net {:6.1}  (target <= 150)",
+        deny.show(),
+        net(&deny, &floor)
+    );
+    println!(
+        "  with a live reader           {}  net {:6.1}  (target within 100 of the above)",
+        deny_live.show(),
+        net(&deny_live, &floor)
+    );
+    println!(
+        "  live reader, eager wake-ups  {}  net {:6.1}",
+        deny_live_eager.show(),
+        net(&deny_live_eager, &floor)
+    );
     println!("floor, single shot             {}", noop_r1.show());
-    println!("new flow allowed, single shot  {}  net {:6.1}", new_flow.show(), net(&new_flow, &noop_r1));
+    println!(
+        "new flow allowed, single shot  {}  net {:6.1}",
+        new_flow.show(),
+        net(&new_flow, &noop_r1)
+    );
     println!(
         "map memory, 110 pods x 5,000 peer /32s ({} LPM entries): POLICY_LPM {:.1} MiB, RULE_LISTS {:.3} MiB, POD_RECORDS {:.3} MiB ({:.0} bytes per entry)",
         memory.entries,
@@ -225,7 +344,10 @@ fn memlock(pins: &datapath::PinLayout, name: &str) -> u64 {
     let fd = info.fd().unwrap();
     let raw = fd.as_fd().as_raw_fd();
     let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{raw}")).unwrap();
-    text.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn map_memory(fx: &mut KernelFixture) -> Memory {
@@ -235,17 +357,38 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
     let lists: Vec<u32> = (0..4).map(|i| 1000 + i).collect();
     for (i, id) in lists.iter().enumerate() {
         let port = 8000 + i as u16;
-        fx.dp().maps().put_rule_list(*id, &[rule(PROTO_TCP, port, port, 500 + i as u32), rule(PROTO_UDP, 53, 53, 600)]).unwrap();
+        fx.dp()
+            .maps()
+            .put_rule_list(
+                *id,
+                &[
+                    rule(PROTO_TCP, port, port, 500 + i as u32),
+                    rule(PROTO_UDP, 53, 53, 600),
+                ],
+            )
+            .unwrap();
     }
     for pod in 0..PODS {
         let set = 10_000 + pod;
         let ifindex = 100_000 + pod;
-        let rec = datapath_common::PodRecord { policy_set: set, ingress_state: STATE_POLICIES_APPLIED, ..Default::default() };
+        let rec = datapath_common::PodRecord {
+            policy_set: set,
+            ingress_state: STATE_POLICIES_APPLIED,
+            ..Default::default()
+        };
         fx.dp().maps().put_pod(ifindex, &rec).unwrap();
         for peer in 0..PEERS {
-            let addr = IpAddr::from([10, 100 + (peer / 65536) as u8, (peer / 256 % 256) as u8, (peer % 256) as u8]);
+            let addr = IpAddr::from([
+                10,
+                100 + (peer / 65536) as u8,
+                (peer / 256 % 256) as u8,
+                (peer % 256) as u8,
+            ]);
             let (key, len) = datapath::policy_key(set, DIRECTION_INGRESS, addr, 32);
-            fx.dp().maps().put_entry(&key, len, lists[(pod % 4) as usize]).unwrap();
+            fx.dp()
+                .maps()
+                .put_entry(&key, len, lists[(pod % 4) as usize])
+                .unwrap();
         }
     }
     let entries = fx.dp().maps().entries().len() as u64;

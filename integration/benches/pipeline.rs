@@ -16,7 +16,9 @@ use std::{
 
 use datapath::{EventReader, testrun};
 use datapath_common::*;
-use exporter::{EnrichmentSnapshot, FileSinkConfig, Pipeline, PipelineConfig, PodInfo, snapshot_handle};
+use exporter::{
+    EnrichmentSnapshot, FileSinkConfig, Pipeline, PipelineConfig, PodInfo, snapshot_handle,
+};
 use integration::{frames::Frame, kernel::*};
 
 const PEERS: u32 = 1000;
@@ -24,10 +26,13 @@ const FRAMES: usize = 4096;
 /// Events per TEST_RUN call (one call runs the program this many times on a frame).
 const REPEAT: u32 = 32;
 const STEP: Duration = Duration::from_secs(3);
-const RING_BYTES: u32 = 8 << 20;
+const RING_BYTES: u32 = 32 << 20;
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -37,7 +42,11 @@ fn thread_cpu() -> Duration {
 fn threads_cpu(prefix: &str) -> Duration {
     let ticks = 100.0; // USER_HZ
     let mut total = 0.0;
-    for t in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if !comm.trim().starts_with(prefix) {
             continue;
@@ -46,7 +55,8 @@ fn threads_cpu(prefix: &str) -> Duration {
         let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
         if f.len() > 12 {
-            total += (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks;
+            total +=
+                (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks;
         }
     }
     Duration::from_secs_f64(total)
@@ -54,7 +64,12 @@ fn threads_cpu(prefix: &str) -> Duration {
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 enum Sink {
@@ -71,7 +86,13 @@ struct Outcome {
 }
 
 /// Produces at `rate` events/s for STEP while a thread drains into `sink`.
-fn run_step(fx: &mut KernelFixture, frames: &[Vec<u8>], pa: u32, rate: f64, sink: Sink) -> (Outcome, Sink, EventReader) {
+fn run_step(
+    fx: &mut KernelFixture,
+    frames: &[Vec<u8>],
+    pa: u32,
+    rate: f64,
+    sink: Sink,
+) -> (Outcome, Sink, EventReader) {
     let mut reader = fx.reader.take().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -106,7 +127,12 @@ fn run_step(fx: &mut KernelFixture, frames: &[Vec<u8>], pa: u32, rate: f64, sink
         })
         .unwrap();
     let before = fx.counters();
-    let prog = fx.dp.as_ref().unwrap().program(program_names::POD_INGRESS).unwrap();
+    let prog = fx
+        .dp
+        .as_ref()
+        .unwrap()
+        .program(program_names::POD_INGRESS)
+        .unwrap();
     let start = Instant::now();
     let mut produced = 0u64;
     let mut i = 0;
@@ -125,26 +151,72 @@ fn run_step(fx: &mut KernelFixture, frames: &[Vec<u8>], pa: u32, rate: f64, sink
     let (consumed, cpu, sink, reader) = consumer.join().unwrap();
     let after = fx.counters();
     let lost = after.events_lost - before.events_lost;
-    (Outcome { produced, consumed, lost, secs, cpu }, sink, reader)
+    (
+        Outcome {
+            produced,
+            consumed,
+            lost,
+            secs,
+            cpu,
+        },
+        sink,
+        reader,
+    )
 }
 
 fn main() {
     let mut fx = KernelFixture::with_options(
         &["pa"],
-        FixtureOptions { ring_bytes: RING_BYTES, wakeup_threshold_bytes: 64 * 1024, ..Default::default() },
+        FixtureOptions {
+            ring_bytes: RING_BYTES,
+            wakeup_threshold_bytes: 64 * 1024,
+            ..Default::default()
+        },
     );
     let pa = fx.ifindex("pa");
     let pod: IpAddr = "10.1.0.2".parse().unwrap();
     fx.set_pod(pa, &[pod], STATE_DEFAULT_DENY, STATE_DEFAULT_ALLOW);
-    let peers: Vec<IpAddr> = (0..PEERS).map(|i| IpAddr::from([10, 30, (i / 250) as u8, (i % 250) as u8 + 1])).collect();
-    let frames: Vec<Vec<u8>> =
-        (0..FRAMES).map(|i| Frame::tcp(peers[i % peers.len()], 1024 + i as u16, pod, 80 + (i % 7) as u16, 0x02).build()).collect();
-    let mut snapshot = EnrichmentSnapshot { node_name: "bench-node".into(), ..Default::default() };
+    let peers: Vec<IpAddr> = (0..PEERS)
+        .map(|i| IpAddr::from([10, 30, (i / 250) as u8, (i % 250) as u8 + 1]))
+        .collect();
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| {
+            Frame::tcp(
+                peers[i % peers.len()],
+                1024 + i as u16,
+                pod,
+                80 + (i % 7) as u16,
+                0x02,
+            )
+            .build()
+        })
+        .collect();
+    let mut snapshot = EnrichmentSnapshot {
+        node_name: "bench-node".into(),
+        ..Default::default()
+    };
     for (i, ip) in peers.iter().enumerate() {
-        snapshot.pods.insert(*ip, PodInfo { name: format!("peer-{i}").into(), namespace: format!("ns-{}", i % 20).into(), node: "other-node".into() });
+        snapshot.pods.insert(
+            *ip,
+            PodInfo {
+                name: format!("peer-{i}").into(),
+                namespace: format!("ns-{}", i % 20).into(),
+                node: "other-node".into(),
+            },
+        );
     }
-    snapshot.pods.insert(pod, PodInfo { name: "target".into(), namespace: "bench".into(), node: "bench-node".into() });
-    let dir = std::path::PathBuf::from(format!("/dev/shm/netpol-pipeline-bench-{}", std::process::id()));
+    snapshot.pods.insert(
+        pod,
+        PodInfo {
+            name: "target".into(),
+            namespace: "bench".into(),
+            node: "bench-node".into(),
+        },
+    );
+    let dir = std::path::PathBuf::from(format!(
+        "/dev/shm/netpol-pipeline-bench-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let config = PipelineConfig {
         sink: FileSinkConfig {
@@ -156,7 +228,12 @@ fn main() {
         },
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline::new(config, snapshot_handle(snapshot), dir.join("network-policy-agent.log")).unwrap();
+    let pipeline = Pipeline::new(
+        config,
+        snapshot_handle(snapshot),
+        dir.join("network-policy-agent.log"),
+    )
+    .unwrap();
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut sink = Sink::Pipeline(Box::new(pipeline));
     let mut best = None::<(f64, f64)>;
@@ -165,7 +242,16 @@ fn main() {
     let mut last_cpu_per_event = 0.0;
     let gzip_before = threads_cpu("flowlog-houseke");
     let mut pipeline_events = 0u64;
-    for rate in [250_000.0, 500_000.0, 750_000.0, 1_000_000.0, 1_250_000.0, 1_500_000.0, 2_000_000.0, 3_000_000.0] {
+    for rate in [
+        250_000.0,
+        500_000.0,
+        750_000.0,
+        1_000_000.0,
+        1_250_000.0,
+        1_500_000.0,
+        2_000_000.0,
+        3_000_000.0,
+    ] {
         let (o, s, reader) = run_step(&mut fx, &frames, pa, rate, sink);
         sink = s;
         fx.reader = Some(reader);
@@ -174,7 +260,12 @@ fn main() {
         pipeline_events += o.consumed;
         println!(
             "pipeline: target {:>9.0}/s achieved {:>9.0}/s consumed {:>9} lost {:>7}  pipeline CPU {:.3} us/event  rss {:.1} MiB",
-            rate, achieved, o.consumed, o.lost, cpu_per_event, rss_mib()
+            rate,
+            achieved,
+            o.consumed,
+            o.lost,
+            cpu_per_event,
+            rss_mib()
         );
         results.lock().unwrap().push((rate, achieved, o.lost));
         total_lost += o.lost;
@@ -197,7 +288,13 @@ fn main() {
         floor_sink = s;
         fx.reader = Some(reader);
         let achieved = o.produced as f64 / o.secs;
-        println!("floor:    target {:>9.0}/s achieved {:>9.0}/s lost {:>7}  CPU {:.3} us/event", rate, achieved, o.lost, o.cpu.as_secs_f64() * 1e6 / o.consumed.max(1) as f64);
+        println!(
+            "floor:    target {:>9.0}/s achieved {:>9.0}/s lost {:>7}  CPU {:.3} us/event",
+            rate,
+            achieved,
+            o.lost,
+            o.cpu.as_secs_f64() * 1e6 / o.consumed.max(1) as f64
+        );
         if o.lost > 0 {
             break;
         }

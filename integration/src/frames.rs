@@ -11,14 +11,32 @@ pub const TCP_PSH: u8 = 0x08;
 /// The L4 part of a frame.
 #[derive(Clone, Debug)]
 pub enum L4 {
-    Tcp { src_port: u16, dst_port: u16, flags: u8 },
-    Udp { src_port: u16, dst_port: u16 },
-    Sctp { src_port: u16, dst_port: u16 },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    Sctp {
+        src_port: u16,
+        dst_port: u16,
+    },
     /// ICMP or ICMPv6 (by family) with a type, code and 4 bytes of "rest of header"
     /// (identifier and sequence for echo), then `payload`.
-    Icmp { icmp_type: u8, code: u8, rest: [u8; 4], payload: Vec<u8> },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        rest: [u8; 4],
+        payload: Vec<u8>,
+    },
     /// Any other protocol number with an opaque payload.
-    Raw { protocol: u8, payload: Vec<u8> },
+    Raw {
+        protocol: u8,
+        payload: Vec<u8>,
+    },
 }
 
 /// A frame under construction.
@@ -39,11 +57,28 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(src: IpAddr, dst: IpAddr, l4: L4) -> Self {
-        Self { src, dst, l4, vlan: None, ipv4_options: 0, ipv6_ext_headers: 0, fragment: None, payload_len: 0 }
+        Self {
+            src,
+            dst,
+            l4,
+            vlan: None,
+            ipv4_options: 0,
+            ipv6_ext_headers: 0,
+            fragment: None,
+            payload_len: 0,
+        }
     }
 
     pub fn tcp(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16, flags: u8) -> Self {
-        Self::new(src, dst, L4::Tcp { src_port, dst_port, flags })
+        Self::new(
+            src,
+            dst,
+            L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            },
+        )
     }
 
     pub fn udp(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> Self {
@@ -63,12 +98,30 @@ impl Frame {
             (false, false) => 129,
         };
         let [a, b] = id.to_be_bytes();
-        Self::new(src, dst, L4::Icmp { icmp_type, code: 0, rest: [a, b, 0, 1], payload: Vec::new() })
+        Self::new(
+            src,
+            dst,
+            L4::Icmp {
+                icmp_type,
+                code: 0,
+                rest: [a, b, 0, 1],
+                payload: Vec::new(),
+            },
+        )
     }
 
     /// An ICMP error of `icmp_type` quoting `quoted` (an IP packet, no Ethernet).
     pub fn icmp_error(src: IpAddr, dst: IpAddr, icmp_type: u8, quoted: Vec<u8>) -> Self {
-        Self::new(src, dst, L4::Icmp { icmp_type, code: 0, rest: [0; 4], payload: quoted })
+        Self::new(
+            src,
+            dst,
+            L4::Icmp {
+                icmp_type,
+                code: 0,
+                rest: [0; 4],
+                payload: quoted,
+            },
+        )
     }
 
     pub fn with_vlan(mut self, tag: u16) -> Self {
@@ -167,7 +220,10 @@ impl Frame {
                 h.extend_from_slice(&l4);
                 h
             }
-            _ => panic!("frame with mixed address families: {} -> {}", self.src, self.dst),
+            _ => panic!(
+                "frame with mixed address families: {} -> {}",
+                self.src, self.dst
+            ),
         }
     }
 
@@ -175,7 +231,11 @@ impl Frame {
         let later_fragment = self.fragment.is_some_and(|(_, offset, _)| offset != 0);
         let payload = vec![0xabu8; self.payload_len];
         let (protocol, mut header) = match &self.l4 {
-            L4::Tcp { src_port, dst_port, flags } => {
+            L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            } => {
                 let mut h = vec![0u8; 20];
                 h[0..2].copy_from_slice(&src_port.to_be_bytes());
                 h[2..4].copy_from_slice(&dst_port.to_be_bytes());
@@ -196,7 +256,12 @@ impl Frame {
                 h[2..4].copy_from_slice(&dst_port.to_be_bytes());
                 (132, h)
             }
-            L4::Icmp { icmp_type, code, rest, payload } => {
+            L4::Icmp {
+                icmp_type,
+                code,
+                rest,
+                payload,
+            } => {
                 let mut h = vec![*icmp_type, *code, 0, 0];
                 h.extend_from_slice(rest);
                 h.extend_from_slice(payload);

@@ -7,7 +7,9 @@ pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
-        panic!("this test needs root (BPF, network namespaces); run the suite as root: scripts/test.sh");
+        panic!(
+            "this test needs root (BPF, network namespaces); run the suite as root: scripts/test.sh"
+        );
     }
     if !std::path::Path::new("/sys/fs/bpf").is_dir() {
         panic!("bpffs is not mounted on /sys/fs/bpf: run scripts/setup.sh");

@@ -36,7 +36,13 @@ pub struct FixtureOptions {
 
 impl Default for FixtureOptions {
     fn default() -> Self {
-        Self { ring_bytes: 1 << 20, fold_window: Duration::ZERO, event_scope: EVENT_SCOPE_ALL, wakeup_threshold_bytes: 0, fold_entries: 4096 }
+        Self {
+            ring_bytes: 1 << 20,
+            fold_window: Duration::ZERO,
+            event_scope: EVENT_SCOPE_ALL,
+            wakeup_threshold_bytes: 0,
+            fold_entries: 4096,
+        }
     }
 }
 
@@ -52,11 +58,14 @@ impl KernelFixture {
         for name in interfaces {
             // veth rather than dummy: this kernel has no dummy driver.
             let peer = format!("{name}-p");
-            ns.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer]).expect("add test interface");
-            ns.ip(&["link", "set", name, "up"]).expect("set test interface up");
+            ns.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer])
+                .expect("add test interface");
+            ns.ip(&["link", "set", name, "up"])
+                .expect("set test interface up");
         }
         let entered = ns.enter().expect("enter test namespace");
-        let pins_root = std::path::PathBuf::from(format!("/sys/fs/bpf/{}", unique_name("netpol-test-")));
+        let pins_root =
+            std::path::PathBuf::from(format!("/sys/fs/bpf/{}", unique_name("netpol-test-")));
         let load = LoadOptions {
             pins: PinLayout::new(&pins_root),
             ring_bytes: opts.ring_bytes,
@@ -78,7 +87,14 @@ impl KernelFixture {
             }
         };
         let reader = dp.take_event_reader().expect("event reader");
-        Self { dp: Some(dp), reader: Some(reader), pins_root, _entered: entered, ns, next_list: 1 }
+        Self {
+            dp: Some(dp),
+            reader: Some(reader),
+            pins_root,
+            _entered: entered,
+            ns,
+            next_list: 1,
+        }
     }
 
     pub fn dp(&mut self) -> &mut Datapath {
@@ -142,14 +158,24 @@ impl KernelFixture {
 
     pub fn run_segs(&self, direction: u8, ifindex: u32, frame: &[u8], gso_segs: u32) -> i32 {
         let name = program_for(direction);
-        let prog = self.dp.as_ref().expect("datapath").program(name).expect("program");
-        testrun::run(prog, frame, ifindex, gso_segs, 1).expect("test run").action
+        let prog = self
+            .dp
+            .as_ref()
+            .expect("datapath")
+            .program(name)
+            .expect("program");
+        testrun::run(prog, frame, ifindex, gso_segs, 1)
+            .expect("test run")
+            .action
     }
 
     /// Every event pending in the ring.
     pub fn events(&mut self) -> Vec<FlowEvent> {
         let mut out = Vec::new();
-        self.reader.as_mut().expect("reader not taken").drain(usize::MAX, |e| out.push(*e));
+        self.reader
+            .as_mut()
+            .expect("reader not taken")
+            .drain(usize::MAX, |e| out.push(*e));
         out
     }
 
@@ -159,7 +185,11 @@ impl KernelFixture {
 }
 
 pub fn program_for(direction: u8) -> &'static str {
-    if direction == DIRECTION_INGRESS { program_names::POD_INGRESS } else { program_names::POD_EGRESS }
+    if direction == DIRECTION_INGRESS {
+        program_names::POD_INGRESS
+    } else {
+        program_names::POD_EGRESS
+    }
 }
 
 impl Drop for KernelFixture {
@@ -176,12 +206,21 @@ impl Drop for KernelFixture {
 /// "10.0.0.0/8" → (10.0.0.0, 8).
 pub fn parse_prefix(prefix: &str) -> (IpAddr, u8) {
     let (addr, bits) = prefix.split_once('/').expect("prefix has a length");
-    (addr.parse().expect("prefix address"), bits.parse().expect("prefix length"))
+    (
+        addr.parse().expect("prefix address"),
+        bits.parse().expect("prefix length"),
+    )
 }
 
 /// A rule: protocol (or PROTO_ANY), inclusive port range, policy id.
 pub fn rule(protocol: u8, port_min: u16, port_max: u16, policy_id: u32) -> Rule {
-    Rule { protocol, port_min, port_max, policy_id, ..Rule::default() }
+    Rule {
+        protocol,
+        port_min,
+        port_max,
+        policy_id,
+        ..Rule::default()
+    }
 }
 
 /// An event's addresses as IpAddrs.

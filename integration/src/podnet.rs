@@ -48,14 +48,30 @@ impl PodNet {
             let host_if = format!("eni{}", i);
             let spec = PodSpec {
                 host_if: &host_if,
-                ipv4: match ipv4 { IpAddr::V4(a) => Some(a), _ => None },
-                ipv6: match ipv6 { IpAddr::V6(a) => Some(a), _ => None },
+                ipv4: match ipv4 {
+                    IpAddr::V4(a) => Some(a),
+                    _ => None,
+                },
+                ipv6: match ipv6 {
+                    IpAddr::V6(a) => Some(a),
+                    _ => None,
+                },
             };
             let link = wire_pod(&node, &ns, &spec).expect("wire pod");
-            pods.push(TestPod { ns, link, ipv4, ipv6 });
+            pods.push(TestPod {
+                ns,
+                link,
+                ipv4,
+                ipv6,
+            });
         }
         let pins = PathBuf::from(format!("/sys/fs/bpf/{}", unique_name("netpol-traffic-")));
-        Self { pods, node, pins, mode }
+        Self {
+            pods,
+            node,
+            pins,
+            mode,
+        }
     }
 
     pub fn load_options(&self) -> LoadOptions {
@@ -65,7 +81,11 @@ impl PodNet {
             conntrack_entries: 4096,
             fold_entries: 4096,
             attach_mode: self.mode,
-            settings: Settings { fold_window_ns: 1_000_000_000, wakeup_threshold_bytes: 0, ..Settings::default() },
+            settings: Settings {
+                fold_window_ns: 1_000_000_000,
+                wakeup_threshold_bytes: 0,
+                ..Settings::default()
+            },
         }
     }
 
@@ -89,7 +109,12 @@ impl PodNet {
     /// The pod record of pod `i` with the given states.
     pub fn record(&self, i: usize, ingress: u8, egress: u8, policy_set: u32) -> PodRecord {
         let pod = &self.pods[i];
-        let mut rec = PodRecord { policy_set, ingress_state: ingress, egress_state: egress, ..PodRecord::default() };
+        let mut rec = PodRecord {
+            policy_set,
+            ingress_state: ingress,
+            egress_state: egress,
+            ..PodRecord::default()
+        };
         if let IpAddr::V4(a) = pod.ipv4 {
             rec.ipv4 = a.octets();
             rec.addr_flags |= POD_HAS_IPV4;
@@ -137,8 +162,14 @@ impl Servers {
         let tcp_ports = tcp_ports.to_vec();
         let udp_ports = udp_ports.to_vec();
         let (tcp, udp) = net.in_pod(pod, move || {
-            let tcp: Vec<TcpListener> = tcp_ports.iter().map(|p| TcpListener::bind(("::", *p)).expect("bind tcp")).collect();
-            let udp: Vec<UdpSocket> = udp_ports.iter().map(|p| UdpSocket::bind(("::", *p)).expect("bind udp")).collect();
+            let tcp: Vec<TcpListener> = tcp_ports
+                .iter()
+                .map(|p| TcpListener::bind(("::", *p)).expect("bind tcp"))
+                .collect();
+            let udp: Vec<UdpSocket> = udp_ports
+                .iter()
+                .map(|p| UdpSocket::bind(("::", *p)).expect("bind udp"))
+                .collect();
             (tcp, udp)
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -167,7 +198,9 @@ impl Servers {
             }));
         }
         for socket in udp {
-            socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             let stop = stop.clone();
             handles.push(std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
@@ -193,7 +226,12 @@ impl Drop for Servers {
 
 /// Opens a TCP connection from inside pod `from`; returns the local address on
 /// success.
-pub fn tcp_connect(net: &PodNet, from: usize, to: SocketAddr, timeout: Duration) -> Option<(SocketAddr, TcpStream)> {
+pub fn tcp_connect(
+    net: &PodNet,
+    from: usize,
+    to: SocketAddr,
+    timeout: Duration,
+) -> Option<(SocketAddr, TcpStream)> {
     net.in_pod(from, move || {
         let s = TcpStream::connect_timeout(&to, timeout).ok()?;
         Some((s.local_addr().ok()?, s))
@@ -202,14 +240,29 @@ pub fn tcp_connect(net: &PodNet, from: usize, to: SocketAddr, timeout: Duration)
 
 /// Sends one UDP datagram from inside pod `from` and waits for its echo; returns
 /// the local address when the echo came back.
-pub fn udp_echo(net: &PodNet, from: usize, to: SocketAddr, timeout: Duration) -> (SocketAddr, bool) {
+pub fn udp_echo(
+    net: &PodNet,
+    from: usize,
+    to: SocketAddr,
+    timeout: Duration,
+) -> (SocketAddr, bool) {
     udp_echo_len(net, from, to, timeout, 5)
 }
 
 /// As [`udp_echo`] with a datagram of `len` bytes (large ones are fragmented).
-pub fn udp_echo_len(net: &PodNet, from: usize, to: SocketAddr, timeout: Duration, len: usize) -> (SocketAddr, bool) {
+pub fn udp_echo_len(
+    net: &PodNet,
+    from: usize,
+    to: SocketAddr,
+    timeout: Duration,
+    len: usize,
+) -> (SocketAddr, bool) {
     net.in_pod(from, move || {
-        let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+        let bind: SocketAddr = if to.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
         let s = UdpSocket::bind(bind).expect("bind client");
         s.connect(to).expect("connect UDP");
         s.set_read_timeout(Some(timeout)).unwrap();

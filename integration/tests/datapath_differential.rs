@@ -34,7 +34,11 @@ impl Prefix {
     }
 
     fn ip(&self) -> IpAddr {
-        if self.v4 { IpAddr::V4(Ipv4Addr::from(self.addr as u32)) } else { IpAddr::V6(Ipv6Addr::from(self.addr)) }
+        if self.v4 {
+            IpAddr::V4(Ipv4Addr::from(self.addr as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.addr))
+        }
     }
 
     fn text(&self) -> String {
@@ -62,22 +66,41 @@ fn mask(addr: u128, len: u8, width: u8) -> u128 {
 fn random_prefix(rng: &mut StdRng, v4: bool, bases: &[u128]) -> Prefix {
     let width = if v4 { 32 } else { 128 };
     let base = bases[rng.gen_range(0..bases.len())];
-    let len = if v4 { rng.gen_range(8..=32) } else { rng.gen_range(16..=128) };
-    let jitter: u128 = if v4 { rng.gen_range(0..=0xffff) } else { rng.gen_range(0..=0xffff_ffff) };
-    Prefix { addr: mask(base ^ jitter, len, width), len, v4 }
+    let len = if v4 {
+        rng.gen_range(8..=32)
+    } else {
+        rng.gen_range(16..=128)
+    };
+    let jitter: u128 = if v4 {
+        rng.gen_range(0..=0xffff)
+    } else {
+        rng.gen_range(0..=0xffff_ffff)
+    };
+    Prefix {
+        addr: mask(base ^ jitter, len, width),
+        len,
+        v4,
+    }
 }
 
 fn random_rules(rng: &mut StdRng, v4: bool) -> Vec<AllowRule> {
     let bases: Vec<u128> = if v4 {
         vec![0x0a09_0000, 0x0a09_0100, 0xc0a8_0000]
     } else {
-        vec![0xfd00_0009_0000_0000_0000_0000_0000_0000, 0xfd00_0009_0001_0000_0000_0000_0000_0000]
+        vec![
+            0xfd00_0009_0000_0000_0000_0000_0000_0000,
+            0xfd00_0009_0001_0000_0000_0000_0000_0000,
+        ]
     };
     let count = rng.gen_range(1..=40);
     (0..count)
         .map(|i| {
             let cidr = if rng.gen_bool(0.05) {
-                Prefix { addr: 0, len: 0, v4 }
+                Prefix {
+                    addr: 0,
+                    len: 0,
+                    v4,
+                }
             } else {
                 random_prefix(rng, v4, &bases)
             };
@@ -88,8 +111,20 @@ fn random_rules(rng: &mut StdRng, v4: bool) -> Vec<AllowRule> {
                         return None;
                     }
                     let len = rng.gen_range(cidr.len + 1..=width);
-                    let noise: u128 = rng.r#gen::<u128>() & if v4 { 0xffff_ffff } else { u128::MAX };
-                    Some(Prefix { addr: mask(cidr.addr | (noise & !mask(u128::MAX, cidr.len, width) & if v4 { 0xffff_ffff } else { u128::MAX }), len, width), len, v4 })
+                    let noise: u128 =
+                        rng.r#gen::<u128>() & if v4 { 0xffff_ffff } else { u128::MAX };
+                    Some(Prefix {
+                        addr: mask(
+                            cidr.addr
+                                | (noise
+                                    & !mask(u128::MAX, cidr.len, width)
+                                    & if v4 { 0xffff_ffff } else { u128::MAX }),
+                            len,
+                            width,
+                        ),
+                        len,
+                        v4,
+                    })
                 })
                 .collect();
             let protocol = [PROTO_ANY, PROTO_TCP, PROTO_UDP, PROTO_SCTP][rng.gen_range(0..4)];
@@ -99,7 +134,13 @@ fn random_rules(rng: &mut StdRng, v4: bool) -> Vec<AllowRule> {
                 let lo = rng.gen_range(1..100);
                 (lo, lo + rng.gen_range(0..5))
             };
-            AllowRule { cidr, excepts, protocol, ports, policy_id: i + 1 }
+            AllowRule {
+                cidr,
+                excepts,
+                protocol,
+                ports,
+                policy_id: i + 1,
+            }
         })
         .collect()
 }
@@ -107,7 +148,10 @@ fn random_rules(rng: &mut StdRng, v4: bool) -> Vec<AllowRule> {
 /// The LPM entries the rule set compiles to: for every prefix, the rules whose CIDR
 /// covers it and none of whose excepts does.
 fn compile(rules: &[AllowRule]) -> Vec<(Prefix, Vec<Rule>)> {
-    let mut prefixes: Vec<Prefix> = rules.iter().flat_map(|r| std::iter::once(r.cidr).chain(r.excepts.iter().copied())).collect();
+    let mut prefixes: Vec<Prefix> = rules
+        .iter()
+        .flat_map(|r| std::iter::once(r.cidr).chain(r.excepts.iter().copied()))
+        .collect();
     prefixes.sort_by_key(|p| (p.len, p.addr));
     prefixes.dedup();
     prefixes
@@ -139,14 +183,22 @@ fn reference(rules: &[AllowRule], peer: u128, protocol: u8, port: u16) -> Vec<u3
 
 #[test]
 fn kernel_verdicts_equal_a_direct_evaluation_of_the_rules() {
-    let seed: u64 = std::env::var("DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026);
+    let seed: u64 = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026);
     println!("differential seed {seed} (set DIFF_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut fx = KernelFixture::new(&["pa"]);
     let pa = fx.ifindex("pa");
     let pod_v4: IpAddr = "10.1.0.2".parse().unwrap();
     let pod_v6: IpAddr = "fd00:1::2".parse().unwrap();
-    fx.set_pod(pa, &[pod_v4, pod_v6], STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
+    fx.set_pod(
+        pa,
+        &[pod_v4, pod_v6],
+        STATE_POLICIES_APPLIED,
+        STATE_POLICIES_APPLIED,
+    );
     let mut checked = 0;
     let mut accepted = 0;
     for round in 0..8u32 {
@@ -163,30 +215,54 @@ fn kernel_verdicts_equal_a_direct_evaluation_of_the_rules() {
                     let target = &rules[rng.gen_range(0..rules.len())].cidr;
                     let peer_bits: u128 = if rng.gen_bool(0.8) {
                         let width = target.width();
-                        let host = rng.r#gen::<u128>() & !mask(u128::MAX, target.len, width) & if v4 { 0xffff_ffff } else { u128::MAX };
+                        let host = rng.r#gen::<u128>()
+                            & !mask(u128::MAX, target.len, width)
+                            & if v4 { 0xffff_ffff } else { u128::MAX };
                         target.addr | host
                     } else if v4 {
                         rng.r#gen::<u32>() as u128
                     } else {
                         rng.r#gen::<u128>()
                     };
-                    let peer = Prefix { addr: peer_bits, len: if v4 { 32 } else { 128 }, v4 }.ip();
+                    let peer = Prefix {
+                        addr: peer_bits,
+                        len: if v4 { 32 } else { 128 },
+                        v4,
+                    }
+                    .ip();
                     let pod = if v4 { pod_v4 } else { pod_v6 };
-                    let protocol = [PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP][rng.gen_range(0..4)];
+                    let protocol =
+                        [PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP][rng.gen_range(0..4)];
                     let port = rng.gen_range(1..110u16);
                     // A fresh peer-side port per packet keeps every packet a new flow.
                     let peer_port = 1024 + (round * 10_000 + i) as u16;
-                    let (src, sport, dst, dport) =
-                        if direction == DIRECTION_INGRESS { (peer, peer_port, pod, port) } else { (pod, peer_port, peer, port) };
+                    let (src, sport, dst, dport) = if direction == DIRECTION_INGRESS {
+                        (peer, peer_port, pod, port)
+                    } else {
+                        (pod, peer_port, peer, port)
+                    };
                     let frame = match protocol {
                         PROTO_TCP => Frame::tcp(src, sport, dst, dport, 0x02),
                         PROTO_UDP => Frame::udp(src, sport, dst, dport),
                         PROTO_SCTP => Frame::sctp(src, sport, dst, dport),
                         _ => Frame::echo(src, dst, peer_port, true),
                     };
-                    let admitted = reference(&rules, peer_bits, if protocol == PROTO_ICMP && !v4 { PROTO_ICMPV6 } else { protocol }, port);
+                    let admitted = reference(
+                        &rules,
+                        peer_bits,
+                        if protocol == PROTO_ICMP && !v4 {
+                            PROTO_ICMPV6
+                        } else {
+                            protocol
+                        },
+                        port,
+                    );
                     let action = fx.run(direction, pa, &frame.build());
-                    let expected = if admitted.is_empty() { ACT_DROP } else { ACT_PASS };
+                    let expected = if admitted.is_empty() {
+                        ACT_DROP
+                    } else {
+                        ACT_PASS
+                    };
                     assert_eq!(
                         action, expected,
                         "seed {seed} round {round} dir {direction} packet {i}: {src}:{sport} -> {dst}:{dport} proto {protocol}; admitting {admitted:?}; rules {rules:#?}"
@@ -194,7 +270,10 @@ fn kernel_verdicts_equal_a_direct_evaluation_of_the_rules() {
                     let events = fx.events();
                     assert_eq!(events.len(), 1);
                     if action == ACT_PASS {
-                        assert!(admitted.contains(&events[0].policy_id), "attributed to a rule that admits it");
+                        assert!(
+                            admitted.contains(&events[0].policy_id),
+                            "attributed to a rule that admits it"
+                        );
                         accepted += 1;
                     }
                     checked += 1;
@@ -203,5 +282,8 @@ fn kernel_verdicts_equal_a_direct_evaluation_of_the_rules() {
         }
     }
     println!("differential: {checked} packets checked, {accepted} accepted");
-    assert!(accepted > checked / 10 && accepted < checked * 9 / 10, "both verdicts well represented: {accepted}/{checked}");
+    assert!(
+        accepted > checked / 10 && accepted < checked * 9 / 10,
+        "both verdicts well represented: {accepted}/{checked}"
+    );
 }

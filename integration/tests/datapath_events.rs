@@ -32,14 +32,24 @@ fn syn(src_port: u16) -> Vec<u8> {
 #[test]
 fn deny_folding_counts_every_packet_in_exactly_one_event() {
     let window = Duration::from_millis(300);
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { fold_window: window, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            fold_window: window,
+            ..Default::default()
+        },
+    );
     let pa = denied(&mut fx);
     const N: u64 = 25;
     for _ in 0..N {
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn(40000)), ACT_DROP);
     }
     let first = fx.events();
-    assert_eq!(first.len(), 1, "the first DENY goes out at once, the rest fold");
+    assert_eq!(
+        first.len(),
+        1,
+        "the first DENY goes out at once, the rest fold"
+    );
     assert_eq!(first[0].count, 1);
     assert_eq!(fx.dp().maps().pending_fold_packets(), N - 1);
     // Nothing more arrives; the flush after the window sends the pending count.
@@ -50,12 +60,18 @@ fn deny_folding_counts_every_packet_in_exactly_one_event() {
     let flushed = fx.events();
     assert_eq!(flushed.len(), 1);
     assert_eq!(first[0].count as u64 + flushed[0].count as u64, N);
-    assert!(flushed[0].timestamp_ns > first[0].timestamp_ns, "a fold keeps its first pending packet's time");
+    assert!(
+        flushed[0].timestamp_ns > first[0].timestamp_ns,
+        "a fold keeps its first pending packet's time"
+    );
     assert!(flushed[0].timestamp_ns < first[0].timestamp_ns + window.as_nanos() as u64);
     assert_eq!(flushed[0].verdict, VERDICT_DENY);
     assert_eq!((flushed[0].src_port, flushed[0].dst_port), (40000, 80));
     let c = fx.counters();
-    assert_eq!(c.packets[DIRECTION_INGRESS as usize][VERDICT_DENY as usize], N);
+    assert_eq!(
+        c.packets[DIRECTION_INGRESS as usize][VERDICT_DENY as usize],
+        N
+    );
     // After two idle windows the fold is deleted.
     std::thread::sleep(window * 2);
     fx.dp().flush_folds().unwrap();
@@ -65,7 +81,13 @@ fn deny_folding_counts_every_packet_in_exactly_one_event() {
 #[test]
 fn packets_after_the_window_send_their_fold_at_once() {
     let window = Duration::from_millis(200);
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { fold_window: window, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            fold_window: window,
+            ..Default::default()
+        },
+    );
     let pa = denied(&mut fx);
     for _ in 0..5 {
         fx.run(DIRECTION_INGRESS, pa, &syn(40000));
@@ -73,14 +95,22 @@ fn packets_after_the_window_send_their_fold_at_once() {
     std::thread::sleep(window);
     fx.run(DIRECTION_INGRESS, pa, &syn(40000));
     let counts: Vec<u32> = fx.events().iter().map(|e| e.count).collect();
-    assert_eq!(counts, [1, 5], "4 pending plus the packet that found the window over");
+    assert_eq!(
+        counts,
+        [1, 5],
+        "4 pending plus the packet that found the window over"
+    );
 }
 
 #[test]
 fn full_fold_map_sends_events_unfolded_and_counts_them() {
     let mut fx = KernelFixture::with_options(
         &["pa"],
-        FixtureOptions { fold_window: Duration::from_secs(10), fold_entries: 4, ..Default::default() },
+        FixtureOptions {
+            fold_window: Duration::from_secs(10),
+            fold_entries: 4,
+            ..Default::default()
+        },
     );
     let pa = denied(&mut fx);
     for flow in 0..6u16 {
@@ -101,7 +131,13 @@ fn full_fold_map_sends_events_unfolded_and_counts_them() {
 
 #[test]
 fn full_ring_counts_exactly_the_events_not_delivered() {
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { ring_bytes: 4096, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            ring_bytes: 4096,
+            ..Default::default()
+        },
+    );
     let pa = denied(&mut fx);
     const SENT: u64 = 100;
     for flow in 0..SENT as u16 {
@@ -112,7 +148,10 @@ fn full_ring_counts_exactly_the_events_not_delivered() {
     assert!(c.events_lost > 0, "a 4 KiB ring cannot hold 100 events");
     assert_eq!(c.events_submitted, delivered.len() as u64);
     assert_eq!(c.events_submitted + c.events_lost, SENT);
-    assert_eq!(c.denied_packets_lost, c.events_lost, "each lost DENY carried one packet");
+    assert_eq!(
+        c.denied_packets_lost, c.events_lost,
+        "each lost DENY carried one packet"
+    );
     // The ring drains and takes events again.
     fx.run(DIRECTION_INGRESS, pa, &syn(50000));
     assert_eq!(fx.events().len(), 1);
@@ -123,7 +162,10 @@ fn spawn_reader(
     fx: &mut KernelFixture,
     poll: Duration,
     want: usize,
-) -> (std::thread::JoinHandle<()>, Arc<Mutex<Vec<(Instant, FlowEvent)>>>) {
+) -> (
+    std::thread::JoinHandle<()>,
+    Arc<Mutex<Vec<(Instant, FlowEvent)>>>,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     let mut reader = fx.reader.take().expect("reader");
@@ -131,7 +173,9 @@ fn spawn_reader(
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline && seen2.lock().unwrap().len() < want {
             reader.wait(poll).unwrap();
-            reader.drain(usize::MAX, |e| seen2.lock().unwrap().push((Instant::now(), *e)));
+            reader.drain(usize::MAX, |e| {
+                seen2.lock().unwrap().push((Instant::now(), *e))
+            });
         }
     });
     (handle, seen)
@@ -139,7 +183,13 @@ fn spawn_reader(
 
 #[test]
 fn low_rate_events_are_not_stranded_by_adaptive_wakeups() {
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { wakeup_threshold_bytes: 64 * 1024, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            wakeup_threshold_bytes: 64 * 1024,
+            ..Default::default()
+        },
+    );
     let pa = denied(&mut fx);
     let poll = Duration::from_millis(100);
     let (handle, seen) = spawn_reader(&mut fx, poll, 3);
@@ -148,18 +198,31 @@ fn low_rate_events_are_not_stranded_by_adaptive_wakeups() {
         let sent_at = Instant::now();
         fx.run(DIRECTION_INGRESS, pa, &syn(20000 + i));
         while seen.lock().unwrap().len() <= i as usize {
-            assert!(sent_at.elapsed() < poll * 3, "event {i} stranded past the poll interval");
+            assert!(
+                sent_at.elapsed() < poll * 3,
+                "event {i} stranded past the poll interval"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
     handle.join().unwrap();
-    assert_eq!(fx.counters().wakeups_forced, 0, "low rates never force a wake-up");
+    assert_eq!(
+        fx.counters().wakeups_forced,
+        0,
+        "low rates never force a wake-up"
+    );
 }
 
 #[test]
 fn passing_the_threshold_wakes_a_sleeping_reader() {
     let threshold = 8 * 88;
-    let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions { wakeup_threshold_bytes: threshold, ..Default::default() });
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            wakeup_threshold_bytes: threshold,
+            ..Default::default()
+        },
+    );
     let pa = denied(&mut fx);
     let (handle, seen) = spawn_reader(&mut fx, Duration::from_secs(5), 8);
     std::thread::sleep(Duration::from_millis(100));
@@ -170,18 +233,39 @@ fn passing_the_threshold_wakes_a_sleeping_reader() {
     handle.join().unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 8);
-    assert!(seen[7].0.duration_since(start) < Duration::from_secs(1), "woken by the threshold, not the 5 s poll");
-    assert_eq!(fx.counters().wakeups_forced, 1, "one wake-up when pending data crosses the threshold");
+    assert!(
+        seen[7].0.duration_since(start) < Duration::from_secs(1),
+        "woken by the threshold, not the 5 s poll"
+    );
+    assert_eq!(
+        fx.counters().wakeups_forced,
+        1,
+        "one wake-up when pending data crosses the threshold"
+    );
 }
 
 #[test]
 fn verifier_instruction_counts_are_printed() {
     let fx = KernelFixture::new(&["pa"]);
-    for name in [program_names::POD_INGRESS, program_names::POD_EGRESS, program_names::FOLD_FLUSH, program_names::NOOP] {
-        let info = fx.dp.as_ref().unwrap().program(name).unwrap().info().unwrap();
+    for name in [
+        program_names::POD_INGRESS,
+        program_names::POD_EGRESS,
+        program_names::FOLD_FLUSH,
+        program_names::NOOP,
+    ] {
+        let info = fx
+            .dp
+            .as_ref()
+            .unwrap()
+            .program(name)
+            .unwrap()
+            .info()
+            .unwrap();
         let verified = info.verified_instruction_count().unwrap_or(0);
         let translated = info.size_translated().unwrap_or(0);
-        println!("verifier: {name}: {verified} instructions verified, {translated} bytes translated");
+        println!(
+            "verifier: {name}: {verified} instructions verified, {translated} bytes translated"
+        );
         assert!(verified > 0 && verified < 1_000_000, "{name}: {verified}");
     }
 }

@@ -25,9 +25,14 @@ fn program_policy(net: &PodNet, dp: &mut Datapath) {
     let client = net.record(0, STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW, 1);
     let server = net.record(1, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW, SERVER_SET);
     let maps = dp.maps();
-    maps.put_pod(net.pods[0].link.host_ifindex, &client).unwrap();
-    maps.put_pod(net.pods[1].link.host_ifindex, &server).unwrap();
-    let rules = [rule(PROTO_TCP, 8080, 8080, 101), rule(PROTO_UDP, 9090, 9090, 102)];
+    maps.put_pod(net.pods[0].link.host_ifindex, &client)
+        .unwrap();
+    maps.put_pod(net.pods[1].link.host_ifindex, &server)
+        .unwrap();
+    let rules = [
+        rule(PROTO_TCP, 8080, 8080, 101),
+        rule(PROTO_UDP, 9090, 9090, 102),
+    ];
     maps.put_rule_list(1, &rules).unwrap();
     for (addr, bits) in [(net.pods[0].ipv4, 32), (net.pods[0].ipv6, 128)] {
         let (key, len) = datapath::policy_key(SERVER_SET, DIRECTION_INGRESS, addr, bits);
@@ -46,7 +51,11 @@ fn find(events: &[FlowEvent], ifindex: u32, src: SocketAddr, dst: SocketAddr) ->
         .iter()
         .find(|e| {
             let (s, d) = event_addrs(e);
-            e.ifindex == ifindex && s == src.ip() && d == dst.ip() && e.src_port == src.port() && e.dst_port == dst.port()
+            e.ifindex == ifindex
+                && s == src.ip()
+                && d == dst.ip()
+                && e.src_port == src.port()
+                && e.dst_port == dst.port()
         })
         .copied()
 }
@@ -61,34 +70,71 @@ fn traffic_is_enforced_and_reported(mode: AttachMode) {
     let client_if = net.pods[0].link.host_ifindex;
     for server_ip in [net.pods[1].ipv4, net.pods[1].ipv6] {
         let allowed_tcp = SocketAddr::new(server_ip, 8080);
-        let (local, _stream) = tcp_connect(&net, 0, allowed_tcp, TIMEOUT).expect("TCP 8080 is allowed");
+        let (local, _stream) =
+            tcp_connect(&net, 0, allowed_tcp, TIMEOUT).expect("TCP 8080 is allowed");
         let denied_tcp = SocketAddr::new(server_ip, 8081);
-        assert!(tcp_connect(&net, 0, denied_tcp, TIMEOUT).is_none(), "TCP 8081 is denied");
+        assert!(
+            tcp_connect(&net, 0, denied_tcp, TIMEOUT).is_none(),
+            "TCP 8081 is denied"
+        );
         let (udp_local, ok) = udp_echo(&net, 0, SocketAddr::new(server_ip, 9090), TIMEOUT);
         assert!(ok, "UDP 9090 is allowed and its reply comes back");
         let (udp_denied_local, ok) = udp_echo(&net, 0, SocketAddr::new(server_ip, 9091), TIMEOUT);
         assert!(!ok, "UDP 9091 is denied");
 
         let events = drain(&mut reader);
-        let e = find(&events, server_if, local, allowed_tcp).expect("ACCEPT event for the TCP connection");
-        assert_eq!((e.verdict, e.policy_id, e.direction, e.protocol), (VERDICT_ACCEPT, 101, DIRECTION_INGRESS, PROTO_TCP));
-        let e = find(&events, client_if, local, allowed_tcp).expect("egress ACCEPT on the client's interface");
-        assert_eq!((e.verdict, e.reason, e.direction), (VERDICT_ACCEPT, REASON_DEFAULT_ALLOW, DIRECTION_EGRESS));
+        let e = find(&events, server_if, local, allowed_tcp)
+            .expect("ACCEPT event for the TCP connection");
+        assert_eq!(
+            (e.verdict, e.policy_id, e.direction, e.protocol),
+            (VERDICT_ACCEPT, 101, DIRECTION_INGRESS, PROTO_TCP)
+        );
+        let e = find(&events, client_if, local, allowed_tcp)
+            .expect("egress ACCEPT on the client's interface");
+        assert_eq!(
+            (e.verdict, e.reason, e.direction),
+            (VERDICT_ACCEPT, REASON_DEFAULT_ALLOW, DIRECTION_EGRESS)
+        );
         let denied: Vec<_> = events
             .iter()
-            .filter(|e| e.ifindex == server_if && e.verdict == VERDICT_DENY && e.dst_port == 8081 && event_addrs(e).1 == server_ip)
+            .filter(|e| {
+                e.ifindex == server_if
+                    && e.verdict == VERDICT_DENY
+                    && e.dst_port == 8081
+                    && event_addrs(e).1 == server_ip
+            })
             .collect();
         assert!(!denied.is_empty(), "DENY event for TCP 8081");
-        assert!(denied.iter().all(|e| e.reason == REASON_NO_RULE_MATCHED && e.src_port != 0));
-        let e = find(&events, server_if, udp_local, SocketAddr::new(server_ip, 9090)).expect("UDP ACCEPT");
+        assert!(
+            denied
+                .iter()
+                .all(|e| e.reason == REASON_NO_RULE_MATCHED && e.src_port != 0)
+        );
+        let e = find(
+            &events,
+            server_if,
+            udp_local,
+            SocketAddr::new(server_ip, 9090),
+        )
+        .expect("UDP ACCEPT");
         assert_eq!((e.verdict, e.policy_id), (VERDICT_ACCEPT, 102));
-        let e = find(&events, server_if, udp_denied_local, SocketAddr::new(server_ip, 9091)).expect("UDP DENY");
+        let e = find(
+            &events,
+            server_if,
+            udp_denied_local,
+            SocketAddr::new(server_ip, 9091),
+        )
+        .expect("UDP DENY");
         assert_eq!(e.verdict, VERDICT_DENY);
         // Replies rode conntrack: no TCP or UDP event leaves the server's interface
         // (the pod's own IPv6 housekeeping, e.g. MLD reports, may).
         let replies: Vec<_> = events
             .iter()
-            .filter(|e| e.ifindex == server_if && e.direction == DIRECTION_EGRESS && matches!(e.protocol, PROTO_TCP | PROTO_UDP))
+            .filter(|e| {
+                e.ifindex == server_if
+                    && e.direction == DIRECTION_EGRESS
+                    && matches!(e.protocol, PROTO_TCP | PROTO_UDP)
+            })
             .collect();
         assert!(replies.is_empty(), "{replies:?}");
     }
@@ -113,9 +159,15 @@ fn oversized_udp_datagrams_are_fragmented_and_follow_their_first_fragment() {
     for server_ip in [net.pods[1].ipv4, net.pods[1].ipv6] {
         let (_, ok) = udp_echo_len(&net, 0, SocketAddr::new(server_ip, 9090), TIMEOUT, 4000);
 
-        assert!(ok, "a 4000-byte datagram to an allowed port arrives whole ({server_ip})");
+        assert!(
+            ok,
+            "a 4000-byte datagram to an allowed port arrives whole ({server_ip})"
+        );
         let (_, ok) = udp_echo_len(&net, 0, SocketAddr::new(server_ip, 9091), TIMEOUT, 4000);
-        assert!(!ok, "a 4000-byte datagram to a denied port does not ({server_ip})");
+        assert!(
+            !ok,
+            "a 4000-byte datagram to a denied port does not ({server_ip})"
+        );
     }
     assert_eq!(dp.maps().counters().unwrap().fragments_untracked, 0);
 }
@@ -137,14 +189,27 @@ fn restart_re_adopts_pins_without_an_enforcement_gap() {
     let probes = Arc::new(AtomicU64::new(0));
     let net = Arc::new(net);
     let prober = {
-        let (net, stop, af, ds, probes) = (net.clone(), stop.clone(), allowed_failures.clone(), denied_successes.clone(), probes.clone());
+        let (net, stop, af, ds, probes) = (
+            net.clone(),
+            stop.clone(),
+            allowed_failures.clone(),
+            denied_successes.clone(),
+            probes.clone(),
+        );
         std::thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(Ordering::Relaxed) && rounds < 400 {
                 if !udp_echo(&net, 0, SocketAddr::new(server_ip, 9090), TIMEOUT).1 {
                     af.fetch_add(1, Ordering::Relaxed);
                 }
-                if tcp_connect(&net, 0, SocketAddr::new(server_ip, 8081), Duration::from_millis(100)).is_some() {
+                if tcp_connect(
+                    &net,
+                    0,
+                    SocketAddr::new(server_ip, 8081),
+                    Duration::from_millis(100),
+                )
+                .is_some()
+                {
                     ds.fetch_add(1, Ordering::Relaxed);
                 }
                 probes.fetch_add(1, Ordering::Relaxed);
@@ -164,12 +229,29 @@ fn restart_re_adopts_pins_without_an_enforcement_gap() {
     use std::io::{Read, Write};
     stream.write_all(b"still here\n").unwrap();
     let mut buf = [0u8; 11];
-    stream.read_exact(&mut buf).expect("the established connection survived three restarts");
+    stream
+        .read_exact(&mut buf)
+        .expect("the established connection survived three restarts");
     assert_eq!(&buf, b"still here\n");
-    assert!(probes.load(Ordering::Relaxed) > 5, "probes ran during the restarts");
-    assert_eq!(allowed_failures.load(Ordering::Relaxed), 0, "no allowed probe failed");
-    assert_eq!(denied_successes.load(Ordering::Relaxed), 0, "no denied probe got through");
-    assert_eq!(dp.attached_ifindexes().len(), 2, "both interfaces re-adopted");
+    assert!(
+        probes.load(Ordering::Relaxed) > 5,
+        "probes ran during the restarts"
+    );
+    assert_eq!(
+        allowed_failures.load(Ordering::Relaxed),
+        0,
+        "no allowed probe failed"
+    );
+    assert_eq!(
+        denied_successes.load(Ordering::Relaxed),
+        0,
+        "no denied probe got through"
+    );
+    assert_eq!(
+        dp.attached_ifindexes().len(),
+        2,
+        "both interfaces re-adopted"
+    );
 }
 
 #[test]
@@ -180,10 +262,19 @@ fn pins_of_vanished_interfaces_are_removed_on_restart() {
     let pins = dp.pins().clone();
     drop(dp);
     let link_pins = |ifindex: u32| {
-        [program_names::POD_INGRESS, program_names::POD_EGRESS].iter().filter(|p| pins.link_path(ifindex, p).exists()).count()
+        [program_names::POD_INGRESS, program_names::POD_EGRESS]
+            .iter()
+            .filter(|p| pins.link_path(ifindex, p).exists())
+            .count()
     };
-    assert_eq!(link_pins(gone), 2, "links stay pinned while the agent is away");
-    net.node.ip(&["link", "del", &net.pods[1].link.host_if]).unwrap();
+    assert_eq!(
+        link_pins(gone),
+        2,
+        "links stay pinned while the agent is away"
+    );
+    net.node
+        .ip(&["link", "del", &net.pods[1].link.host_if])
+        .unwrap();
     let dp = net.load_adopting_only();
     assert_eq!(link_pins(gone), 0, "the vanished interface's pins are gone");
     assert_eq!(link_pins(net.pods[0].link.host_ifindex), 2);

@@ -83,7 +83,14 @@ fn default_allow_accepts_and_reports_default_allow() {
         let (mut fx, pa) = pod_fixture(net, STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         let e = one_event(&mut fx);
-        assert_event(&e, net, DIRECTION_INGRESS, VERDICT_ACCEPT, 0, REASON_DEFAULT_ALLOW);
+        assert_event(
+            &e,
+            net,
+            DIRECTION_INGRESS,
+            VERDICT_ACCEPT,
+            0,
+            REASON_DEFAULT_ALLOW,
+        );
         assert_eq!(event_addrs(&e), (net.peer, net.pod));
         assert_eq!((e.src_port, e.dst_port, e.protocol), (40000, 80, PROTO_TCP));
         assert_eq!(e.ifindex, pa);
@@ -96,7 +103,14 @@ fn default_deny_drops_and_reports_default_deny() {
         let (mut fx, pa) = pod_fixture(net, STATE_DEFAULT_DENY, STATE_DEFAULT_ALLOW);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_DROP);
         let e = one_event(&mut fx);
-        assert_event(&e, net, DIRECTION_INGRESS, VERDICT_DENY, 0, REASON_DEFAULT_DENY);
+        assert_event(
+            &e,
+            net,
+            DIRECTION_INGRESS,
+            VERDICT_DENY,
+            0,
+            REASON_DEFAULT_DENY,
+        );
     });
 }
 
@@ -104,14 +118,45 @@ fn default_deny_drops_and_reports_default_deny() {
 fn allowed_cidr_and_port_accepts_with_its_policy() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 80, 80, 11)],
+        );
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
-        assert_event(&one_event(&mut fx), net, DIRECTION_INGRESS, VERDICT_ACCEPT, 11, REASON_POLICY);
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 81)), ACT_DROP, "other port");
-        assert_event(&one_event(&mut fx), net, DIRECTION_INGRESS, VERDICT_DENY, 0, REASON_NO_RULE_MATCHED);
-        let outsider: IpAddr = if net.family == FAMILY_IPV4 { "10.10.0.1".parse().unwrap() } else { "fd00:10::1".parse().unwrap() };
+        assert_event(
+            &one_event(&mut fx),
+            net,
+            DIRECTION_INGRESS,
+            VERDICT_ACCEPT,
+            11,
+            REASON_POLICY,
+        );
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 81)),
+            ACT_DROP,
+            "other port"
+        );
+        assert_event(
+            &one_event(&mut fx),
+            net,
+            DIRECTION_INGRESS,
+            VERDICT_DENY,
+            0,
+            REASON_NO_RULE_MATCHED,
+        );
+        let outsider: IpAddr = if net.family == FAMILY_IPV4 {
+            "10.10.0.1".parse().unwrap()
+        } else {
+            "fd00:10::1".parse().unwrap()
+        };
         let frame = Frame::tcp(outsider, 40000, net.pod, 80, TCP_SYN).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &frame), ACT_DROP, "peer outside the CIDR");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &frame),
+            ACT_DROP,
+            "peer outside the CIDR"
+        );
     });
 }
 
@@ -119,13 +164,26 @@ fn allowed_cidr_and_port_accepts_with_its_policy() {
 fn port_range_admits_its_ends_only() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 8000, 8010, 12)]);
-        for (port, action) in [(7999, ACT_DROP), (8000, ACT_PASS), (8010, ACT_PASS), (8011, ACT_DROP)] {
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 8000, 8010, 12)],
+        );
+        for (port, action) in [
+            (7999, ACT_DROP),
+            (8000, ACT_PASS),
+            (8010, ACT_PASS),
+            (8011, ACT_DROP),
+        ] {
             let frame = Frame::tcp(net.peer, 40000 + port, net.pod, port, TCP_SYN).build();
             assert_eq!(fx.run(DIRECTION_INGRESS, pa, &frame), action, "port {port}");
         }
         let verdicts: Vec<u8> = fx.events().iter().map(|e| e.verdict).collect();
-        assert_eq!(verdicts, [VERDICT_DENY, VERDICT_ACCEPT, VERDICT_ACCEPT, VERDICT_DENY]);
+        assert_eq!(
+            verdicts,
+            [VERDICT_DENY, VERDICT_ACCEPT, VERDICT_ACCEPT, VERDICT_DENY]
+        );
     });
 }
 
@@ -133,20 +191,49 @@ fn port_range_admits_its_ends_only() {
 fn any_port_and_any_protocol_rules() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_UDP, 0, u16::MAX, 13)]);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_subnet, &[rule(PROTO_UDP, 0, u16::MAX, 13), rule(PROTO_ANY, 0, u16::MAX, 14)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_UDP, 0, u16::MAX, 13)],
+        );
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_subnet,
+            &[
+                rule(PROTO_UDP, 0, u16::MAX, 13),
+                rule(PROTO_ANY, 0, u16::MAX, 14),
+            ],
+        );
         let udp = Frame::udp(net.peer, 5000, net.pod, 12345).build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &udp), ACT_PASS, "any port");
         assert_eq!(one_event(&mut fx).policy_id, 13);
         let sctp = Frame::sctp(net.peer, 5000, net.pod, 9).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &sctp), ACT_PASS, "any protocol");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &sctp),
+            ACT_PASS,
+            "any protocol"
+        );
         let e = one_event(&mut fx);
         assert_eq!((e.policy_id, e.protocol), (14, PROTO_SCTP));
         let echo = Frame::echo(net.peer, net.pod, 77, true).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &echo), ACT_PASS, "ICMP through an any-protocol rule");
-        let other: IpAddr = if net.family == FAMILY_IPV4 { "10.9.2.1".parse().unwrap() } else { "fd00:9:2::1".parse().unwrap() };
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &echo),
+            ACT_PASS,
+            "ICMP through an any-protocol rule"
+        );
+        let other: IpAddr = if net.family == FAMILY_IPV4 {
+            "10.9.2.1".parse().unwrap()
+        } else {
+            "fd00:9:2::1".parse().unwrap()
+        };
         let echo = Frame::echo(other, net.pod, 78, true).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &echo), ACT_DROP, "ICMP is not UDP");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &echo),
+            ACT_DROP,
+            "ICMP is not UDP"
+        );
     });
 }
 
@@ -154,10 +241,22 @@ fn any_port_and_any_protocol_rules() {
 fn protocol_mismatch_is_denied() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 53, 53, 15)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 53, 53, 15)],
+        );
         let udp = Frame::udp(net.peer, 5000, net.pod, 53).build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &udp), ACT_DROP);
-        assert_event(&one_event(&mut fx), net, DIRECTION_INGRESS, VERDICT_DENY, 0, REASON_NO_RULE_MATCHED);
+        assert_event(
+            &one_event(&mut fx),
+            net,
+            DIRECTION_INGRESS,
+            VERDICT_DENY,
+            0,
+            REASON_NO_RULE_MATCHED,
+        );
     });
 }
 
@@ -167,12 +266,36 @@ fn except_prefix_removes_only_its_own_rule() {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
         // Policy 21 allows the /16 except the /24; policy 22 allows the whole /16 on 443.
         // The /24 entry keeps policy 22's rule and loses policy 21's.
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 80, 80, 21), rule(PROTO_TCP, 443, 443, 22)]);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_subnet, &[rule(PROTO_TCP, 443, 443, 22)]);
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_DROP, "excepted peer on 80");
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 443)), ACT_PASS, "other policy still allows 443");
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 80, 80, 21), rule(PROTO_TCP, 443, 443, 22)],
+        );
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_subnet,
+            &[rule(PROTO_TCP, 443, 443, 22)],
+        );
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)),
+            ACT_DROP,
+            "excepted peer on 80"
+        );
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 443)),
+            ACT_PASS,
+            "other policy still allows 443"
+        );
         let events = fx.events();
-        assert_eq!(events.iter().map(|e| (e.verdict, e.policy_id)).collect::<Vec<_>>(), [(VERDICT_DENY, 0), (VERDICT_ACCEPT, 22)]);
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.verdict, e.policy_id))
+                .collect::<Vec<_>>(),
+            [(VERDICT_DENY, 0), (VERDICT_ACCEPT, 22)]
+        );
     });
 }
 
@@ -181,13 +304,35 @@ fn family_is_part_of_the_key() {
     // An IPv6 ::/0 entry must never match an IPv4 peer, and 0.0.0.0/0 no IPv6 peer.
     let mut fx = KernelFixture::new(&["pa"]);
     let pa = fx.ifindex("pa");
-    fx.set_pod(pa, &[V4.pod, V6.pod], STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+    fx.set_pod(
+        pa,
+        &[V4.pod, V6.pod],
+        STATE_POLICIES_APPLIED,
+        STATE_DEFAULT_ALLOW,
+    );
     fx.set_policy_set(pa, SET);
-    fx.put_entry(SET, DIRECTION_INGRESS, "::/0", &[rule(PROTO_ANY, 0, u16::MAX, 31)]);
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        "::/0",
+        &[rule(PROTO_ANY, 0, u16::MAX, 31)],
+    );
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(V4, 80)), ACT_DROP);
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(V6, 80)), ACT_PASS);
-    fx.put_entry(SET, DIRECTION_INGRESS, "0.0.0.0/0", &[rule(PROTO_ANY, 0, u16::MAX, 32)]);
-    assert_eq!(fx.run(DIRECTION_INGRESS, pa, &Frame::tcp(V4.peer, 1, V4.pod, 81, TCP_SYN).build()), ACT_PASS);
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        "0.0.0.0/0",
+        &[rule(PROTO_ANY, 0, u16::MAX, 32)],
+    );
+    assert_eq!(
+        fx.run(
+            DIRECTION_INGRESS,
+            pa,
+            &Frame::tcp(V4.peer, 1, V4.pod, 81, TCP_SYN).build()
+        ),
+        ACT_PASS
+    );
     let ids: Vec<u32> = fx.events().iter().map(|e| e.policy_id).collect();
     assert_eq!(ids, [0, 31, 32]);
 }
@@ -196,7 +341,12 @@ fn family_is_part_of_the_key() {
 fn conntrack_hit_needs_no_second_evaluation_or_event() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 80, 80, 11)],
+        );
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         assert_eq!(fx.events().len(), 1);
         let data = Frame::tcp(net.peer, 40000, net.pod, 80, TCP_ACK).build();
@@ -205,7 +355,10 @@ fn conntrack_hit_needs_no_second_evaluation_or_event() {
         }
         assert!(fx.events().is_empty(), "conntrack hits emit nothing");
         let c = fx.counters();
-        assert_eq!(c.packets[DIRECTION_INGRESS as usize][VERDICT_ACCEPT as usize], 4);
+        assert_eq!(
+            c.packets[DIRECTION_INGRESS as usize][VERDICT_ACCEPT as usize],
+            4
+        );
         assert_eq!(fx.dp().maps().conntrack().len(), 1);
     });
 }
@@ -215,12 +368,28 @@ fn reply_to_an_allowed_flow_passes_an_isolated_direction() {
     each_family(|net| {
         // Egress allowed to the peer on 53/UDP; ingress isolated with no rules.
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
-        fx.put_entry(SET, DIRECTION_EGRESS, net.peer_net, &[rule(PROTO_UDP, 53, 53, 41)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_EGRESS,
+            net.peer_net,
+            &[rule(PROTO_UDP, 53, 53, 41)],
+        );
         let query = Frame::udp(net.pod, 33333, net.peer, 53).build();
         assert_eq!(fx.run(DIRECTION_EGRESS, pa, &query), ACT_PASS);
-        assert_event(&one_event(&mut fx), net, DIRECTION_EGRESS, VERDICT_ACCEPT, 41, REASON_POLICY);
+        assert_event(
+            &one_event(&mut fx),
+            net,
+            DIRECTION_EGRESS,
+            VERDICT_ACCEPT,
+            41,
+            REASON_POLICY,
+        );
         let answer = Frame::udp(net.peer, 53, net.pod, 33333).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &answer), ACT_PASS, "reply rides conntrack");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &answer),
+            ACT_PASS,
+            "reply rides conntrack"
+        );
         assert!(fx.events().is_empty());
         let unsolicited = Frame::udp(net.peer, 53, net.pod, 33334).build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &unsolicited), ACT_DROP);
@@ -232,12 +401,33 @@ fn reply_on_another_interface_is_dropped() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
         let pb = fx.ifindex("pb");
-        fx.set_pod(pb, &[net.pod], STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
+        fx.set_pod(
+            pb,
+            &[net.pod],
+            STATE_POLICIES_APPLIED,
+            STATE_POLICIES_APPLIED,
+        );
         fx.set_policy_set(pb, SET + 1);
-        fx.put_entry(SET, DIRECTION_EGRESS, net.peer_net, &[rule(PROTO_UDP, 53, 53, 41)]);
-        assert_eq!(fx.run(DIRECTION_EGRESS, pa, &Frame::udp(net.pod, 33333, net.peer, 53).build()), ACT_PASS);
+        fx.put_entry(
+            SET,
+            DIRECTION_EGRESS,
+            net.peer_net,
+            &[rule(PROTO_UDP, 53, 53, 41)],
+        );
+        assert_eq!(
+            fx.run(
+                DIRECTION_EGRESS,
+                pa,
+                &Frame::udp(net.pod, 33333, net.peer, 53).build()
+            ),
+            ACT_PASS
+        );
         let answer = Frame::udp(net.peer, 53, net.pod, 33333).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pb, &answer), ACT_DROP, "same tuple, other interface");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pb, &answer),
+            ACT_DROP,
+            "same tuple, other interface"
+        );
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &answer), ACT_PASS);
         let events = fx.events();
         assert_eq!(events.len(), 2);
@@ -249,14 +439,23 @@ fn reply_on_another_interface_is_dropped() {
 fn generation_change_re_evaluates_established_flows() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 80, 80, 11)],
+        );
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         fx.events();
         // The policy is deleted: the new rule set has nothing for the peer.
         fx.set_policy_set(pa, SET + 1);
         fx.bump_generation(pa);
         let data = Frame::tcp(net.peer, 40000, net.pod, 80, TCP_ACK).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &data), ACT_DROP, "flow allowed only by a deleted policy stops");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &data),
+            ACT_DROP,
+            "flow allowed only by a deleted policy stops"
+        );
         assert_eq!(one_event(&mut fx).verdict, VERDICT_DENY);
     });
 }
@@ -265,7 +464,12 @@ fn generation_change_re_evaluates_established_flows() {
 fn evicted_tcp_reply_is_rechecked_as_reverse_of_a_new_flow() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
-        fx.put_entry(SET, DIRECTION_EGRESS, net.peer_net, &[rule(PROTO_TCP, 443, 443, 51)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_EGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 443, 443, 51)],
+        );
         // No conntrack entry (evicted): a SYN-ACK from the peer's 443 is a reply.
         let syn_ack = Frame::tcp(net.peer, 443, net.pod, 50000, TCP_SYN | TCP_ACK).build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_ack), ACT_PASS);
@@ -283,17 +487,34 @@ fn evicted_tcp_reply_is_rechecked_as_reverse_of_a_new_flow() {
 fn icmp_errors_quoting_a_tracked_flow_pass() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_POLICIES_APPLIED);
-        fx.put_entry(SET, DIRECTION_EGRESS, net.peer_net, &[rule(PROTO_TCP, 443, 443, 51)]);
+        fx.put_entry(
+            SET,
+            DIRECTION_EGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 443, 443, 51)],
+        );
         let syn = Frame::tcp(net.pod, 50000, net.peer, 443, TCP_SYN);
         assert_eq!(fx.run(DIRECTION_EGRESS, pa, &syn.build()), ACT_PASS);
-        let router: IpAddr = if net.family == FAMILY_IPV4 { "10.50.0.1".parse().unwrap() } else { "fd00:50::1".parse().unwrap() };
+        let router: IpAddr = if net.family == FAMILY_IPV4 {
+            "10.50.0.1".parse().unwrap()
+        } else {
+            "fd00:50::1".parse().unwrap()
+        };
         // Packet too big (v6) / fragmentation needed (v4, type 3).
         let too_big = if net.family == FAMILY_IPV4 { 3 } else { 2 };
         let error = Frame::icmp_error(router, net.pod, too_big, syn.ip_packet()).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &error), ACT_PASS, "PMTU error for a tracked flow");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &error),
+            ACT_PASS,
+            "PMTU error for a tracked flow"
+        );
         let untracked = Frame::tcp(net.pod, 50001, net.peer, 443, TCP_SYN);
         let error = Frame::icmp_error(router, net.pod, too_big, untracked.ip_packet()).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &error), ACT_DROP, "error quoting an unknown flow");
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &error),
+            ACT_DROP,
+            "error quoting an unknown flow"
+        );
     });
 }
 
@@ -301,17 +522,51 @@ fn icmp_errors_quoting_a_tracked_flow_pass() {
 fn neighbour_discovery_and_non_ip_always_pass() {
     let (mut fx, pa) = pod_fixture(V6, STATE_DEFAULT_DENY, STATE_DEFAULT_DENY);
     for nd_type in [130u8, 131, 132, 133, 134, 135, 136, 137, 143] {
-        let f = Frame::new(V6.peer, V6.pod, integration::frames::L4::Icmp { icmp_type: nd_type, code: 0, rest: [0; 4], payload: vec![0; 16] });
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &f.build()), ACT_PASS, "ND/MLD type {nd_type}");
+        let f = Frame::new(
+            V6.peer,
+            V6.pod,
+            integration::frames::L4::Icmp {
+                icmp_type: nd_type,
+                code: 0,
+                rest: [0; 4],
+                payload: vec![0; 16],
+            },
+        );
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &f.build()),
+            ACT_PASS,
+            "ND/MLD type {nd_type}"
+        );
         // Duplicate address detection and MLD reports leave the pod from `::`.
-        let from_unspecified = Frame::new("::".parse().unwrap(), "ff02::16".parse().unwrap(), integration::frames::L4::Icmp { icmp_type: nd_type, code: 0, rest: [0; 4], payload: vec![0; 16] });
-        assert_eq!(fx.run(DIRECTION_EGRESS, pa, &from_unspecified.build()), ACT_PASS, "type {nd_type} from ::");
+        let from_unspecified = Frame::new(
+            "::".parse().unwrap(),
+            "ff02::16".parse().unwrap(),
+            integration::frames::L4::Icmp {
+                icmp_type: nd_type,
+                code: 0,
+                rest: [0; 4],
+                payload: vec![0; 16],
+            },
+        );
+        assert_eq!(
+            fx.run(DIRECTION_EGRESS, pa, &from_unspecified.build()),
+            ACT_PASS,
+            "type {nd_type} from ::"
+        );
     }
     let echo_from_unspecified = Frame::echo("::".parse().unwrap(), V6.peer, 9, true).build();
-    assert_eq!(fx.run(DIRECTION_EGRESS, pa, &echo_from_unspecified), ACT_DROP, "only link control may use ::");
+    assert_eq!(
+        fx.run(DIRECTION_EGRESS, pa, &echo_from_unspecified),
+        ACT_DROP,
+        "only link control may use ::"
+    );
     assert_eq!(fx.run(DIRECTION_EGRESS, pa, &arp_frame()), ACT_PASS);
     let events = fx.events();
-    assert_eq!(events.len(), 1, "only the spoofed echo is reported: {events:?}");
+    assert_eq!(
+        events.len(),
+        1,
+        "only the spoofed echo is reported: {events:?}"
+    );
     assert_eq!(events[0].reason, REASON_SPOOFED_SOURCE);
 }
 
@@ -330,7 +585,14 @@ fn spoofed_source_leaving_a_pod_is_dropped_and_reported() {
         let spoofed = Frame::udp(net.other_pod, 1000, net.peer, 53).build();
         assert_eq!(fx.run(DIRECTION_EGRESS, pa, &spoofed), ACT_DROP);
         let e = one_event(&mut fx);
-        assert_event(&e, net, DIRECTION_EGRESS, VERDICT_DENY, 0, REASON_SPOOFED_SOURCE);
+        assert_event(
+            &e,
+            net,
+            DIRECTION_EGRESS,
+            VERDICT_DENY,
+            0,
+            REASON_SPOOFED_SOURCE,
+        );
         assert_eq!(event_addrs(&e).0, net.other_pod);
         assert_eq!(fx.counters().spoofed_packets, 1);
         let honest = Frame::udp(net.pod, 1000, net.peer, 53).build();
@@ -341,42 +603,93 @@ fn spoofed_source_leaving_a_pod_is_dropped_and_reported() {
 #[test]
 fn vlan_tag_ipv4_options_and_ipv6_extension_headers_are_parsed() {
     let (mut fx, pa) = pod_fixture(V4, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-    fx.put_entry(SET, DIRECTION_INGRESS, V4.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
-    let tagged = Frame::tcp(V4.peer, 1, V4.pod, 80, TCP_SYN).with_vlan(100).build();
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        V4.peer_net,
+        &[rule(PROTO_TCP, 80, 80, 11)],
+    );
+    let tagged = Frame::tcp(V4.peer, 1, V4.pod, 80, TCP_SYN)
+        .with_vlan(100)
+        .build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &tagged), ACT_PASS);
-    let options = Frame::tcp(V4.peer, 2, V4.pod, 80, TCP_SYN).with_ipv4_options(12).build();
+    let options = Frame::tcp(V4.peer, 2, V4.pod, 80, TCP_SYN)
+        .with_ipv4_options(12)
+        .build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &options), ACT_PASS);
-    let options_wrong_port = Frame::tcp(V4.peer, 3, V4.pod, 81, TCP_SYN).with_ipv4_options(40).build();
+    let options_wrong_port = Frame::tcp(V4.peer, 3, V4.pod, 81, TCP_SYN)
+        .with_ipv4_options(40)
+        .build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &options_wrong_port), ACT_DROP);
     let ports: Vec<u16> = fx.events().iter().map(|e| e.dst_port).collect();
     assert_eq!(ports, [80, 80, 81]);
 
     let (mut fx, pa) = pod_fixture(V6, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-    fx.put_entry(SET, DIRECTION_INGRESS, V6.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
-    let ext = Frame::tcp(V6.peer, 1, V6.pod, 80, TCP_SYN).with_ipv6_ext_headers(3).build();
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        V6.peer_net,
+        &[rule(PROTO_TCP, 80, 80, 11)],
+    );
+    let ext = Frame::tcp(V6.peer, 1, V6.pod, 80, TCP_SYN)
+        .with_ipv6_ext_headers(3)
+        .build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &ext), ACT_PASS);
-    let ext_wrong_port = Frame::tcp(V6.peer, 2, V6.pod, 81, TCP_SYN).with_ipv6_ext_headers(2).build();
+    let ext_wrong_port = Frame::tcp(V6.peer, 2, V6.pod, 81, TCP_SYN)
+        .with_ipv6_ext_headers(2)
+        .build();
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &ext_wrong_port), ACT_DROP);
-    assert_eq!(fx.events().iter().map(|e| e.dst_port).collect::<Vec<_>>(), [80, 81]);
+    assert_eq!(
+        fx.events().iter().map(|e| e.dst_port).collect::<Vec<_>>(),
+        [80, 81]
+    );
 }
 
 #[test]
 fn later_fragments_follow_the_first_and_orphans_drop() {
     each_family(|net| {
         let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(SET, DIRECTION_INGRESS, net.peer_net, &[rule(PROTO_UDP, 4789, 4789, 61)]);
-        let first = Frame::udp(net.peer, 999, net.pod, 4789).with_fragment(77, 0, true).with_payload(64).build();
-        let later = Frame::udp(net.peer, 999, net.pod, 4789).with_fragment(77, 9, false).with_payload(64).build();
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_UDP, 4789, 4789, 61)],
+        );
+        let first = Frame::udp(net.peer, 999, net.pod, 4789)
+            .with_fragment(77, 0, true)
+            .with_payload(64)
+            .build();
+        let later = Frame::udp(net.peer, 999, net.pod, 4789)
+            .with_fragment(77, 9, false)
+            .with_payload(64)
+            .build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &first), ACT_PASS);
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &later), ACT_PASS, "follows its first fragment");
-        let denied_first = Frame::udp(net.peer, 999, net.pod, 4790).with_fragment(78, 0, true).build();
-        let denied_later = Frame::udp(net.peer, 999, net.pod, 4790).with_fragment(78, 9, false).build();
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &later),
+            ACT_PASS,
+            "follows its first fragment"
+        );
+        let denied_first = Frame::udp(net.peer, 999, net.pod, 4790)
+            .with_fragment(78, 0, true)
+            .build();
+        let denied_later = Frame::udp(net.peer, 999, net.pod, 4790)
+            .with_fragment(78, 9, false)
+            .build();
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &denied_first), ACT_DROP);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &denied_later), ACT_DROP);
-        let orphan = Frame::udp(net.peer, 999, net.pod, 4789).with_fragment(79, 9, false).build();
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &orphan), ACT_DROP, "no first fragment seen");
+        let orphan = Frame::udp(net.peer, 999, net.pod, 4789)
+            .with_fragment(79, 9, false)
+            .build();
+        assert_eq!(
+            fx.run(DIRECTION_INGRESS, pa, &orphan),
+            ACT_DROP,
+            "no first fragment seen"
+        );
         let events = fx.events();
-        let reasons: Vec<(u8, u8, u16)> = events.iter().map(|e| (e.verdict, e.reason, e.dst_port)).collect();
+        let reasons: Vec<(u8, u8, u16)> = events
+            .iter()
+            .map(|e| (e.verdict, e.reason, e.dst_port))
+            .collect();
         assert_eq!(
             reasons,
             [
@@ -393,17 +706,31 @@ fn later_fragments_follow_the_first_and_orphans_drop() {
 #[test]
 fn gso_packets_count_as_their_wire_segments() {
     let (mut fx, pa) = pod_fixture(V4, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY);
-    let frame = Frame::udp(V4.pod, 1000, V4.peer, 80).with_payload(100).build();
+    let frame = Frame::udp(V4.pod, 1000, V4.peer, 80)
+        .with_payload(100)
+        .build();
     assert_eq!(fx.run_segs(DIRECTION_EGRESS, pa, &frame, 10), ACT_DROP);
     let c = fx.counters();
-    assert_eq!(c.packets[DIRECTION_EGRESS as usize][VERDICT_DENY as usize], 10);
-    assert_eq!(one_event(&mut fx).count, 10, "the event carries every dropped wire packet");
+    assert_eq!(
+        c.packets[DIRECTION_EGRESS as usize][VERDICT_DENY as usize],
+        10
+    );
+    assert_eq!(
+        one_event(&mut fx).count,
+        10,
+        "the event carries every dropped wire packet"
+    );
 }
 
 #[test]
 fn event_scope_switch_filters_events_but_not_counters() {
     let (mut fx, pa) = pod_fixture(V4, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-    fx.put_entry(SET, DIRECTION_INGRESS, V4.peer_net, &[rule(PROTO_TCP, 80, 80, 11)]);
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        V4.peer_net,
+        &[rule(PROTO_TCP, 80, 80, 11)],
+    );
     let mut settings = fx.dp().maps().settings().unwrap();
     for (scope, expected) in [
         (EVENT_SCOPE_ALL, vec![VERDICT_ACCEPT, VERDICT_DENY]),
@@ -413,8 +740,22 @@ fn event_scope_switch_filters_events_but_not_counters() {
         settings.event_scope = scope;
         fx.dp().maps().set_settings(&settings).unwrap();
         let port_base = 1000 * (scope as u16 + 1);
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &Frame::tcp(V4.peer, port_base, V4.pod, 80, TCP_SYN).build()), ACT_PASS);
-        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &Frame::tcp(V4.peer, port_base, V4.pod, 81, TCP_SYN).build()), ACT_DROP);
+        assert_eq!(
+            fx.run(
+                DIRECTION_INGRESS,
+                pa,
+                &Frame::tcp(V4.peer, port_base, V4.pod, 80, TCP_SYN).build()
+            ),
+            ACT_PASS
+        );
+        assert_eq!(
+            fx.run(
+                DIRECTION_INGRESS,
+                pa,
+                &Frame::tcp(V4.peer, port_base, V4.pod, 81, TCP_SYN).build()
+            ),
+            ACT_DROP
+        );
         let verdicts: Vec<u8> = fx.events().iter().map(|e| e.verdict).collect();
         assert_eq!(verdicts, expected, "scope {scope}");
     }

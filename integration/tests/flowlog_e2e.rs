@@ -19,8 +19,26 @@ use integration::podnet::*;
 use policy::{EnforcingMode, ResolveOptions};
 
 const KEYS: [&str; 20] = [
-    "level", "timestamp", "logger", "msg", "Src IP", "Src Port", "Dest IP", "Dest Port", "Proto", "Verdict",
-    "Direction", "Src Pod", "Src Namespace", "Dest Pod", "Dest Namespace", "Policy", "Count", "Bytes", "Node", "Peer Node",
+    "level",
+    "timestamp",
+    "logger",
+    "msg",
+    "Src IP",
+    "Src Port",
+    "Dest IP",
+    "Dest Port",
+    "Proto",
+    "Verdict",
+    "Direction",
+    "Src Pod",
+    "Src Namespace",
+    "Dest Pod",
+    "Dest Namespace",
+    "Policy",
+    "Count",
+    "Bytes",
+    "Node",
+    "Peer Node",
 ];
 
 fn cluster_yaml(net: &PodNet) -> String {
@@ -45,10 +63,17 @@ fn real_connections_become_exactly_the_expected_lines() {
     let dp = net.load_adopting_only();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("network-policy-agent.log");
-    let snapshot = snapshot_handle(EnrichmentSnapshot { node_name: "node-1".into(), ..Default::default() });
+    let snapshot = snapshot_handle(EnrichmentSnapshot {
+        node_name: "node-1".into(),
+        ..Default::default()
+    });
     let mut dp = dp;
     let reader = dp.take_event_reader().unwrap();
-    let options = ResolveOptions { node_name: "node-1".into(), node_addresses: Vec::new(), mode: EnforcingMode::Standard };
+    let options = ResolveOptions {
+        node_name: "node-1".into(),
+        node_addresses: Vec::new(),
+        mode: EnforcingMode::Standard,
+    };
     let mut enforcer = {
         let _in_node = net.node.enter().unwrap();
         let mut e = Enforcer::new(dp, options, snapshot.clone());
@@ -63,15 +88,39 @@ fn real_connections_become_exactly_the_expected_lines() {
 
     let timeout = Duration::from_millis(700);
     let web4 = net.pods[1].ipv4;
-    let mut expected: BTreeSet<(String, u16, String, u16, &str, &str, &str, String)> = BTreeSet::new();
+    let mut expected: BTreeSet<(String, u16, String, u16, &str, &str, &str, String)> =
+        BTreeSet::new();
     let mut expect = |local: SocketAddr, dst: SocketAddr, proto: &'static str, denied: bool| {
         let (src, dst_s) = (local.ip().to_string(), dst.ip().to_string());
         // Leaving the client: its egress is open.
-        expected.insert((src.clone(), local.port(), dst_s.clone(), dst.port(), proto, "egress", "ACCEPT", "default-allow".into()));
-        let (verdict, policy) = if denied { ("DENY", "no-rule-matched".to_string()) } else { ("ACCEPT", "shop/allow-client".to_string()) };
-        expected.insert((src, local.port(), dst_s, dst.port(), proto, "ingress", verdict, policy));
+        expected.insert((
+            src.clone(),
+            local.port(),
+            dst_s.clone(),
+            dst.port(),
+            proto,
+            "egress",
+            "ACCEPT",
+            "default-allow".into(),
+        ));
+        let (verdict, policy) = if denied {
+            ("DENY", "no-rule-matched".to_string())
+        } else {
+            ("ACCEPT", "shop/allow-client".to_string())
+        };
+        expected.insert((
+            src,
+            local.port(),
+            dst_s,
+            dst.port(),
+            proto,
+            "ingress",
+            verdict,
+            policy,
+        ));
     };
-    let (local, _s) = tcp_connect(&net, 0, SocketAddr::new(web4, 8080), timeout).expect("allowed TCP");
+    let (local, _s) =
+        tcp_connect(&net, 0, SocketAddr::new(web4, 8080), timeout).expect("allowed TCP");
     expect(local, SocketAddr::new(web4, 8080), "TCP", false);
     let (local, ok) = udp_echo(&net, 0, SocketAddr::new(web4, 9090), timeout);
     assert!(ok);
@@ -80,7 +129,8 @@ fn real_connections_become_exactly_the_expected_lines() {
     assert!(!ok);
     expect(local, SocketAddr::new(web4, 9091), "UDP", true);
     let web6 = net.pods[1].ipv6;
-    let (local, _s6) = tcp_connect(&net, 0, SocketAddr::new(web6, 8080), timeout).expect("allowed TCP over IPv6");
+    let (local, _s6) =
+        tcp_connect(&net, 0, SocketAddr::new(web6, 8080), timeout).expect("allowed TCP over IPv6");
     expect(local, SocketAddr::new(web6, 8080), "TCP", false);
 
     // Let the fold window pass and flush folds, so nothing stays pending.
@@ -89,7 +139,8 @@ fn real_connections_become_exactly_the_expected_lines() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let counters = loop {
         let c = enforcer.datapath().maps().counters().unwrap();
-        if stats.pipeline.load().events_received >= c.events_submitted || Instant::now() > deadline {
+        if stats.pipeline.load().events_received >= c.events_submitted || Instant::now() > deadline
+        {
             break c;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -108,16 +159,35 @@ fn real_connections_become_exactly_the_expected_lines() {
         if v["Verdict"] == "DENY" {
             deny_count += v["Count"].as_u64().unwrap();
         }
-        let (src_pod, dst_pod) = (v["Src Pod"].as_str().unwrap(), v["Dest Pod"].as_str().unwrap());
-        assert_eq!((src_pod, dst_pod, v["Src Namespace"].as_str().unwrap()), ("client", "web", "shop"), "{line}");
+        let (src_pod, dst_pod) = (
+            v["Src Pod"].as_str().unwrap(),
+            v["Dest Pod"].as_str().unwrap(),
+        );
+        assert_eq!(
+            (src_pod, dst_pod, v["Src Namespace"].as_str().unwrap()),
+            ("client", "web", "shop"),
+            "{line}"
+        );
         got.insert((
             v["Src IP"].as_str().unwrap().to_string(),
             v["Src Port"].as_u64().unwrap() as u16,
             v["Dest IP"].as_str().unwrap().to_string(),
             v["Dest Port"].as_u64().unwrap() as u16,
-            match v["Proto"].as_str().unwrap() { "TCP" => "TCP", "UDP" => "UDP", other => panic!("unexpected protocol {other}") },
-            if v["Direction"] == "egress" { "egress" } else { "ingress" },
-            if v["Verdict"] == "DENY" { "DENY" } else { "ACCEPT" },
+            match v["Proto"].as_str().unwrap() {
+                "TCP" => "TCP",
+                "UDP" => "UDP",
+                other => panic!("unexpected protocol {other}"),
+            },
+            if v["Direction"] == "egress" {
+                "egress"
+            } else {
+                "ingress"
+            },
+            if v["Verdict"] == "DENY" {
+                "DENY"
+            } else {
+                "ACCEPT"
+            },
             v["Policy"].as_str().unwrap().to_string(),
         ));
     }
@@ -127,10 +197,20 @@ fn real_connections_become_exactly_the_expected_lines() {
     // Accounting: everything the kernel submitted became a line or was counted lost or
     // filtered; every denied packet is in a DENY line's Count or counted as lost/pending.
     assert_eq!(counters.events_submitted, p.events_received);
-    assert_eq!(p.events_received, p.lines_written + p.lines_lost_no_space + p.lines_lost_write_error + p.events_filtered_scope);
-    let denied_packets = counters.packets[0][VERDICT_DENY as usize] + counters.packets[1][VERDICT_DENY as usize];
+    assert_eq!(
+        p.events_received,
+        p.lines_written
+            + p.lines_lost_no_space
+            + p.lines_lost_write_error
+            + p.events_filtered_scope
+    );
+    let denied_packets =
+        counters.packets[0][VERDICT_DENY as usize] + counters.packets[1][VERDICT_DENY as usize];
     let pending = enforcer.datapath().maps().pending_fold_packets();
-    assert_eq!(denied_packets, deny_count + counters.denied_packets_lost + pending);
+    assert_eq!(
+        denied_packets,
+        deny_count + counters.denied_packets_lost + pending
+    );
     assert_eq!(counters.events_lost, 0);
     drop(Arc::new(()));
 }
@@ -144,7 +224,10 @@ fn keys_in_order(line: &str) -> Vec<String> {
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut keys = Vec::new();
             while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
                 keys.push(k);
