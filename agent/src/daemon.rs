@@ -15,8 +15,8 @@ use config::AgentConfig;
 use datapath::{AttachMode, Datapath, LoadOptions, PinLayout};
 use datapath_common::{EVENT_SCOPE_ALL, EVENT_SCOPE_DENY, EVENT_SCOPE_NONE, Settings};
 use exporter::{
-    EnrichmentSnapshot, FileSinkConfig, FlowScope, HttpConfig, HttpServers, KernelCounters, LineFormat, Metrics, Pipeline,
-    PipelineConfig, Readiness, SharedStats, snapshot_handle,
+    EnrichmentSnapshot, FileSinkConfig, FlowScope, HttpConfig, HttpServers, KernelCounters,
+    LineFormat, Metrics, Pipeline, PipelineConfig, Readiness, SharedStats, snapshot_handle,
 };
 use policy::{ClusterState, EnforcingMode, ResolveOptions};
 use tokio_util::sync::CancellationToken;
@@ -97,14 +97,18 @@ pub fn resolve_options(config: &AgentConfig) -> ResolveOptions {
 
 /// This network namespace's own addresses (the node's, for kubelet probes).
 fn node_addresses() -> Vec<IpAddr> {
-    let Ok(out) = netlab::run("ip", &["-o", "addr", "show"]) else { return Vec::new() };
+    let Ok(out) = netlab::run("ip", &["-o", "addr", "show"]) else {
+        return Vec::new();
+    };
     out.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             words.find(|w| *w == "inet" || *w == "inet6")?;
             let cidr = words.next()?;
             let addr: IpAddr = cidr.split('/').next()?.parse().ok()?;
-            (!addr.is_loopback() && !matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)).then_some(addr)
+            (!addr.is_loopback()
+                && !matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80))
+            .then_some(addr)
         })
         .collect()
 }
@@ -133,8 +137,14 @@ pub async fn run(
     let _guard = InstanceGuard::acquire(&config.bpffs_pin_dir, &config.log_file)?;
     let stats_probe = Arc::new(SharedStats::default());
     let readiness = Readiness::default();
-    let http_config = HttpConfig { metrics_addr: config.metrics_bind_addr.socket_addr(), health_addr: config.health_probe_bind_addr.socket_addr() };
-    let snapshot = snapshot_handle(EnrichmentSnapshot { node_name: config.node_name.clone().unwrap_or_default().into(), ..EnrichmentSnapshot::default() });
+    let http_config = HttpConfig {
+        metrics_addr: config.metrics_bind_addr.socket_addr(),
+        health_addr: config.health_probe_bind_addr.socket_addr(),
+    };
+    let snapshot = snapshot_handle(EnrichmentSnapshot {
+        node_name: config.node_name.clone().unwrap_or_default().into(),
+        ..EnrichmentSnapshot::default()
+    });
     let pipeline = Pipeline::new(pipeline_config(&config), snapshot.clone(), &config.log_file)
         .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
     let stats = pipeline.shared_stats();
@@ -145,11 +155,19 @@ pub async fn run(
         .context("another agent (a second netpol-agent, or the incumbent aws-network-policy-agent) may hold these ports")?;
     let (metrics_addr, health_addr) = (servers.metrics_addr(), servers.health_addr());
     let http_stop = shutdown.clone();
-    let http = tokio::spawn(async move { servers.serve(async move { http_stop.cancelled().await }).await });
+    let http = tokio::spawn(async move {
+        servers
+            .serve(async move { http_stop.cancelled().await })
+            .await
+    });
 
     let mut dp = Datapath::load(&load_options(&config)).context("loading the datapath")?;
     let reader = dp.take_event_reader().context("event reader")?;
-    let enforcer = Arc::new(Mutex::new(Enforcer::new(dp, resolve_options(&config), snapshot)));
+    let enforcer = Arc::new(Mutex::new(Enforcer::new(
+        dp,
+        resolve_options(&config),
+        snapshot,
+    )));
     let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
     tracing::info!(pins = %config.bpffs_pin_dir.display(), log_file = %config.log_file.display(), %metrics_addr, %health_addr, "netpol-agent running");
 
@@ -160,50 +178,85 @@ pub async fn run(
             let stop = shutdown.clone();
             tokio::spawn(async move { source::watch_dir(dir, state_tx, stop).await })
         }
-        config::PolicySource::Kubernetes { kubeconfig, apiserver } => {
+        config::PolicySource::Kubernetes {
+            kubeconfig,
+            apiserver,
+        } => {
             let source = k8s_source::ClientSource::from_flag(kubeconfig.map(Path::to_path_buf));
-            let client = k8s_source::client(&source, apiserver).await.context("connecting to the Kubernetes API")?;
-            tokio::spawn(k8s_source::run(client, k8s_source::SourceOptions::default(), state_tx, shutdown.clone()))
+            let client = k8s_source::client(&source, apiserver)
+                .await
+                .context("connecting to the Kubernetes API")?;
+            tokio::spawn(k8s_source::run(
+                client,
+                k8s_source::SourceOptions::default(),
+                state_tx,
+                shutdown.clone(),
+            ))
         }
     };
 
     let table_file = crate::guard::run_file(&config.bpffs_pin_dir, "policies.json");
     let apply_task = {
-        let (enforcer, readiness, stop, enable) = (enforcer.clone(), readiness.clone(), shutdown.clone(), config.enable_network_policy);
+        let (enforcer, readiness, stop, enable) = (
+            enforcer.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+            config.enable_network_policy,
+        );
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     changed = state_rx.changed() => if changed.is_err() { break },
                 }
-                let Some(state) = state_rx.borrow_and_update().clone() else { continue };
+                let Some(state) = state_rx.borrow_and_update().clone() else {
+                    continue;
+                };
                 if !enable {
-                    tracing::warn!("--enable-network-policy is false: policies are read but not enforced");
+                    tracing::warn!(
+                        "--enable-network-policy is false: policies are read but not enforced"
+                    );
                     readiness.set_ready(true);
                     continue;
                 }
-                let result = enforcer.lock().map_err(|_| anyhow::anyhow!("enforcer lock poisoned")).and_then(|mut e| {
-                    let report = e.apply(&state)?;
-                    if let Some(resolved) = e.last_resolution() {
-                        write_policy_table(&table_file, &resolved.table);
-                    }
-                    Ok(report)
-                });
+                let result = enforcer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("enforcer lock poisoned"))
+                    .and_then(|mut e| {
+                        let report = e.apply(&state)?;
+                        if let Some(resolved) = e.last_resolution() {
+                            write_policy_table(&table_file, &resolved.table);
+                        }
+                        Ok(report)
+                    });
                 match result {
                     Ok(report) => {
                         tracing::info!(pods = report.local_pods, writes = report.map_writes, attached = ?report.attached, "policies applied");
                         readiness.set_ready(true);
                     }
-                    Err(e) => tracing::error!(error = %e, "applying policies failed; keeping the last enforced state"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "applying policies failed; keeping the last enforced state")
+                    }
                 }
             }
         })
     };
 
-    let housekeeping = tokio::spawn(housekeeping(enforcer.clone(), stats.clone(), config.deny_fold_window, config.conntrack_cache_cleanup_period, shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(
+        enforcer.clone(),
+        stats.clone(),
+        config.deny_fold_window,
+        config.conntrack_cache_cleanup_period,
+        shutdown.clone(),
+    ));
 
     if let Some(reload) = reload {
-        tokio::spawn(apply_reloads(enforcer.clone(), config.clone(), reload, shutdown.clone()));
+        tokio::spawn(apply_reloads(
+            enforcer.clone(),
+            config.clone(),
+            reload,
+            shutdown.clone(),
+        ));
     }
 
     let shipper = if config.enable_cloudwatch_logs {
@@ -213,7 +266,13 @@ pub async fn run(
     };
 
     if let Some(tx) = started {
-        let _ = tx.send(Running { enforcer: enforcer.clone(), stats: stats.clone(), readiness: readiness.clone(), metrics_addr, health_addr });
+        let _ = tx.send(Running {
+            enforcer: enforcer.clone(),
+            stats: stats.clone(),
+            readiness: readiness.clone(),
+            metrics_addr,
+            health_addr,
+        });
     }
     shutdown.cancelled().await;
     tracing::info!("shutting down: flushing flow logs, leaving enforcement pinned");
@@ -234,11 +293,27 @@ pub async fn run(
     Ok(())
 }
 
-fn start_shipper(config: &AgentConfig, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<Result<(), cloudwatch::ShipperError>>> {
-    let dir = config.log_file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let live = config.log_file.file_name().and_then(|n| n.to_str()).unwrap_or("network-policy-agent.log").to_string();
+fn start_shipper(
+    config: &AgentConfig,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), cloudwatch::ShipperError>>> {
+    let dir = config
+        .log_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let live = config
+        .log_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("network-policy-agent.log")
+        .to_string();
     let node = config.node_name.clone().unwrap_or_else(hostname);
-    let mut sc = cloudwatch::ShipperConfig::new(dir, config.cluster_name.clone().unwrap_or_default(), node.clone());
+    let mut sc = cloudwatch::ShipperConfig::new(
+        dir,
+        config.cluster_name.clone().unwrap_or_default(),
+        node.clone(),
+    );
     sc.live_name = live;
     sc.self_managed = config.cluster_name.is_none();
     sc.log_group = Some(config.effective_log_group());
@@ -252,12 +327,20 @@ fn start_shipper(config: &AgentConfig, shutdown: CancellationToken) -> Result<to
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown-node".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown-node".into())
 }
 
 /// Periodic kernel-side chores: flush due DENY folds, publish kernel counters, sweep
 /// idle conntrack entries.
-async fn housekeeping(enforcer: Arc<Mutex<Enforcer>>, stats: Arc<SharedStats>, fold_window: Duration, ct_period: Duration, stop: CancellationToken) {
+async fn housekeeping(
+    enforcer: Arc<Mutex<Enforcer>>,
+    stats: Arc<SharedStats>,
+    fold_window: Duration,
+    ct_period: Duration,
+    stop: CancellationToken,
+) {
     let tick = (fold_window / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
     let mut last_sweep = tokio::time::Instant::now();
@@ -290,9 +373,15 @@ async fn housekeeping(enforcer: Arc<Mutex<Enforcer>>, stats: Arc<SharedStats>, f
 
 /// The policy id table, for `netpol-agent ebpf policies` to name what the maps hold.
 fn write_policy_table(path: &Path, table: &policy::PolicyTable) {
-    let map: std::collections::BTreeMap<u32, String> = table.iter().map(|(id, _)| (id, table.describe(id))).collect();
+    let map: std::collections::BTreeMap<u32, String> = table
+        .iter()
+        .map(|(id, _)| (id, table.describe(id)))
+        .collect();
     let tmp = path.with_extension("tmp");
-    let written = serde_json::to_vec(&map).map_err(std::io::Error::other).and_then(|bytes| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
+    let written = serde_json::to_vec(&map)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         tracing::debug!(path = %path.display(), error = %e, "could not write the policy table");
     }
@@ -300,7 +389,12 @@ fn write_policy_table(path: &Path, table: &policy::PolicyTable) {
 
 /// SIGHUP: the kernel settings (event scope, DENY fold window) change live; settings
 /// that need a restart are named in the operational log.
-async fn apply_reloads(enforcer: Arc<Mutex<Enforcer>>, mut current: AgentConfig, mut reload: tokio::sync::watch::Receiver<AgentConfig>, stop: CancellationToken) {
+async fn apply_reloads(
+    enforcer: Arc<Mutex<Enforcer>>,
+    mut current: AgentConfig,
+    mut reload: tokio::sync::watch::Receiver<AgentConfig>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -308,17 +402,41 @@ async fn apply_reloads(enforcer: Arc<Mutex<Enforcer>>, mut current: AgentConfig,
         }
         let next = reload.borrow_and_update().clone();
         let settings = kernel_settings(&next);
-        match enforcer.lock().map_err(|_| "enforcer lock poisoned".to_string()).and_then(|mut e| e.datapath().maps().set_settings(&settings).map_err(|e| e.to_string())) {
-            Ok(()) => tracing::info!(event_scope = settings.event_scope, fold_window_ns = settings.fold_window_ns, "configuration reloaded"),
+        match enforcer
+            .lock()
+            .map_err(|_| "enforcer lock poisoned".to_string())
+            .and_then(|mut e| {
+                e.datapath()
+                    .maps()
+                    .set_settings(&settings)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(()) => tracing::info!(
+                event_scope = settings.event_scope,
+                fold_window_ns = settings.fold_window_ns,
+                "configuration reloaded"
+            ),
             Err(e) => tracing::error!(error = %e, "reloading kernel settings failed"),
         }
         let mut restart_needed = Vec::new();
-        if next.log_file != current.log_file { restart_needed.push("log_file"); }
-        if next.metrics_bind_addr != current.metrics_bind_addr { restart_needed.push("metrics_bind_addr"); }
-        if next.health_probe_bind_addr != current.health_probe_bind_addr { restart_needed.push("health_probe_bind_addr"); }
-        if next.policy_dir != current.policy_dir { restart_needed.push("policy_dir"); }
-        if next.enable_cloudwatch_logs != current.enable_cloudwatch_logs { restart_needed.push("enable_cloudwatch_logs"); }
-        if next.flow_log_format != current.flow_log_format { restart_needed.push("flow_log_format"); }
+        if next.log_file != current.log_file {
+            restart_needed.push("log_file");
+        }
+        if next.metrics_bind_addr != current.metrics_bind_addr {
+            restart_needed.push("metrics_bind_addr");
+        }
+        if next.health_probe_bind_addr != current.health_probe_bind_addr {
+            restart_needed.push("health_probe_bind_addr");
+        }
+        if next.policy_dir != current.policy_dir {
+            restart_needed.push("policy_dir");
+        }
+        if next.enable_cloudwatch_logs != current.enable_cloudwatch_logs {
+            restart_needed.push("enable_cloudwatch_logs");
+        }
+        if next.flow_log_format != current.flow_log_format {
+            restart_needed.push("flow_log_format");
+        }
         if !restart_needed.is_empty() {
             tracing::warn!(settings = ?restart_needed, "these settings changed but take effect only after a restart");
         }

@@ -138,11 +138,24 @@ spec:
 /// The steps: a title and the policy files in force.
 pub const STEPS: [(&str, &[(&str, &str)]); 5] = [
     ("all open: no policies", &[]),
-    ("default-deny in the stars and client namespaces", &[("default-deny.yaml", DEFAULT_DENY)]),
-    ("allow-ui: the management UI may reach stars and client", &[("default-deny.yaml", DEFAULT_DENY), ("allow-ui.yaml", ALLOW_UI)]),
+    (
+        "default-deny in the stars and client namespaces",
+        &[("default-deny.yaml", DEFAULT_DENY)],
+    ),
+    (
+        "allow-ui: the management UI may reach stars and client",
+        &[
+            ("default-deny.yaml", DEFAULT_DENY),
+            ("allow-ui.yaml", ALLOW_UI),
+        ],
+    ),
     (
         "backend-policy: frontend → backend on TCP 6379",
-        &[("default-deny.yaml", DEFAULT_DENY), ("allow-ui.yaml", ALLOW_UI), ("backend-policy.yaml", BACKEND_POLICY)],
+        &[
+            ("default-deny.yaml", DEFAULT_DENY),
+            ("allow-ui.yaml", ALLOW_UI),
+            ("backend-policy.yaml", BACKEND_POLICY),
+        ],
     ),
     (
         "frontend-policy: client → frontend on TCP 80",
@@ -180,15 +193,29 @@ fn probe_step(state: &LabState, timeout: Duration) -> Vec<Probe> {
     let targets = state.probe_targets();
     let mut jobs = Vec::new();
     for (dst, _) in &targets {
-        let Some((_, _, port)) = PODS.iter().find(|(ns, n, _)| dst.namespace == *ns && dst.name == *n) else { continue };
+        let Some((_, _, port)) = PODS
+            .iter()
+            .find(|(ns, n, _)| dst.namespace == *ns && dst.name == *n)
+        else {
+            continue;
+        };
         for (src, netns) in targets.iter().filter(|(s, _)| s.key() != dst.key()) {
             for family in [Family::IPv4, Family::IPv6] {
-                jobs.push((src.key(), netns.clone(), dst.clone(), family, Protocol::TCP, *port));
+                jobs.push((
+                    src.key(),
+                    netns.clone(),
+                    dst.clone(),
+                    family,
+                    Protocol::TCP,
+                    *port,
+                ));
             }
         }
     }
     let mut probes = lab::probe::run_jobs(jobs, timeout);
-    probes.sort_by(|a, b| (&a.from, &a.to, a.port, a.family as u8).cmp(&(&b.from, &b.to, b.port, b.family as u8)));
+    probes.sort_by(|a, b| {
+        (&a.from, &a.to, a.port, a.family as u8).cmp(&(&b.from, &b.to, b.port, b.family as u8))
+    });
     probes
 }
 
@@ -196,7 +223,11 @@ fn probe_step(state: &LabState, timeout: Duration) -> Vec<Probe> {
 ///
 /// # Errors
 /// The lab could not be built, or a step failed.
-pub fn run(binary: &Path, state_dir: &Path, mut on_step: impl FnMut(usize, &StepReport)) -> Result<Vec<StepReport>> {
+pub fn run(
+    binary: &Path,
+    state_dir: &Path,
+    mut on_step: impl FnMut(usize, &StepReport),
+) -> Result<Vec<StepReport>> {
     let manifests = tempdir(state_dir)?;
     write_step(&manifests, STEPS[0].1)?;
     let opts = UpOptions {
@@ -223,7 +254,11 @@ pub fn run(binary: &Path, state_dir: &Path, mut on_step: impl FnMut(usize, &Step
             std::thread::sleep(Duration::from_millis(1300));
             let (lines, next) = read_new_lines(&flow_log, offset);
             offset = next;
-            let report = StepReport { title: (*title).to_string(), probes, flow_lines: lines };
+            let report = StepReport {
+                title: (*title).to_string(),
+                probes,
+                flow_lines: lines,
+            };
             on_step(i, &report);
             reports.push(report);
         }
@@ -237,7 +272,9 @@ pub fn run(binary: &Path, state_dir: &Path, mut on_step: impl FnMut(usize, &Step
 }
 
 fn tempdir(state_dir: &Path) -> Result<PathBuf> {
-    let tag = LabState::policy_dir(state_dir).to_string_lossy().replace('/', "_");
+    let tag = LabState::policy_dir(state_dir)
+        .to_string_lossy()
+        .replace('/', "_");
     let dir = std::env::temp_dir().join(format!("netpol-demo{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -245,9 +282,14 @@ fn tempdir(state_dir: &Path) -> Result<PathBuf> {
 
 /// Whole lines appended to `path` since `offset`.
 pub fn read_new_lines(path: &Path, offset: u64) -> (Vec<String>, u64) {
-    let Ok(bytes) = std::fs::read(path) else { return (Vec::new(), offset) };
+    let Ok(bytes) = std::fs::read(path) else {
+        return (Vec::new(), offset);
+    };
     let start = (offset as usize).min(bytes.len());
-    let end = bytes[start..].iter().rposition(|b| *b == b'\n').map_or(start, |i| start + i + 1);
+    let end = bytes[start..]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(start, |i| start + i + 1);
     let text = String::from_utf8_lossy(&bytes[start..end]);
     (text.lines().map(str::to_string).collect(), end as u64)
 }
@@ -268,16 +310,35 @@ pub fn render(i: usize, report: &StepReport) -> String {
             .probes
             .iter()
             .filter(|p| p.to == to && p.family == Family::IPv6)
-            .all(|p6| report.probes.iter().any(|p4| p4.family == Family::IPv4 && p4.from == p6.from && p4.to == p6.to && p4.connected == p6.connected));
+            .all(|p6| {
+                report.probes.iter().any(|p4| {
+                    p4.family == Family::IPv4
+                        && p4.from == p6.from
+                        && p4.to == p6.to
+                        && p4.connected == p6.connected
+                })
+            });
         rows.push(format!(
             "  {to:>28}:{port:<5} reached by: {}{}",
-            if reached.is_empty() { "nobody".to_string() } else { reached.join(", ") },
+            if reached.is_empty() {
+                "nobody".to_string()
+            } else {
+                reached.join(", ")
+            },
             if v6_agrees { "" } else { "  (IPv6 differs!)" }
         ));
     }
     out.push_str(&rows.join("\n"));
-    let denies: Vec<&String> = report.flow_lines.iter().filter(|l| l.contains(r#""Verdict":"DENY""#)).collect();
-    let accepts: Vec<&String> = report.flow_lines.iter().filter(|l| l.contains(r#""Verdict":"ACCEPT""#)).collect();
+    let denies: Vec<&String> = report
+        .flow_lines
+        .iter()
+        .filter(|l| l.contains(r#""Verdict":"DENY""#))
+        .collect();
+    let accepts: Vec<&String> = report
+        .flow_lines
+        .iter()
+        .filter(|l| l.contains(r#""Verdict":"ACCEPT""#))
+        .collect();
     out.push_str(&format!(
         "\n  flow-log lines this step: {} ({} ACCEPT, {} DENY); a few of each:\n",
         report.flow_lines.len(),

@@ -6,7 +6,9 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use datapath::Datapath;
 use exporter::{EnrichmentSnapshot, PodInfo, SnapshotHandle};
-use policy::{ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, ResolvedPod, Resolver};
+use policy::{
+    ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, ResolvedPod, Resolver,
+};
 
 /// What one `apply` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -53,11 +55,24 @@ impl Enforcer {
         let max_set = pods
             .iter()
             .map(|(_, r)| r.policy_set)
-            .chain(maps.entries().iter().map(|(k, _, _)| u32::from_be(k.policy_set_be)))
+            .chain(
+                maps.entries()
+                    .iter()
+                    .map(|(k, _, _)| u32::from_be(k.policy_set_be)),
+            )
             .max()
             .unwrap_or(0);
-        let max_list = maps.rule_lists().iter().map(|(id, _)| *id).max().unwrap_or(0);
-        let generation_base = pods.iter().map(|(_, r)| r.generation).max().map_or(0, |g| g.saturating_add(1));
+        let max_list = maps
+            .rule_lists()
+            .iter()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0);
+        let generation_base = pods
+            .iter()
+            .map(|(_, r)| r.generation)
+            .max()
+            .map_or(0, |g| g.saturating_add(1));
         Self {
             dp,
             resolver: Resolver::new(),
@@ -86,7 +101,10 @@ impl Enforcer {
     /// and the next apply retries.
     pub fn apply(&mut self, cluster: &ClusterState) -> Result<ApplyReport, EnforceError> {
         let resolved = self.resolver.resolve(cluster, &self.options);
-        let mut report = ApplyReport { local_pods: resolved.pods.len(), ..ApplyReport::default() };
+        let mut report = ApplyReport {
+            local_pods: resolved.pods.len(),
+            ..ApplyReport::default()
+        };
         for u in &resolved.unenforceable {
             tracing::error!(%u, "rules do not fit the datapath; the direction is denied");
             report.unenforceable.push(u.to_string());
@@ -112,7 +130,12 @@ impl Enforcer {
         for op in &ops {
             self.write(op)?;
         }
-        let gone: Vec<PodRef> = self.interfaces.keys().filter(|p| !resolved.pods.contains_key(*p)).cloned().collect();
+        let gone: Vec<PodRef> = self
+            .interfaces
+            .keys()
+            .filter(|p| !resolved.pods.contains_key(*p))
+            .cloned()
+            .collect();
         for pod in gone {
             if let Some((ifname, ifindex)) = self.interfaces.remove(&pod) {
                 self.dp.maps().remove_pod(ifindex)?;
@@ -126,7 +149,11 @@ impl Enforcer {
             self.remove_stale()?;
             self.reconciled = true;
         }
-        self.snapshot.store(Arc::new(enrichment(cluster, &resolved, &self.options.node_name)));
+        self.snapshot.store(Arc::new(enrichment(
+            cluster,
+            &resolved,
+            &self.options.node_name,
+        )));
         self.last = Some(resolved);
         Ok(report)
     }
@@ -135,14 +162,16 @@ impl Enforcer {
     /// interfaces we do not manage, entries of policy sets no record points at, and
     /// rule lists no entry uses. Reconciles against the maps, not against memory.
     fn remove_stale(&mut self) -> Result<(), EnforceError> {
-        let managed: std::collections::HashSet<u32> = self.interfaces.values().map(|(_, i)| *i).collect();
+        let managed: std::collections::HashSet<u32> =
+            self.interfaces.values().map(|(_, i)| *i).collect();
         let maps = self.dp.maps();
         for (ifindex, _) in maps.pods() {
             if !managed.contains(&ifindex) {
                 maps.remove_pod(ifindex)?;
             }
         }
-        let live_sets: std::collections::HashSet<u32> = maps.pods().iter().map(|(_, r)| r.policy_set).collect();
+        let live_sets: std::collections::HashSet<u32> =
+            maps.pods().iter().map(|(_, r)| r.policy_set).collect();
         let mut live_lists = std::collections::HashSet::new();
         let mut removed = 0usize;
         for (key, prefix_len, list) in maps.entries() {
@@ -160,7 +189,10 @@ impl Enforcer {
             }
         }
         if removed > 0 {
-            tracing::info!(removed, "removed entries and rule lists a previous agent left");
+            tracing::info!(
+                removed,
+                "removed entries and rule lists a previous agent left"
+            );
         }
         Ok(())
     }
@@ -169,7 +201,11 @@ impl Enforcer {
         let maps = self.dp.maps();
         match op {
             MapOp::PutRuleList { id, list } => maps.put_rule_list_raw(*id, list)?,
-            MapOp::PutEntry { key, prefix_len, list_id } => maps.put_entry(key, *prefix_len, *list_id)?,
+            MapOp::PutEntry {
+                key,
+                prefix_len,
+                list_id,
+            } => maps.put_entry(key, *prefix_len, *list_id)?,
             MapOp::DeleteEntry { key, prefix_len } => maps.remove_entry(key, *prefix_len)?,
             MapOp::DeleteRuleList { id } => maps.remove_rule_list(*id)?,
             MapOp::PutPod { pod, record } => {
@@ -239,5 +275,9 @@ fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> E
         policies.insert(id, rule.policy.to_string().into());
     }
     policies.insert(policy::NODE_LOCAL_POLICY_ID, "node-local".into());
-    EnrichmentSnapshot { pods, policies, node_name: node_name.into() }
+    EnrichmentSnapshot {
+        pods,
+        policies,
+        node_name: node_name.into(),
+    }
 }

@@ -26,25 +26,34 @@ pub struct FlowLogThread {
 
 impl FlowLogThread {
     /// Starts the thread; it owns the reader and the pipeline until [`Self::stop`].
-    pub fn spawn(mut reader: EventReader, mut pipeline: Pipeline, poll: Duration) -> std::io::Result<Self> {
+    pub fn spawn(
+        mut reader: EventReader,
+        mut pipeline: Pipeline,
+        poll: Duration,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
-        let handle = std::thread::Builder::new().name("flow-log".into()).spawn(move || {
-            while !stop_flag.load(Ordering::Relaxed) {
-                if let Err(e) = reader.wait(poll) {
-                    tracing::warn!(error = %e, "waiting on the event ring failed");
-                    std::thread::sleep(poll);
-                }
-                while reader.drain(DRAIN_BATCH, |e| pipeline.on_event(e)) == DRAIN_BATCH {
+        let handle = std::thread::Builder::new()
+            .name("flow-log".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    if let Err(e) = reader.wait(poll) {
+                        tracing::warn!(error = %e, "waiting on the event ring failed");
+                        std::thread::sleep(poll);
+                    }
+                    while reader.drain(DRAIN_BATCH, |e| pipeline.on_event(e)) == DRAIN_BATCH {
+                        pipeline.flush_due(Instant::now());
+                    }
                     pipeline.flush_due(Instant::now());
                 }
-                pipeline.flush_due(Instant::now());
-            }
-            reader.drain(usize::MAX, |e| pipeline.on_event(e));
-            pipeline.flush();
-            (reader, pipeline)
-        })?;
-        Ok(Self { stop, handle: Some(handle) })
+                reader.drain(usize::MAX, |e| pipeline.on_event(e));
+                pipeline.flush();
+                (reader, pipeline)
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     /// Drains what is left, flushes the file and hands the parts back.

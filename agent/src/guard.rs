@@ -22,7 +22,11 @@ const LOCK_DIR: &str = "/run/netpol-agent";
 /// A file beside the lock that belongs to the agent using `pin_dir` (e.g. the policy
 /// id table the inspection commands read).
 pub fn run_file(pin_dir: &Path, suffix: &str) -> PathBuf {
-    let key: String = pin_dir.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let key: String = pin_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     PathBuf::from(LOCK_DIR).join(format!("{key}.{suffix}"))
 }
 
@@ -32,7 +36,12 @@ impl InstanceGuard {
     pub fn acquire(pin_dir: &Path, log_file: &Path) -> Result<Self> {
         std::fs::create_dir_all(LOCK_DIR)?;
         let path = run_file(pin_dir, "lock");
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
         // SAFETY: a valid fd; flock has no memory-safety preconditions.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -63,11 +72,15 @@ fn other_writer(file: &Path) -> Option<u32> {
     let target = std::fs::canonicalize(file).ok()?;
     let me = std::process::id();
     for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = proc_entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else { continue };
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if std::fs::read_link(fd.path()).is_ok_and(|p| p == target) {
                 return Some(pid);

@@ -17,7 +17,11 @@ use datapath_common::*;
 use serde_json::{Value, json};
 
 fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_IPV4 { IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]) } else { IpAddr::from(*bytes) }
+    if family == FAMILY_IPV4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
 }
 
 fn state_name(state: u8) -> &'static str {
@@ -49,7 +53,9 @@ fn ifname(ifindex: u32) -> String {
         return format!("if{ifindex}");
     }
     // SAFETY: on success buf holds a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn print(rows: Vec<Value>, json: bool, columns: &[&str]) {
@@ -61,9 +67,28 @@ fn print(rows: Vec<Value>, json: bool, columns: &[&str]) {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let widths: Vec<usize> = columns.iter().map(|c| rows.iter().map(|r| cell(&r[*c]).len()).chain([c.len()]).max().unwrap_or(0)).collect();
-    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect::<Vec<_>>().join("  ");
-    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(&r[*c]).len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
     for r in &rows {
         println!("{}", line(columns.iter().map(|c| cell(&r[*c])).collect()));
     }
@@ -72,9 +97,13 @@ fn print(rows: Vec<Value>, json: bool, columns: &[&str]) {
 /// Programs pinned by the agent and where they are attached.
 pub fn progs(pins: &PinLayout, json: bool) -> Result<()> {
     let mut rows = Vec::new();
-    for entry in std::fs::read_dir(pins.progs_dir()).with_context(|| format!("no agent pins under {}", pins.root().display()))?.flatten() {
+    for entry in std::fs::read_dir(pins.progs_dir())
+        .with_context(|| format!("no agent pins under {}", pins.root().display()))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let prog = aya::programs::SchedClassifier::from_pin(entry.path()).with_context(|| format!("opening {}", entry.path().display()))?;
+        let prog = aya::programs::SchedClassifier::from_pin(entry.path())
+            .with_context(|| format!("opening {}", entry.path().display()))?;
         let info = prog.info()?;
         let attached: Vec<String> = std::fs::read_dir(pins.links_dir())
             .into_iter()
@@ -122,7 +151,11 @@ pub fn maps(pins: &PinLayout, json: bool) -> Result<()> {
             "entries": fill(&name).map_or(Value::from("-"), Value::from),
         }));
     }
-    print(rows, json, &["id", "name", "type", "max_entries", "entries"]);
+    print(
+        rows,
+        json,
+        &["id", "name", "type", "max_entries", "entries"],
+    );
     Ok(())
 }
 
@@ -132,7 +165,10 @@ pub fn pods(pins: &PinLayout, json: bool) -> Result<()> {
     let entries = m.entries();
     let mut rows = Vec::new();
     for (ifindex, r) in m.pods() {
-        let count = entries.iter().filter(|(k, _, _)| u32::from_be(k.policy_set_be) == r.policy_set).count();
+        let count = entries
+            .iter()
+            .filter(|(k, _, _)| u32::from_be(k.policy_set_be) == r.policy_set)
+            .count();
         rows.push(json!({
             "interface": ifname(ifindex),
             "ifindex": ifindex,
@@ -145,7 +181,21 @@ pub fn pods(pins: &PinLayout, json: bool) -> Result<()> {
             "entries": count,
         }));
     }
-    print(rows, json, &["interface", "ifindex", "ingress", "egress", "ipv4", "ipv6", "policy_set", "generation", "entries"]);
+    print(
+        rows,
+        json,
+        &[
+            "interface",
+            "ifindex",
+            "ingress",
+            "egress",
+            "ipv4",
+            "ipv6",
+            "policy_set",
+            "generation",
+            "entries",
+        ],
+    );
     Ok(())
 }
 
@@ -153,15 +203,22 @@ pub fn pods(pins: &PinLayout, json: bool) -> Result<()> {
 /// beside its lock (ids only when it is missing).
 pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
     let table_file = crate::guard::run_file(pins.root(), "policies.json");
-    let names: std::collections::BTreeMap<u32, String> =
-        std::fs::read(&table_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let names: std::collections::BTreeMap<u32, String> = std::fs::read(&table_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let m = PolicyMaps::open_pinned(pins)?;
     let lists: std::collections::HashMap<u32, RuleList> = m.rule_lists().into_iter().collect();
     let pods = m.pods();
     let mut rows = Vec::new();
     for (key, prefix_len, list_id) in m.entries() {
         let set = u32::from_be(key.policy_set_be);
-        let pod = pods.iter().filter(|(_, r)| r.policy_set == set).map(|(i, _)| ifname(*i)).collect::<Vec<_>>().join(",");
+        let pod = pods
+            .iter()
+            .filter(|(_, r)| r.policy_set == set)
+            .map(|(i, _)| ifname(*i))
+            .collect::<Vec<_>>()
+            .join(",");
         let bits = prefix_len - POLICY_KEY_FIXED_BITS;
         let rules: Vec<String> = lists
             .get(&list_id)
@@ -169,11 +226,19 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
                 l.rules[..(l.len as usize).min(MAX_RULES_PER_LIST)]
                     .iter()
                     .map(|r| {
-                        let who = names.get(&r.policy_id).cloned().unwrap_or_else(|| format!("policy id {}", r.policy_id));
+                        let who = names
+                            .get(&r.policy_id)
+                            .cloned()
+                            .unwrap_or_else(|| format!("policy id {}", r.policy_id));
                         if r.port_min == 0 && r.port_max == u16::MAX {
                             format!("{} all ports ({who})", protocol_name(r.protocol))
                         } else {
-                            format!("{} {}-{} ({who})", protocol_name(r.protocol), r.port_min, r.port_max)
+                            format!(
+                                "{} {}-{} ({who})",
+                                protocol_name(r.protocol),
+                                r.port_min,
+                                r.port_max
+                            )
                         }
                     })
                     .collect()
@@ -187,7 +252,11 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
             "rules": if rules.is_empty() { "(none: deny)".to_string() } else { rules.join("; ") },
         }));
     }
-    print(rows, json, &["pods", "policy_set", "direction", "peer", "rules"]);
+    print(
+        rows,
+        json,
+        &["pods", "policy_set", "direction", "peer", "rules"],
+    );
     Ok(())
 }
 
@@ -211,14 +280,27 @@ pub fn conntrack(pins: &PinLayout, json: bool) -> Result<()> {
             })
         })
         .collect();
-    print(rows, json, &["interface", "proto", "pod", "peer", "opened", "policy", "idle_s"]);
+    print(
+        rows,
+        json,
+        &[
+            "interface",
+            "proto",
+            "pod",
+            "peer",
+            "opened",
+            "policy",
+            "idle_s",
+        ],
+    );
     Ok(())
 }
 
 /// Follows the agent's flow-log file: every verdict as the agent decoded and enriched
 /// it. (The ring itself has one reader, the agent; a second would steal its events.)
 pub fn events(log_file: &Path, json: bool, follow_for: Option<Duration>) -> Result<()> {
-    let mut file = std::fs::File::open(log_file).with_context(|| format!("opening {}", log_file.display()))?;
+    let mut file =
+        std::fs::File::open(log_file).with_context(|| format!("opening {}", log_file.display()))?;
     file.seek(SeekFrom::End(0))?;
     let mut reader = std::io::BufReader::new(file);
     let deadline = follow_for.map(|d| std::time::Instant::now() + d);
@@ -236,7 +318,9 @@ pub fn events(log_file: &Path, json: bool, follow_for: Option<Duration>) -> Resu
             print!("{line}");
             continue;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
         println!(
             "{} {:6} {:7} {:>22}:{:<5} -> {:>22}:{:<5} {:6} {} -> {} [{}] x{}",
             v["timestamp"].as_str().unwrap_or(""),
@@ -247,8 +331,16 @@ pub fn events(log_file: &Path, json: bool, follow_for: Option<Duration>) -> Resu
             v["Dest IP"].as_str().unwrap_or(""),
             v["Dest Port"],
             v["Proto"].as_str().unwrap_or(""),
-            format_args!("{}/{}", v["Src Namespace"].as_str().unwrap_or(""), v["Src Pod"].as_str().unwrap_or("")),
-            format_args!("{}/{}", v["Dest Namespace"].as_str().unwrap_or(""), v["Dest Pod"].as_str().unwrap_or("")),
+            format_args!(
+                "{}/{}",
+                v["Src Namespace"].as_str().unwrap_or(""),
+                v["Src Pod"].as_str().unwrap_or("")
+            ),
+            format_args!(
+                "{}/{}",
+                v["Dest Namespace"].as_str().unwrap_or(""),
+                v["Dest Pod"].as_str().unwrap_or("")
+            ),
             v["Policy"].as_str().unwrap_or(""),
             v["Count"],
         );

@@ -4,10 +4,10 @@
 //! the command line, sets up tracing and calls into here.
 
 pub mod daemon;
+pub mod demo;
 pub mod enforcer;
 pub mod flowlog;
 pub mod guard;
-pub mod source;
-pub mod lab;
-pub mod demo;
 pub mod inspect;
+pub mod lab;
+pub mod source;

@@ -3,13 +3,20 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use agent::lab::{
+    self,
+    probe::{Family, ProbeSpec, Protocol},
+};
 use anyhow::{Result, bail};
-use agent::lab::{self, probe::{Family, ProbeSpec, Protocol}};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "netpol-agent", version, about = "Kubernetes NetworkPolicy agent with eBPF enforcement and flow logs")]
+#[command(
+    name = "netpol-agent",
+    version,
+    about = "Kubernetes NetworkPolicy agent with eBPF enforcement and flow logs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +74,10 @@ enum EbpfCommand {
     Conntrack,
     /// Follow the verdicts the agent writes (its flow-log file).
     Events {
-        #[arg(long, default_value = "/var/log/aws-routed-eni/network-policy-agent.log")]
+        #[arg(
+            long,
+            default_value = "/var/log/aws-routed-eni/network-policy-agent.log"
+        )]
         log_file: PathBuf,
         /// Stop after this long (default: follow until interrupted).
         #[arg(long, value_parser = parse_duration)]
@@ -116,7 +126,9 @@ enum LabCommand {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
     let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
@@ -135,7 +147,9 @@ fn main() -> Result<()> {
             init_tracing(&config.log_level.to_string());
             run_daemon(*args, config)
         }
-        Command::Config { command: ConfigCommand::Validate { file } } => {
+        Command::Config {
+            command: ConfigCommand::Validate { file },
+        } => {
             let diagnostics = config::validate_file(&file);
             for d in &diagnostics {
                 println!("{d}");
@@ -151,7 +165,12 @@ fn main() -> Result<()> {
             init_tracing("warn");
             lab_command(command, state_dir)
         }
-        Command::Ebpf { command, bpffs_pin_dir, json, netns } => {
+        Command::Ebpf {
+            command,
+            bpffs_pin_dir,
+            json,
+            netns,
+        } => {
             let pins = datapath::PinLayout::new(&bpffs_pin_dir);
             let _inside = netns.as_deref().map(netlab::enter_by_name).transpose()?;
             match command {
@@ -160,13 +179,19 @@ fn main() -> Result<()> {
                 EbpfCommand::Pods => agent::inspect::pods(&pins, json),
                 EbpfCommand::Policies => agent::inspect::policies(&pins, json),
                 EbpfCommand::Conntrack => agent::inspect::conntrack(&pins, json),
-                EbpfCommand::Events { log_file, duration } => agent::inspect::events(&log_file, json, duration),
+                EbpfCommand::Events { log_file, duration } => {
+                    agent::inspect::events(&log_file, json, duration)
+                }
             }
         }
         Command::Demo { state_dir } => {
             init_tracing("warn");
-            println!("Stars demo (EKS user guide) on a local lab: real namespaces, real eBPF enforcement, real flow logs.");
-            agent::demo::run(&std::env::current_exe()?, &state_dir, |i, report| print!("{}", agent::demo::render(i, report)))?;
+            println!(
+                "Stars demo (EKS user guide) on a local lab: real namespaces, real eBPF enforcement, real flow logs."
+            );
+            agent::demo::run(&std::env::current_exe()?, &state_dir, |i, report| {
+                print!("{}", agent::demo::render(i, report))
+            })?;
             println!("\ndemo finished; the lab is cleaned up.");
             Ok(())
         }
@@ -175,18 +200,38 @@ fn main() -> Result<()> {
 
 fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
     match command {
-        LabCommand::Up { dir, mode, deny_fold_window } => {
+        LabCommand::Up {
+            dir,
+            mode,
+            deny_fold_window,
+        } => {
             let strict = match mode.as_str() {
                 "strict" => true,
                 "standard" => false,
                 other => bail!("--mode {other:?}: expected standard or strict"),
             };
             let binary = std::env::current_exe()?;
-            let state = lab::up(&lab::UpOptions { manifests: dir, binary, state_dir, strict, deny_fold_window })?;
+            let state = lab::up(&lab::UpOptions {
+                manifests: dir,
+                binary,
+                state_dir,
+                strict,
+                deny_fold_window,
+            })?;
             for p in &state.pods {
-                println!("{:30} {:16} {:24} {}", p.pod.key(), p.pod.ipv4, p.pod.ipv6, p.pod.host_if);
+                println!(
+                    "{:30} {:16} {:24} {}",
+                    p.pod.key(),
+                    p.pod.ipv4,
+                    p.pod.ipv6,
+                    p.pod.host_if
+                );
             }
-            println!("lab is up ({} mode); flow log: {}", state.mode, lab::LabState::flow_log(&state.state_dir).display());
+            println!(
+                "lab is up ({} mode); flow log: {}",
+                state.mode,
+                lab::LabState::flow_log(&state.state_dir).display()
+            );
             Ok(())
         }
         LabCommand::Apply { dir } => {
@@ -194,9 +239,19 @@ fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
             println!("applied; {} pods", state.pods.len());
             Ok(())
         }
-        LabCommand::Probe { ports, protocols, timeout, json } => {
+        LabCommand::Probe {
+            ports,
+            protocols,
+            timeout,
+            json,
+        } => {
             let state = lab::LabState::load(&state_dir)?;
-            let spec = ProbeSpec { ports, protocols, families: vec![Family::IPv4, Family::IPv6], timeout };
+            let spec = ProbeSpec {
+                ports,
+                protocols,
+                families: vec![Family::IPv4, Family::IPv6],
+                timeout,
+            };
             let probes = lab::probe::probe_all(&state.probe_targets(), &spec);
             if json {
                 println!("{}", serde_json::json!({ "probes": probes }));
@@ -209,7 +264,9 @@ fn lab_command(command: LabCommand, state_dir: PathBuf) -> Result<()> {
         LabCommand::Serve { listen } => {
             let mut ports = Vec::new();
             for l in listen {
-                let (proto, port) = l.split_once('/').ok_or_else(|| anyhow::anyhow!("--listen {l:?}: expected tcp/PORT"))?;
+                let (proto, port) = l
+                    .split_once('/')
+                    .ok_or_else(|| anyhow::anyhow!("--listen {l:?}: expected tcp/PORT"))?;
                 ports.push((proto.to_ascii_uppercase(), port.parse()?));
             }
             lab::serve::serve(&ports)
@@ -243,6 +300,10 @@ fn run_daemon(args: config::RunArgs, config: config::AgentConfig) -> Result<()> 
 }
 
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NETPOL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETPOL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -23,7 +23,11 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml")
+        })
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
             Some((e.path(), meta.len(), meta.modified().ok()))
@@ -34,7 +38,11 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Publishes the directory's state now and after every change until `stop`.
-pub async fn watch_dir(dir: PathBuf, tx: watch::Sender<Option<Arc<ClusterState>>>, stop: CancellationToken) {
+pub async fn watch_dir(
+    dir: PathBuf,
+    tx: watch::Sender<Option<Arc<ClusterState>>>,
+    stop: CancellationToken,
+) {
     let mut last = None;
     let mut last_error = None;
     loop {

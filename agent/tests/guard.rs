@@ -10,9 +10,17 @@ fn a_second_agent_on_the_same_pins_is_refused() {
     let pins = dir.path().join("pins");
     let log = dir.path().join("flows.log");
     let first = InstanceGuard::acquire(&pins, &log).expect("first agent");
-    let err = InstanceGuard::acquire(&pins, &log).expect_err("second agent").to_string();
-    assert!(err.contains("another netpol-agent already holds this node"), "{err}");
-    assert!(err.contains(&std::process::id().to_string()), "names the holder's pid: {err}");
+    let err = InstanceGuard::acquire(&pins, &log)
+        .expect_err("second agent")
+        .to_string();
+    assert!(
+        err.contains("another netpol-agent already holds this node"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&std::process::id().to_string()),
+        "names the holder's pid: {err}"
+    );
     drop(first);
     InstanceGuard::acquire(&pins, &log).expect("free again once the first is gone");
 }
@@ -23,10 +31,20 @@ fn a_process_writing_the_flow_log_file_is_refused() {
     let log = dir.path().join("network-policy-agent.log");
     std::fs::write(&log, b"").unwrap();
     // Another process (standing in for the incumbent) holds the file open.
-    let mut holder = std::process::Command::new("sh").arg("-c").arg("exec 3>>\"$0\"; sleep 30").arg(&log).spawn().unwrap();
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec 3>>\"$0\"; sleep 30")
+        .arg(&log)
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let err = InstanceGuard::acquire(&dir.path().join("pins"), &log).expect_err("file in use").to_string();
+    let err = InstanceGuard::acquire(&dir.path().join("pins"), &log)
+        .expect_err("file in use")
+        .to_string();
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(err.contains(&holder.id().to_string()) && err.contains("flow-log file"), "{err}");
+    assert!(
+        err.contains(&holder.id().to_string()) && err.contains("flow-log file"),
+        "{err}"
+    );
 }

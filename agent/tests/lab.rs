@@ -13,7 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::lab::{self, LabState, UpOptions, probe::{Outcome, Protocol, probe_one}};
+use agent::lab::{
+    self, LabState, UpOptions,
+    probe::{Outcome, Protocol, probe_one},
+};
 use datapath_common::{STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY, STATE_POLICIES_APPLIED};
 
 const PODS: &str = r#"
@@ -70,20 +73,32 @@ fn up(lab: &common::LabDir, manifests: &std::path::Path, strict: bool) -> LabSta
 }
 
 fn pod<'a>(state: &'a LabState, key: &str) -> &'a lab::LabPodState {
-    state.pods.iter().find(|p| p.pod.key() == key).expect("pod in lab")
+    state
+        .pods
+        .iter()
+        .find(|p| p.pod.key() == key)
+        .expect("pod in lab")
 }
 
 fn tcp(state: &LabState, from: &str, to: &str, port: u16) -> Outcome {
     let src = pod(state, from);
     let dst = pod(state, to);
-    probe_one(&src.netns, SocketAddr::new(IpAddr::V4(dst.pod.ipv4), port), Protocol::TCP, Duration::from_millis(400))
+    probe_one(
+        &src.netns,
+        SocketAddr::new(IpAddr::V4(dst.pod.ipv4), port),
+        Protocol::TCP,
+        Duration::from_millis(400),
+    )
 }
 
 #[test]
 fn strict_mode_denies_new_pods_until_policies_allow_and_standard_allows() {
     for strict in [false, true] {
         let lab = common::LabDir::new(if strict { "strict" } else { "standard" });
-        let dir = common::manifests(if strict { "strict" } else { "standard" }, &[("pods.yaml", PODS)]);
+        let dir = common::manifests(
+            if strict { "strict" } else { "standard" },
+            &[("pods.yaml", PODS)],
+        );
         let state = up(&lab, &dir, strict);
         let records = datapath::pinned_pod_records(&state.names().pins()).unwrap();
         assert_eq!(records.len(), 2);
@@ -92,20 +107,31 @@ fn strict_mode_denies_new_pods_until_policies_allow_and_standard_allows() {
         for (_, r) in &records {
             if strict {
                 assert!(!open(r.ingress_state) && !open(r.egress_state), "{r:?}");
-                assert!(r.ingress_state == STATE_DEFAULT_DENY || r.ingress_state == STATE_POLICIES_APPLIED);
+                assert!(
+                    r.ingress_state == STATE_DEFAULT_DENY
+                        || r.ingress_state == STATE_POLICIES_APPLIED
+                );
             } else {
                 assert!(open(r.ingress_state) && open(r.egress_state), "{r:?}");
             }
         }
         let outcome = tcp(&state, "shop/client", "shop/web", 8080);
         if strict {
-            assert_eq!(outcome, Outcome::Timeout, "strict: a pod no policy selects stays denied");
+            assert_eq!(
+                outcome,
+                Outcome::Timeout,
+                "strict: a pod no policy selects stays denied"
+            );
             // Policies that allow open exactly that: the web pod's ingress alone is not
             // enough, the client's egress is denied too until a policy opens it.
             std::fs::write(dir.join("allow.yaml"), ALLOW_CLIENT_8080).unwrap();
             lab::apply(lab.path(), &dir).unwrap();
             std::thread::sleep(Duration::from_millis(800));
-            assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout, "strict: the client's egress is still closed");
+            assert_eq!(
+                tcp(&state, "shop/client", "shop/web", 8080),
+                Outcome::Timeout,
+                "strict: the client's egress is still closed"
+            );
             std::fs::write(dir.join("egress.yaml"), CLIENT_EGRESS).unwrap();
             lab::apply(lab.path(), &dir).unwrap();
             let deadline = Instant::now() + Duration::from_secs(2);
@@ -125,7 +151,10 @@ fn editing_a_policy_changes_enforcement_and_flow_lines_within_a_second() {
     let lab = common::LabDir::new("edit");
     let dir = common::manifests("edit", &[("pods.yaml", PODS)]);
     let state = up(&lab, &dir, false);
-    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Connected);
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Connected
+    );
     std::fs::write(dir.join("deny.yaml"), DENY_WEB).unwrap();
     lab::apply(lab.path(), &dir).unwrap();
     let edited = Instant::now();
@@ -133,19 +162,32 @@ fn editing_a_policy_changes_enforcement_and_flow_lines_within_a_second() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let enforced_after = edited.elapsed();
-    assert!(enforced_after < Duration::from_millis(1400), "enforced {enforced_after:?} after the edit (400 ms probe timeout included)");
+    assert!(
+        enforced_after < Duration::from_millis(1400),
+        "enforced {enforced_after:?} after the edit (400 ms probe timeout included)"
+    );
     let flow_log = LabState::flow_log(lab.path());
     let web_ip = pod(&state, "shop/web").pod.ipv4.to_string();
     let denied_at = Instant::now();
     loop {
         let text = std::fs::read_to_string(&flow_log).unwrap_or_default();
-        let found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).any(|v| {
-            v["Verdict"] == "DENY" && v["Dest IP"] == web_ip.as_str() && v["Dest Port"] == 8080 && v["Dest Pod"] == "web" && v["Src Pod"] == "client"
-        });
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| {
+                v["Verdict"] == "DENY"
+                    && v["Dest IP"] == web_ip.as_str()
+                    && v["Dest Port"] == 8080
+                    && v["Dest Pod"] == "web"
+                    && v["Src Pod"] == "client"
+            });
         if found {
             break;
         }
-        assert!(denied_at.elapsed() < Duration::from_millis(2500), "the DENY line reaches the file within the 1 s flush interval");
+        assert!(
+            denied_at.elapsed() < Duration::from_millis(2500),
+            "the DENY line reaches the file within the 1 s flush interval"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -154,14 +196,30 @@ fn editing_a_policy_changes_enforcement_and_flow_lines_within_a_second() {
 #[test]
 fn restarting_the_agent_under_probes_keeps_every_verdict() {
     let lab = common::LabDir::new("restart");
-    let dir = common::manifests("restart", &[("pods.yaml", PODS), ("allow.yaml", ALLOW_CLIENT_8080)]);
+    let dir = common::manifests(
+        "restart",
+        &[("pods.yaml", PODS), ("allow.yaml", ALLOW_CLIENT_8080)],
+    );
     let state = Arc::new(up(&lab, &dir, false));
-    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Connected);
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Connected
+    );
     assert_eq!(tcp(&state, "shop/client", "shop/web", 80), Outcome::Timeout);
     let stop = Arc::new(AtomicBool::new(false));
-    let (allowed_failed, denied_passed, rounds) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (allowed_failed, denied_passed, rounds) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let prober = {
-        let (state, stop, af, dp, rounds) = (state.clone(), stop.clone(), allowed_failed.clone(), denied_passed.clone(), rounds.clone());
+        let (state, stop, af, dp, rounds) = (
+            state.clone(),
+            stop.clone(),
+            allowed_failed.clone(),
+            denied_passed.clone(),
+            rounds.clone(),
+        );
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -182,9 +240,20 @@ fn restarting_the_agent_under_probes_keeps_every_verdict() {
     }
     stop.store(true, Ordering::Relaxed);
     prober.join().unwrap();
-    assert!(rounds.load(Ordering::Relaxed) >= 3, "probes ran across the restarts");
-    assert_eq!(allowed_failed.load(Ordering::Relaxed), 0, "no allowed connection dropped");
-    assert_eq!(denied_passed.load(Ordering::Relaxed), 0, "no denied connection let through");
+    assert!(
+        rounds.load(Ordering::Relaxed) >= 3,
+        "probes ran across the restarts"
+    );
+    assert_eq!(
+        allowed_failed.load(Ordering::Relaxed),
+        0,
+        "no allowed connection dropped"
+    );
+    assert_eq!(
+        denied_passed.load(Ordering::Relaxed),
+        0,
+        "no denied connection let through"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -193,28 +262,53 @@ fn a_policy_deleted_while_the_agent_was_down_leaves_nothing_behind() {
     let lab = common::LabDir::new("stale");
     let dir = common::manifests("stale", &[("pods.yaml", PODS), ("deny.yaml", DENY_WEB)]);
     let state = up(&lab, &dir, false);
-    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout);
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Timeout
+    );
     let pins = state.names().pins();
     let before = datapath::PolicyMaps::open_pinned(&pins).unwrap();
-    let old_sets: std::collections::BTreeSet<u32> = before.pods().iter().map(|(_, r)| r.policy_set).collect();
+    let old_sets: std::collections::BTreeSet<u32> =
+        before.pods().iter().map(|(_, r)| r.policy_set).collect();
     drop(before);
     lab::stop_agent(lab.path()).unwrap();
     // Still enforced while the agent is away.
-    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout);
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Timeout
+    );
     std::fs::remove_file(dir.join("deny.yaml")).unwrap();
     lab::apply(lab.path(), &dir).unwrap();
     lab::resume_agent(lab.path(), "1s").unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
     while tcp(&state, "shop/client", "shop/web", 8080) != Outcome::Connected {
-        assert!(Instant::now() < deadline, "the deleted policy stops applying after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "the deleted policy stops applying after the restart"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let after = datapath::PolicyMaps::open_pinned(&pins).unwrap();
-    let sets: std::collections::BTreeSet<u32> = after.pods().iter().map(|(_, r)| r.policy_set).collect();
-    assert!(sets.is_disjoint(&old_sets), "new policy sets, never an old id reused: {sets:?} vs {old_sets:?}");
+    let sets: std::collections::BTreeSet<u32> =
+        after.pods().iter().map(|(_, r)| r.policy_set).collect();
+    assert!(
+        sets.is_disjoint(&old_sets),
+        "new policy sets, never an old id reused: {sets:?} vs {old_sets:?}"
+    );
     let entries = after.entries();
-    assert!(entries.iter().all(|(k, _, _)| sets.contains(&u32::from_be(k.policy_set_be))), "no entry of an old set is left: {entries:?}");
-    assert!(after.rule_lists().iter().all(|(id, _)| entries.iter().any(|(_, _, l)| l == id)), "no unused rule list is left");
+    assert!(
+        entries
+            .iter()
+            .all(|(k, _, _)| sets.contains(&u32::from_be(k.policy_set_be))),
+        "no entry of an old set is left: {entries:?}"
+    );
+    assert!(
+        after
+            .rule_lists()
+            .iter()
+            .all(|(id, _)| entries.iter().any(|(_, _, l)| l == id)),
+        "no unused rule list is left"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -241,7 +335,10 @@ fn leftovers(state_dir: &std::path::Path, pids: &[u32]) -> Vec<String> {
     }
     let links = netlab::ip(None, &["-o", "link", "show"]).unwrap_or_default();
     for l in links.lines() {
-        if state_dir_ifnames(state_dir).iter().any(|n| l.contains(n.as_str())) {
+        if state_dir_ifnames(state_dir)
+            .iter()
+            .any(|n| l.contains(n.as_str()))
+        {
             found.push(format!("root-namespace link: {l}"));
         }
     }
@@ -249,10 +346,13 @@ fn leftovers(state_dir: &std::path::Path, pids: &[u32]) -> Vec<String> {
 }
 
 fn state_dir_ifnames(_state_dir: &std::path::Path) -> Vec<String> {
-    ["shop/web", "shop/client"].iter().map(|k| {
-        let (ns, name) = k.split_once('/').unwrap();
-        lab::manifests::host_interface_name(ns, name)
-    }).collect()
+    ["shop/web", "shop/client"]
+        .iter()
+        .map(|k| {
+            let (ns, name) = k.split_once('/').unwrap();
+            lab::manifests::host_interface_name(ns, name)
+        })
+        .collect()
 }
 
 #[test]
@@ -260,10 +360,18 @@ fn lab_down_leaves_nothing_behind_even_after_failures() {
     let lab = common::LabDir::new("down");
     let dir = common::manifests("down", &[("pods.yaml", PODS), ("deny.yaml", DENY_WEB)]);
     let state = up(&lab, &dir, false);
-    let pids: Vec<u32> = state.pods.iter().filter_map(|p| p.server_pid).chain(state.agent_pid).collect();
+    let pids: Vec<u32> = state
+        .pods
+        .iter()
+        .filter_map(|p| p.server_pid)
+        .chain(state.agent_pid)
+        .collect();
     assert_eq!(pids.len(), 3);
     // A probe that fails (denied, times out) changes nothing about clean-up.
-    assert_eq!(tcp(&state, "shop/client", "shop/web", 8080), Outcome::Timeout);
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Timeout
+    );
     lab::down(lab.path()).expect("down");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(leftovers(lab.path(), &pids), Vec::<String>::new());
@@ -285,10 +393,19 @@ fn lab_down_leaves_nothing_behind_even_after_failures() {
 
     // Broken manifests fail before anything is made, naming the file and field.
     std::fs::write(dir.join("broken.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: shop}\nspec:\n  podSelector: {}\n  ingress: [{ports: [{port: Web_Port}]}]\n").unwrap();
-    let err = lab::up(&UpOptions { manifests: dir.clone(), binary: common::binary(), state_dir: lab.path().to_path_buf(), strict: false, deny_fold_window: "1s".into() })
-        .expect_err("broken manifest");
+    let err = lab::up(&UpOptions {
+        manifests: dir.clone(),
+        binary: common::binary(),
+        state_dir: lab.path().to_path_buf(),
+        strict: false,
+        deny_fold_window: "1s".into(),
+    })
+    .expect_err("broken manifest");
     let text = format!("{err:#}");
-    assert!(text.contains("broken.yaml") && text.contains("port"), "{text}");
+    assert!(
+        text.contains("broken.yaml") && text.contains("port"),
+        "{text}"
+    );
     assert_eq!(leftovers(lab.path(), &[]), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,7 +15,12 @@ const ALL: [&str; 4] = [UI, CLIENT, FRONTEND, BACKEND];
 
 /// Who reaches `to` after each step, written from the guide.
 fn expected(step: usize, to: &str) -> BTreeSet<&'static str> {
-    let others = |to: &str| ALL.iter().copied().filter(|p| *p != to).collect::<BTreeSet<_>>();
+    let others = |to: &str| {
+        ALL.iter()
+            .copied()
+            .filter(|p| *p != to)
+            .collect::<BTreeSet<_>>()
+    };
     let set = |v: &[&'static str]| v.iter().copied().collect::<BTreeSet<_>>();
     match (step, to) {
         // Nothing selects the management UI: it stays open throughout.
@@ -35,7 +40,8 @@ fn expected(step: usize, to: &str) -> BTreeSet<&'static str> {
 #[test]
 fn stars_demo_matches_the_guide_at_every_step() {
     let lab = common::LabDir::new("stars");
-    let reports = agent::demo::run(&common::binary(), lab.path(), |_, _| {}).expect("the demo runs");
+    let reports =
+        agent::demo::run(&common::binary(), lab.path(), |_, _| {}).expect("the demo runs");
     assert_eq!(reports.len(), 5);
     let mut checked_ui_to_client_9000 = 0;
     for (step, report) in reports.iter().enumerate() {
@@ -45,20 +51,43 @@ fn stars_demo_matches_the_guide_at_every_step() {
                     .probes
                     .iter()
                     .filter(|p| p.to == to && p.family == family && p.connected)
-                    .map(|p| ALL.iter().copied().find(|a| *a == p.from).expect("known pod"))
+                    .map(|p| {
+                        ALL.iter()
+                            .copied()
+                            .find(|a| *a == p.from)
+                            .expect("known pod")
+                    })
                     .collect();
-                assert_eq!(reached, expected(step, to), "step {} ({}), {family:?}, reaching {to}", step + 1, report.title);
+                assert_eq!(
+                    reached,
+                    expected(step, to),
+                    "step {} ({}), {family:?}, reaching {to}",
+                    step + 1,
+                    report.title
+                );
             }
             let probed = report.probes.iter().filter(|p| p.family == family).count();
             assert_eq!(probed, 12, "every ordered pair probed once per family");
         }
-        let ui_client = report.probes.iter().find(|p| p.from == UI && p.to == CLIENT && p.port == 9000 && p.family == Family::IPv4).expect("UI -> client:9000 probed");
+        let ui_client = report
+            .probes
+            .iter()
+            .find(|p| p.from == UI && p.to == CLIENT && p.port == 9000 && p.family == Family::IPv4)
+            .expect("UI -> client:9000 probed");
         if step >= 2 {
-            assert!(ui_client.connected, "step {}: management-ui reaches client on 9000", step + 1);
+            assert!(
+                ui_client.connected,
+                "step {}: management-ui reaches client on 9000",
+                step + 1
+            );
             checked_ui_to_client_9000 += 1;
         }
         // The step's flow-log lines name pods and namespaces.
-        assert!(!report.flow_lines.is_empty(), "step {} produced flow-log lines", step + 1);
+        assert!(
+            !report.flow_lines.is_empty(),
+            "step {} produced flow-log lines",
+            step + 1
+        );
         if step >= 1 {
             let deny = report
                 .flow_lines
@@ -66,7 +95,12 @@ fn stars_demo_matches_the_guide_at_every_step() {
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
                 .find(|v| v["Verdict"] == "DENY" && v["Proto"] == "TCP")
                 .expect("a DENY line once policies isolate pods");
-            assert!(deny["Dest Namespace"].as_str().is_some_and(|n| n == "stars" || n == "client"), "{deny}");
+            assert!(
+                deny["Dest Namespace"]
+                    .as_str()
+                    .is_some_and(|n| n == "stars" || n == "client"),
+                "{deny}"
+            );
             assert!(!deny["Src Pod"].as_str().unwrap_or("").is_empty(), "{deny}");
         }
     }
@@ -76,7 +110,16 @@ fn stars_demo_matches_the_guide_at_every_step() {
             .flow_lines
             .iter()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .any(|v| v["Verdict"] == "ACCEPT" && v["Policy"].as_str().is_some_and(|p| p.starts_with("stars/")));
-        assert!(allowed_by_policy, "step {}: an ACCEPT line names its stars policy", step + 1);
+            .any(|v| {
+                v["Verdict"] == "ACCEPT"
+                    && v["Policy"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("stars/"))
+            });
+        assert!(
+            allowed_by_policy,
+            "step {}: an ACCEPT line names its stars policy",
+            step + 1
+        );
     }
 }

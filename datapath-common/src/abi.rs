@@ -147,7 +147,10 @@ const _: () = assert!(size_of::<RuleList>() == 4 + 12 * MAX_RULES_PER_LIST);
 
 impl Default for RuleList {
     fn default() -> Self {
-        Self { len: 0, rules: [Rule::default(); MAX_RULES_PER_LIST] }
+        Self {
+            len: 0,
+            rules: [Rule::default(); MAX_RULES_PER_LIST],
+        }
     }
 }
 

@@ -16,12 +16,20 @@ pub struct Decision {
 impl Decision {
     #[inline(always)]
     pub const fn accept(policy_id: u32, reason: u8) -> Self {
-        Self { verdict: VERDICT_ACCEPT, policy_id, reason }
+        Self {
+            verdict: VERDICT_ACCEPT,
+            policy_id,
+            reason,
+        }
     }
 
     #[inline(always)]
     pub const fn deny(policy_id: u32, reason: u8) -> Self {
-        Self { verdict: VERDICT_DENY, policy_id, reason }
+        Self {
+            verdict: VERDICT_DENY,
+            policy_id,
+            reason,
+        }
     }
 
     #[inline(always)]
@@ -75,7 +83,11 @@ pub fn decide(state: u8, admitted_by: Option<u32>) -> Decision {
 /// traffic into it, the peer's port for traffic out of it.
 #[inline(always)]
 pub const fn policy_port(direction: u8, pod_port: u16, peer_port: u16) -> u16 {
-    if direction == DIRECTION_INGRESS { pod_port } else { peer_port }
+    if direction == DIRECTION_INGRESS {
+        pod_port
+    } else {
+        peer_port
+    }
 }
 
 /// ICMPv6 link control always passes and is never reported: neighbour discovery
@@ -102,7 +114,11 @@ pub const fn is_icmp_error(family: u8, icmp_type: u8) -> bool {
 /// ICMP echo request or reply, whose identifier stands in for both ports.
 #[inline(always)]
 pub const fn is_icmp_echo(family: u8, icmp_type: u8) -> bool {
-    if family == FAMILY_IPV4 { matches!(icmp_type, 0 | 8) } else { matches!(icmp_type, 128 | 129) }
+    if family == FAMILY_IPV4 {
+        matches!(icmp_type, 0 | 8)
+    } else {
+        matches!(icmp_type, 128 | 129)
+    }
 }
 
 /// IPv6 link-local sources (fe80::/10) are the pod's own even though the pod record
@@ -139,7 +155,11 @@ pub enum FoldStep {
 /// Inside the window packets accumulate; the first packet after it sends at once.
 #[inline(always)]
 pub const fn fold_step(window_ns: u64, window_start_ns: u64, now_ns: u64) -> FoldStep {
-    if now_ns.wrapping_sub(window_start_ns) < window_ns { FoldStep::Accumulate } else { FoldStep::Emit }
+    if now_ns.wrapping_sub(window_start_ns) < window_ns {
+        FoldStep::Accumulate
+    } else {
+        FoldStep::Emit
+    }
 }
 
 /// Should the flush send a fold's pending count now? Once its window has passed.
@@ -207,7 +227,13 @@ mod tests {
     use super::*;
 
     fn rule(protocol: u8, port_min: u16, port_max: u16, policy_id: u32) -> Rule {
-        Rule { protocol, port_min, port_max, policy_id, ..Rule::default() }
+        Rule {
+            protocol,
+            port_min,
+            port_max,
+            policy_id,
+            ..Rule::default()
+        }
     }
 
     fn list(rules: &[Rule]) -> RuleList {
@@ -237,7 +263,10 @@ mod tests {
 
     #[test]
     fn full_list_of_max_rules_is_searched_to_the_end() {
-        let mut l = RuleList { len: MAX_RULES_PER_LIST as u32, ..RuleList::default() };
+        let mut l = RuleList {
+            len: MAX_RULES_PER_LIST as u32,
+            ..RuleList::default()
+        };
         for (i, r) in l.rules.iter_mut().enumerate() {
             *r = rule(PROTO_UDP, 1000 + i as u16, 1000 + i as u16, i as u32 + 1);
         }
@@ -247,10 +276,22 @@ mod tests {
 
     #[test]
     fn decide_follows_pod_state() {
-        assert_eq!(decide(STATE_DEFAULT_ALLOW, None), Decision::accept(0, REASON_DEFAULT_ALLOW));
-        assert_eq!(decide(STATE_DEFAULT_DENY, Some(3)), Decision::deny(0, REASON_DEFAULT_DENY));
-        assert_eq!(decide(STATE_POLICIES_APPLIED, Some(3)), Decision::accept(3, REASON_POLICY));
-        assert_eq!(decide(STATE_POLICIES_APPLIED, None), Decision::deny(0, REASON_NO_RULE_MATCHED));
+        assert_eq!(
+            decide(STATE_DEFAULT_ALLOW, None),
+            Decision::accept(0, REASON_DEFAULT_ALLOW)
+        );
+        assert_eq!(
+            decide(STATE_DEFAULT_DENY, Some(3)),
+            Decision::deny(0, REASON_DEFAULT_DENY)
+        );
+        assert_eq!(
+            decide(STATE_POLICIES_APPLIED, Some(3)),
+            Decision::accept(3, REASON_POLICY)
+        );
+        assert_eq!(
+            decide(STATE_POLICIES_APPLIED, None),
+            Decision::deny(0, REASON_NO_RULE_MATCHED)
+        );
     }
 
     #[test]
@@ -293,8 +334,26 @@ mod tests {
     #[test]
     fn both_directions_of_a_flow_share_one_key() {
         let (pod, peer) = ([1u8; 16], [2u8; 16]);
-        let out = oriented_flow_key(7, FAMILY_IPV4, PROTO_TCP, DIRECTION_EGRESS, &pod, 4000, &peer, 80);
-        let back = oriented_flow_key(7, FAMILY_IPV4, PROTO_TCP, DIRECTION_INGRESS, &peer, 80, &pod, 4000);
+        let out = oriented_flow_key(
+            7,
+            FAMILY_IPV4,
+            PROTO_TCP,
+            DIRECTION_EGRESS,
+            &pod,
+            4000,
+            &peer,
+            80,
+        );
+        let back = oriented_flow_key(
+            7,
+            FAMILY_IPV4,
+            PROTO_TCP,
+            DIRECTION_INGRESS,
+            &peer,
+            80,
+            &pod,
+            4000,
+        );
         assert_eq!(out, back);
         assert_eq!((out.pod_port, out.peer_port, out.pod_addr), (4000, 80, pod));
         let mut ingress = out;

@@ -27,7 +27,8 @@ pub enum AttachMode {
 impl AttachMode {
     pub(crate) fn use_tcx(self) -> bool {
         match self {
-            Self::Auto => aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+            Self::Auto => aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
             Self::Tcx => true,
             Self::Netlink => false,
         }
@@ -47,12 +48,18 @@ const NETLINK_HANDLE: TcHandle = TcHandle::new(0, 0x6e70);
 
 fn attach_type(program: &str) -> TcAttachType {
     // pod_ingress sees packets the host sends into the veth (towards the pod).
-    if program == program_names::POD_INGRESS { TcAttachType::Egress } else { TcAttachType::Ingress }
+    if program == program_names::POD_INGRESS {
+        TcAttachType::Egress
+    } else {
+        TcAttachType::Ingress
+    }
 }
 
 pub(crate) fn ifindex(interface: &str) -> Result<u32, DatapathError> {
-    let c = std::ffi::CString::new(interface)
-        .map_err(|_| DatapathError::Interface { interface: interface.into(), reason: "name contains NUL".into() })?;
+    let c = std::ffi::CString::new(interface).map_err(|_| DatapathError::Interface {
+        interface: interface.into(),
+        reason: "name contains NUL".into(),
+    })?;
     // SAFETY: c is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
@@ -72,15 +79,30 @@ pub(crate) fn ifname(ifindex: u32) -> Option<String> {
         return None;
     }
     // SAFETY: on success buf holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
-fn attach_error(program: &'static str, interface: &str, e: aya::programs::ProgramError) -> DatapathError {
-    DatapathError::Attach { program, interface: interface.into(), source: Box::new(e) }
+fn attach_error(
+    program: &'static str,
+    interface: &str,
+    e: aya::programs::ProgramError,
+) -> DatapathError {
+    DatapathError::Attach {
+        program,
+        interface: interface.into(),
+        source: Box::new(e),
+    }
 }
 
 fn pin_error(path: &Path, e: impl std::fmt::Display) -> DatapathError {
-    DatapathError::Pin { path: path.to_path_buf(), reason: e.to_string() }
+    DatapathError::Pin {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Attaches with TCX and pins the link, or swaps the program into an existing pin.
@@ -94,41 +116,85 @@ pub(crate) fn attach_tcx(
         return replace_pinned(prog, name, pin);
     }
     let id = prog
-        .attach_with_options(interface, attach_type(name), TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .attach_with_options(
+            interface,
+            attach_type(name),
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
         .map_err(|e| attach_error(name, interface, e))?;
-    let link = prog.take_link(id).map_err(|e| attach_error(name, interface, e))?;
+    let link = prog
+        .take_link(id)
+        .map_err(|e| attach_error(name, interface, e))?;
     let fd_link: FdLink = link.try_into().map_err(|e| pin_error(pin, e))?;
     fd_link.pin(pin).map_err(|e| pin_error(pin, e))?;
     Ok(())
 }
 
 /// Atomically replaces the program behind a pinned TCX link.
-pub(crate) fn replace_pinned(prog: &mut SchedClassifier, name: &'static str, pin: &Path) -> Result<(), DatapathError> {
+pub(crate) fn replace_pinned(
+    prog: &mut SchedClassifier,
+    name: &'static str,
+    pin: &Path,
+) -> Result<(), DatapathError> {
     let pinned = PinnedLink::from_pin(pin).map_err(|e| pin_error(pin, e))?;
-    let link: SchedClassifierLink = FdLink::from(pinned).try_into().map_err(|e| pin_error(pin, e))?;
-    let id = prog.attach_to_link(link).map_err(|e| attach_error(name, &pin.display().to_string(), e))?;
+    let link: SchedClassifierLink = FdLink::from(pinned)
+        .try_into()
+        .map_err(|e| pin_error(pin, e))?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| attach_error(name, &pin.display().to_string(), e))?;
     // The pin keeps the link attached; our fd can go.
-    drop(prog.take_link(id).map_err(|e| attach_error(name, &pin.display().to_string(), e))?);
+    drop(
+        prog.take_link(id)
+            .map_err(|e| attach_error(name, &pin.display().to_string(), e))?,
+    );
     Ok(())
 }
 
 /// Attaches through a clsact qdisc, replacing our filter if a previous agent left it.
-pub(crate) fn attach_netlink(prog: &mut SchedClassifier, name: &'static str, interface: &str) -> Result<(), DatapathError> {
+pub(crate) fn attach_netlink(
+    prog: &mut SchedClassifier,
+    name: &'static str,
+    interface: &str,
+) -> Result<(), DatapathError> {
     if let Err(e) = tc::qdisc_add_clsact(interface)
         && !matches!(&e, tc::TcError::NetlinkError(n) if n.raw_os_error() == Some(libc::EEXIST))
     {
-        return Err(DatapathError::Interface { interface: interface.into(), reason: format!("adding clsact: {e}") });
+        return Err(DatapathError::Interface {
+            interface: interface.into(),
+            reason: format!("adding clsact: {e}"),
+        });
     }
-    let options = || NlOptions { priority: NETLINK_PRIORITY, handle: NETLINK_HANDLE, classid: None };
-    let id = match prog.attach_with_options(interface, attach_type(name), TcAttachOptions::Netlink(options())) {
+    let options = || NlOptions {
+        priority: NETLINK_PRIORITY,
+        handle: NETLINK_HANDLE,
+        classid: None,
+    };
+    let id = match prog.attach_with_options(
+        interface,
+        attach_type(name),
+        TcAttachOptions::Netlink(options()),
+    ) {
         Ok(id) => id,
         Err(_) => {
-            let existing = SchedClassifierLink::attached(interface, attach_type(name), NETLINK_PRIORITY, NETLINK_HANDLE, None)
-                .map_err(|e| DatapathError::Interface { interface: interface.into(), reason: e.to_string() })?;
-            prog.attach_to_link(existing).map_err(|e| attach_error(name, interface, e))?
+            let existing = SchedClassifierLink::attached(
+                interface,
+                attach_type(name),
+                NETLINK_PRIORITY,
+                NETLINK_HANDLE,
+                None,
+            )
+            .map_err(|e| DatapathError::Interface {
+                interface: interface.into(),
+                reason: e.to_string(),
+            })?;
+            prog.attach_to_link(existing)
+                .map_err(|e| attach_error(name, interface, e))?
         }
     };
-    let link = prog.take_link(id).map_err(|e| attach_error(name, interface, e))?;
+    let link = prog
+        .take_link(id)
+        .map_err(|e| attach_error(name, interface, e))?;
     // A clsact filter lives as long as the qdisc, not as long as this process: the
     // agent owns it by its fixed priority and handle (see detach_netlink), so the
     // link object must not detach it when the agent exits.
@@ -137,8 +203,12 @@ pub(crate) fn attach_netlink(prog: &mut SchedClassifier, name: &'static str, int
 }
 
 pub(crate) fn detach_netlink(name: &'static str, interface: &str) -> Result<(), DatapathError> {
-    tc::qdisc_detach_program(interface, attach_type(name), name)
-        .map_err(|e| DatapathError::Interface { interface: interface.into(), reason: format!("detaching {name}: {e}") })
+    tc::qdisc_detach_program(interface, attach_type(name), name).map_err(|e| {
+        DatapathError::Interface {
+            interface: interface.into(),
+            reason: format!("detaching {name}: {e}"),
+        }
+    })
 }
 
 /// Removes a link pin, which detaches the link.

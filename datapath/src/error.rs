@@ -7,7 +7,10 @@ pub enum DatapathError {
     #[error("bpffs is not mounted at {path}: mount it with `mount -t bpf bpffs {path}`")]
     BpffsMissing { path: PathBuf },
     #[error("cannot create pin directory {path}: {source}")]
-    PinDir { path: PathBuf, source: std::io::Error },
+    PinDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("loading the eBPF object failed: {0}")]
     Load(#[from] Box<aya::EbpfError>),
     #[error("program {name} is missing from the eBPF object")]
@@ -15,13 +18,23 @@ pub enum DatapathError {
     #[error("map {name} is missing from the eBPF object")]
     MissingMap { name: &'static str },
     #[error("program {name}: {source}")]
-    Program { name: &'static str, source: Box<aya::programs::ProgramError> },
+    Program {
+        name: &'static str,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: Box<aya::maps::MapError> },
+    Map {
+        name: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
     #[error("interface {interface}: {reason}")]
     Interface { interface: String, reason: String },
     #[error("attaching {program} to {interface}: {source}")]
-    Attach { program: &'static str, interface: String, source: Box<aya::programs::ProgramError> },
+    Attach {
+        program: &'static str,
+        interface: String,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("pinning {path}: {reason}")]
     Pin { path: PathBuf, reason: String },
     #[error("rule list has {len} rules, more than the {max} a list holds")]
@@ -32,10 +45,16 @@ pub enum DatapathError {
 
 impl DatapathError {
     pub(crate) fn map(name: &'static str, source: aya::maps::MapError) -> Self {
-        Self::Map { name, source: Box::new(source) }
+        Self::Map {
+            name,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn program(name: &'static str, source: aya::programs::ProgramError) -> Self {
-        Self::Program { name, source: Box::new(source) }
+        Self::Program {
+            name,
+            source: Box::new(source),
+        }
     }
 }

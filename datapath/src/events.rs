@@ -56,7 +56,11 @@ impl EventReader {
     /// # Errors
     /// A failed poll(2) other than EINTR.
     pub fn wait(&self, timeout: Duration) -> Result<bool, DatapathError> {
-        let mut pfd = libc::pollfd { fd: self.ring.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: pfd is one valid pollfd.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -78,8 +82,13 @@ impl EventReader {
         let malformed = self.malformed;
         // SAFETY: the ring's fd is owned by the RingBuf moved into the AsyncFd, stays
         // open for its whole lifetime and as_raw_fd always returns that same fd.
-        let inner = unsafe { tokio::io::unix::AsyncFd::register_with_interest(self.ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| DatapathError::Ring(std::io::Error::other(e.to_string())))?;
+        let inner = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                self.ring,
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| DatapathError::Ring(std::io::Error::other(e.to_string())))?;
         Ok(AsyncEventReader { inner, malformed })
     }
 }
@@ -95,7 +104,11 @@ impl AsyncEventReader {
     ///
     /// # Errors
     /// The runtime's readiness wait failed.
-    pub async fn next_batch(&mut self, poll_interval: Duration, mut f: impl FnMut(&FlowEvent)) -> Result<usize, DatapathError> {
+    pub async fn next_batch(
+        &mut self,
+        poll_interval: Duration,
+        mut f: impl FnMut(&FlowEvent),
+    ) -> Result<usize, DatapathError> {
         if let Ok(guard) = tokio::time::timeout(poll_interval, self.inner.readable_mut()).await {
             guard.map_err(DatapathError::Ring)?.clear_ready();
         }

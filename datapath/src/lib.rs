@@ -26,7 +26,10 @@ pub use attach::AttachMode;
 pub use error::DatapathError;
 pub use events::{AsyncEventReader, EventReader, decode_event};
 pub use loader::{Datapath, LoadOptions};
-pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, monotonic_now_ns, pinned_pod_records, policy_key, rule_list};
+pub use maps::{
+    ConntrackEntry, PolicyMaps, RuleListId, monotonic_now_ns, pinned_pod_records, policy_key,
+    rule_list,
+};
 pub use pins::PinLayout;
 
 pub use datapath_common as abi;

@@ -87,15 +87,24 @@ impl Datapath {
             prog.load().map_err(|e| DatapathError::program(name, e))?;
             let pin = opts.pins.progs_dir().join(name);
             if pin.exists() {
-                std::fs::remove_file(&pin)
-                    .map_err(|e| DatapathError::Pin { path: pin.clone(), reason: e.to_string() })?;
+                std::fs::remove_file(&pin).map_err(|e| DatapathError::Pin {
+                    path: pin.clone(),
+                    reason: e.to_string(),
+                })?;
             }
-            prog.pin(&pin).map_err(|e| DatapathError::Pin { path: pin.clone(), reason: e.to_string() })?;
+            prog.pin(&pin).map_err(|e| DatapathError::Pin {
+                path: pin.clone(),
+                reason: e.to_string(),
+            })?;
         }
         let ring = ebpf
             .take_map(map_names::EVENTS)
-            .ok_or(DatapathError::MissingMap { name: map_names::EVENTS })
-            .and_then(|m| RingBuf::try_from(m).map_err(|e| DatapathError::map(map_names::EVENTS, e)))?;
+            .ok_or(DatapathError::MissingMap {
+                name: map_names::EVENTS,
+            })
+            .and_then(|m| {
+                RingBuf::try_from(m).map_err(|e| DatapathError::map(map_names::EVENTS, e))
+            })?;
         let mut maps = PolicyMaps::take(&mut ebpf)?;
         maps.set_settings(&opts.settings)?;
         let mut dp = Self {
@@ -115,11 +124,20 @@ impl Datapath {
     fn readopt_links(&mut self) -> Result<(), DatapathError> {
         for (ifindex, program, path) in attach::pinned_links(&self.pins)? {
             if attach::ifname(ifindex).is_none() {
-                std::fs::remove_file(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
-                tracing::info!(ifindex, program, "removed the pin of a link whose interface is gone");
+                std::fs::remove_file(&path).map_err(|e| DatapathError::Pin {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                tracing::info!(
+                    ifindex,
+                    program,
+                    "removed the pin of a link whose interface is gone"
+                );
                 continue;
             }
-            let Some(name) = POD_PROGRAMS.into_iter().find(|n| *n == program) else { continue };
+            let Some(name) = POD_PROGRAMS.into_iter().find(|n| *n == program) else {
+                continue;
+            };
             let prog = classifier_mut(&mut self.ebpf, name)?;
             attach::replace_pinned(prog, name, &path)?;
             self.attached.entry(ifindex).or_default().tcx = true;
@@ -134,7 +152,11 @@ impl Datapath {
     /// An unknown interface or a failed attach (the message names both).
     pub fn attach(&mut self, interface: &str) -> Result<u32, DatapathError> {
         let ifindex = attach::ifindex(interface)?;
-        if self.attached.get(&ifindex).is_some_and(|a| a.tcx || a.netlink) {
+        if self
+            .attached
+            .get(&ifindex)
+            .is_some_and(|a| a.tcx || a.netlink)
+        {
             return Ok(ifindex);
         }
         let use_tcx = self.mode.use_tcx();
@@ -162,8 +184,14 @@ impl Datapath {
         self.detach_ifindex(ifindex, Some(interface))
     }
 
-    fn detach_ifindex(&mut self, ifindex: u32, interface: Option<&str>) -> Result<(), DatapathError> {
-        let Some(state) = self.attached.remove(&ifindex) else { return Ok(()) };
+    fn detach_ifindex(
+        &mut self,
+        ifindex: u32,
+        interface: Option<&str>,
+    ) -> Result<(), DatapathError> {
+        let Some(state) = self.attached.remove(&ifindex) else {
+            return Ok(());
+        };
         if state.tcx {
             for name in POD_PROGRAMS {
                 attach::unpin_link(&self.pins.link_path(ifindex, name))?;
@@ -236,12 +264,18 @@ impl Datapath {
         }
         let dir = self.pins.version_dir();
         drop(self);
-        std::fs::remove_dir_all(&dir).map_err(|e| DatapathError::Pin { path: dir.clone(), reason: e.to_string() })?;
+        std::fs::remove_dir_all(&dir).map_err(|e| DatapathError::Pin {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(())
     }
 }
 
-fn classifier_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DatapathError> {
+fn classifier_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
     ebpf.program_mut(name)
         .and_then(|p| p.try_into().ok())
         .ok_or(DatapathError::MissingProgram { name })

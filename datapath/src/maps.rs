@@ -6,11 +6,14 @@ use std::{net::IpAddr, time::Duration};
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, lpm_trie::{Key, LpmTrie}},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use datapath_common::{
-    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST, POLICY_KEY_FIXED_BITS,
-    PodRecord, PolicyKey, Rule, RuleList, Settings, map_names,
+    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST,
+    POLICY_KEY_FIXED_BITS, PodRecord, PolicyKey, Rule, RuleList, Settings, map_names,
 };
 
 use crate::DatapathError;
@@ -39,13 +42,24 @@ fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DatapathError::MissingMap { name })?;
     T::try_from(map).map_err(|e| DatapathError::map(name, e))
 }
 
 /// The LPM key of a peer prefix in one policy set and direction.
-pub fn policy_key(policy_set: u32, direction: u8, addr: IpAddr, prefix_bits: u8) -> (PolicyKey, u32) {
-    let mut key = PolicyKey { policy_set_be: policy_set.to_be(), direction, ..PolicyKey::default() };
+pub fn policy_key(
+    policy_set: u32,
+    direction: u8,
+    addr: IpAddr,
+    prefix_bits: u8,
+) -> (PolicyKey, u32) {
+    let mut key = PolicyKey {
+        policy_set_be: policy_set.to_be(),
+        direction,
+        ..PolicyKey::default()
+    };
     match addr {
         IpAddr::V4(a) => {
             key.family = FAMILY_IPV4;
@@ -65,16 +79,25 @@ pub fn policy_key(policy_set: u32, direction: u8, addr: IpAddr, prefix_bits: u8)
 /// [`DatapathError::RuleListTooLong`] past the limit.
 pub fn rule_list(rules: &[Rule]) -> Result<RuleList, DatapathError> {
     if rules.len() > MAX_RULES_PER_LIST {
-        return Err(DatapathError::RuleListTooLong { len: rules.len(), max: MAX_RULES_PER_LIST });
+        return Err(DatapathError::RuleListTooLong {
+            len: rules.len(),
+            max: MAX_RULES_PER_LIST,
+        });
     }
-    let mut list = RuleList { len: rules.len() as u32, ..RuleList::default() };
+    let mut list = RuleList {
+        len: rules.len() as u32,
+        ..RuleList::default()
+    };
     list.rules[..rules.len()].copy_from_slice(rules);
     Ok(list)
 }
 
 /// CLOCK_MONOTONIC now, the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -96,7 +119,9 @@ impl PolicyMaps {
     /// # Errors
     /// A failed map update (the message names the map).
     pub fn put_pod(&mut self, ifindex: u32, record: &PodRecord) -> Result<(), DatapathError> {
-        self.pods.insert(ifindex, record, 0).map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))
+        self.pods
+            .insert(ifindex, record, 0)
+            .map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))
     }
 
     /// Removes a pod record; a missing record is not an error.
@@ -124,8 +149,14 @@ impl PolicyMaps {
 
     /// # Errors
     /// A failed map update.
-    pub fn put_rule_list_raw(&mut self, id: RuleListId, list: &RuleList) -> Result<(), DatapathError> {
-        self.rule_lists.insert(id, list, 0).map_err(|e| DatapathError::map(map_names::RULE_LISTS, e))
+    pub fn put_rule_list_raw(
+        &mut self,
+        id: RuleListId,
+        list: &RuleList,
+    ) -> Result<(), DatapathError> {
+        self.rule_lists
+            .insert(id, list, 0)
+            .map_err(|e| DatapathError::map(map_names::RULE_LISTS, e))
     }
 
     /// # Errors
@@ -140,14 +171,24 @@ impl PolicyMaps {
 
     /// # Errors
     /// A failed map update.
-    pub fn put_entry(&mut self, key: &PolicyKey, prefix_len: u32, list: RuleListId) -> Result<(), DatapathError> {
-        self.lpm.insert(&Key::new(prefix_len, *key), list, 0).map_err(|e| DatapathError::map(map_names::POLICY_LPM, e))
+    pub fn put_entry(
+        &mut self,
+        key: &PolicyKey,
+        prefix_len: u32,
+        list: RuleListId,
+    ) -> Result<(), DatapathError> {
+        self.lpm
+            .insert(&Key::new(prefix_len, *key), list, 0)
+            .map_err(|e| DatapathError::map(map_names::POLICY_LPM, e))
     }
 
     /// # Errors
     /// A failed map delete other than "not found".
     pub fn remove_entry(&mut self, key: &PolicyKey, prefix_len: u32) -> Result<(), DatapathError> {
-        ignore_not_found(self.lpm.remove(&Key::new(prefix_len, *key)), map_names::POLICY_LPM)
+        ignore_not_found(
+            self.lpm.remove(&Key::new(prefix_len, *key)),
+            map_names::POLICY_LPM,
+        )
     }
 
     /// Every LPM entry: (key, prefix length including the fixed bits, list id).
@@ -162,13 +203,17 @@ impl PolicyMaps {
     /// # Errors
     /// A failed map update.
     pub fn set_settings(&mut self, settings: &Settings) -> Result<(), DatapathError> {
-        self.settings.set(0, settings, 0).map_err(|e| DatapathError::map(map_names::SETTINGS, e))
+        self.settings
+            .set(0, settings, 0)
+            .map_err(|e| DatapathError::map(map_names::SETTINGS, e))
     }
 
     /// # Errors
     /// A failed map read.
     pub fn settings(&self) -> Result<Settings, DatapathError> {
-        self.settings.get(&0, 0).map_err(|e| DatapathError::map(map_names::SETTINGS, e))
+        self.settings
+            .get(&0, 0)
+            .map_err(|e| DatapathError::map(map_names::SETTINGS, e))
     }
 
     /// The kernel counters summed over CPUs.
@@ -176,7 +221,10 @@ impl PolicyMaps {
     /// # Errors
     /// A failed map read.
     pub fn counters(&self) -> Result<Counters, DatapathError> {
-        let per_cpu = self.counters.get(&0, 0).map_err(|e| DatapathError::map(map_names::COUNTERS, e))?;
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .map_err(|e| DatapathError::map(map_names::COUNTERS, e))?;
         let mut sum = Counters::default();
         for c in per_cpu.iter() {
             for d in 0..2 {
@@ -198,7 +246,11 @@ impl PolicyMaps {
     }
 
     pub fn conntrack(&self) -> Vec<ConntrackEntry> {
-        self.conntrack.iter().filter_map(Result::ok).map(|(key, value)| ConntrackEntry { key, value }).collect()
+        self.conntrack
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, value)| ConntrackEntry { key, value })
+            .collect()
     }
 
     /// # Errors
@@ -245,21 +297,35 @@ impl PolicyMaps {
     }
 }
 
-fn ignore_not_found(result: Result<(), aya::maps::MapError>, name: &'static str) -> Result<(), DatapathError> {
+fn ignore_not_found(
+    result: Result<(), aya::maps::MapError>,
+    name: &'static str,
+) -> Result<(), DatapathError> {
     match result {
         Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(DatapathError::map(name, e)),
     }
 }
 
 /// Opens one pinned map of ours as the aya map kind `wrap` names.
-fn open_pinned<T>(pins: &crate::PinLayout, name: &'static str, wrap: fn(MapData) -> aya::maps::Map) -> Result<T, DatapathError>
+fn open_pinned<T>(
+    pins: &crate::PinLayout,
+    name: &'static str,
+    wrap: fn(MapData) -> aya::maps::Map,
+) -> Result<T, DatapathError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
     let path = pins.maps_dir().join(name);
-    let data = MapData::from_pin(&path).map_err(|e| DatapathError::Pin { path: path.clone(), reason: e.to_string() })?;
+    let data = MapData::from_pin(&path).map_err(|e| DatapathError::Pin {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     T::try_from(wrap(data)).map_err(|e| DatapathError::map(name, e))
 }
 
@@ -288,6 +354,7 @@ impl PolicyMaps {
 /// # Errors
 /// The pin does not exist or is not our map.
 pub fn pinned_pod_records(pins: &crate::PinLayout) -> Result<Vec<(u32, PodRecord)>, DatapathError> {
-    let map: HashMap<MapData, u32, PodRecord> = open_pinned(pins, map_names::POD_RECORDS, aya::maps::Map::HashMap)?;
+    let map: HashMap<MapData, u32, PodRecord> =
+        open_pinned(pins, map_names::POD_RECORDS, aya::maps::Map::HashMap)?;
     Ok(map.iter().filter_map(Result::ok).collect())
 }

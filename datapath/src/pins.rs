@@ -61,10 +61,15 @@ impl PinLayout {
     pub fn prepare(&self) -> Result<(), DatapathError> {
         let mount = self.root.parent().unwrap_or(Path::new("/"));
         if !is_bpffs(mount) {
-            return Err(DatapathError::BpffsMissing { path: mount.to_path_buf() });
+            return Err(DatapathError::BpffsMissing {
+                path: mount.to_path_buf(),
+            });
         }
         for dir in [self.maps_dir(), self.progs_dir(), self.links_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir {
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(())
     }

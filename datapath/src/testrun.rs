@@ -38,25 +38,53 @@ pub fn skb_context(ifindex: u32, gso_segs: u32) -> [u8; SKB_SIZE] {
 ///
 /// # Errors
 /// The kernel refused the run (e.g. ENODEV for an unknown ifindex).
-pub fn run(prog: &SchedClassifier, frame: &[u8], ifindex: u32, gso_segs: u32, repeat: u32) -> Result<RunResult, DatapathError> {
+pub fn run(
+    prog: &SchedClassifier,
+    frame: &[u8],
+    ifindex: u32,
+    gso_segs: u32,
+    repeat: u32,
+) -> Result<RunResult, DatapathError> {
     let ctx = skb_context(ifindex, gso_segs);
-    let opts = TestRunOptions { data_in: Some(frame), ctx_in: Some(&ctx), repeat, ..TestRunOptions::new() };
-    let result = prog.test_run(opts).map_err(|e| DatapathError::program("test_run", e))?;
-    Ok(RunResult { action: result.return_value as i32, duration: result.duration })
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    let result = prog
+        .test_run(opts)
+        .map_err(|e| DatapathError::program("test_run", e))?;
+    Ok(RunResult {
+        action: result.return_value as i32,
+        duration: result.duration,
+    })
 }
 
 /// Runs the fold flush over `keys`, in batches.
-pub(crate) fn run_fold_flush(prog: &SchedClassifier, keys: &[FlowKey]) -> Result<(), DatapathError> {
+pub(crate) fn run_fold_flush(
+    prog: &SchedClassifier,
+    keys: &[FlowKey],
+) -> Result<(), DatapathError> {
     for chunk in keys.chunks(FLUSH_BATCH) {
         let mut data = Vec::with_capacity(chunk.len() * size_of::<FlowKey>());
         for key in chunk {
             // SAFETY: FlowKey is repr(C) plain data with explicit padding; viewing it
             // as bytes reads only initialised memory.
-            let bytes = unsafe { std::slice::from_raw_parts((key as *const FlowKey).cast::<u8>(), size_of::<FlowKey>()) };
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (key as *const FlowKey).cast::<u8>(),
+                    size_of::<FlowKey>(),
+                )
+            };
             data.extend_from_slice(bytes);
         }
-        let opts = TestRunOptions { data_in: Some(&data), ..TestRunOptions::new() };
-        prog.test_run(opts).map_err(|e| DatapathError::program(program_names::FOLD_FLUSH, e))?;
+        let opts = TestRunOptions {
+            data_in: Some(&data),
+            ..TestRunOptions::new()
+        };
+        prog.test_run(opts)
+            .map_err(|e| DatapathError::program(program_names::FOLD_FLUSH, e))?;
     }
     Ok(())
 }

@@ -7,9 +7,15 @@ pub enum NetlabError {
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error("`{command}` could not start: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("namespace {name}: {source}")]
-    Namespace { name: String, source: std::io::Error },
+    Namespace {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("interface {name} not found in namespace {namespace}")]
     Interface { name: String, namespace: String },
 }
@@ -23,9 +29,15 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, NetlabError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|source| NetlabError::Spawn { command: command.clone(), source })?;
+        .map_err(|source| NetlabError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(NetlabError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(NetlabError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -10,4 +10,6 @@ mod pod;
 
 pub use cmd::{NetlabError, ip, run};
 pub use netns::{NetNs, NsEntered, enter_by_name, unique_name};
-pub use pod::{GATEWAY_V4, GATEWAY_V6, PodLink, PodSpec, assign_addresses, create_link, prepare_node, wire_pod};
+pub use pod::{
+    GATEWAY_V4, GATEWAY_V6, PodLink, PodSpec, assign_addresses, create_link, prepare_node, wire_pod,
+};

@@ -14,7 +14,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A name unique to this process and call: `<prefix><pid>x<n>`, short enough for
 /// interface names when `prefix` is.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A named network namespace, deleted on drop.
@@ -31,7 +35,10 @@ impl NetNs {
     /// `ip netns add` failed (e.g. the name exists).
     pub fn create(name: &str) -> Result<Self, NetlabError> {
         ip(None, &["netns", "add", name])?;
-        let ns = Self { name: name.to_string(), keep: false };
+        let ns = Self {
+            name: name.to_string(),
+            keep: false,
+        };
         ip(Some(name), &["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -39,7 +46,10 @@ impl NetNs {
     /// A handle on an existing namespace (e.g. one a previous `lab up` made) that
     /// does not delete it on drop.
     pub fn open(name: &str) -> Self {
-        Self { name: name.to_string(), keep: true }
+        Self {
+            name: name.to_string(),
+            keep: true,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -76,7 +86,8 @@ impl NetNs {
     /// # Errors
     /// As [`run`].
     pub fn sysctl(&self, key: &str, value: &str) -> Result<(), NetlabError> {
-        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")]).map(drop)
+        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])
+            .map(drop)
     }
 
     /// The ifindex of `interface` inside this namespace.
@@ -88,7 +99,10 @@ impl NetNs {
         self.exec("cat", &[&path])?
             .trim()
             .parse()
-            .map_err(|_| NetlabError::Interface { name: interface.into(), namespace: self.name.clone() })
+            .map_err(|_| NetlabError::Interface {
+                name: interface.into(),
+                namespace: self.name.clone(),
+            })
     }
 
     /// Moves the calling thread into this namespace until the guard drops.
@@ -106,7 +120,10 @@ impl NetNs {
 /// # Errors
 /// The namespace file cannot be opened or setns(2) failed.
 pub fn enter_by_name(name: &str) -> Result<NsEntered, NetlabError> {
-    let err = |source| NetlabError::Namespace { name: name.to_string(), source };
+    let err = |source| NetlabError::Namespace {
+        name: name.to_string(),
+        source,
+    };
     let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
     let target = File::open(format!("/var/run/netns/{name}")).map_err(err)?;
     setns(&target).map_err(err)?;
@@ -116,7 +133,11 @@ pub fn enter_by_name(name: &str) -> Result<NsEntered, NetlabError> {
 fn setns(file: &File) -> std::io::Result<()> {
     // SAFETY: a valid namespace fd; setns only changes this thread's namespace.
     let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if rc != 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 impl Drop for NetNs {

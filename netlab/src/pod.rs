@@ -28,7 +28,8 @@ pub struct PodLink {
 }
 
 fn mac_of(ns: &NetNs, interface: &str) -> Result<String, NetlabError> {
-    ns.exec("cat", &[&format!("/sys/class/net/{interface}/address")]).map(|s| s.trim().to_string())
+    ns.exec("cat", &[&format!("/sys/class/net/{interface}/address")])
+        .map(|s| s.trim().to_string())
 }
 
 /// Creates the veth, the pod's addresses and the routes both ways.
@@ -48,13 +49,29 @@ pub fn wire_pod(node: &NetNs, pod: &NetNs, spec: &PodSpec<'_>) -> Result<PodLink
 /// Any `ip` command failing.
 pub fn create_link(node: &NetNs, pod: &NetNs, host_if: &str) -> Result<PodLink, NetlabError> {
     let host = host_if;
-    node.ip(&["link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", pod.name()])?;
+    node.ip(&[
+        "link",
+        "add",
+        host,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name(),
+    ])?;
     node.ip(&["link", "set", host, "up"])?;
     let host_mac = mac_of(node, host)?;
     let pod_mac = mac_of(pod, "eth0")?;
     pod.ip(&["link", "set", "eth0", "up"])?;
     let host_ifindex = node.ifindex(host)?;
-    Ok(PodLink { host_if: host.to_string(), host_ifindex, host_mac, pod_mac })
+    Ok(PodLink {
+        host_if: host.to_string(),
+        host_ifindex,
+        host_mac,
+        pod_mac,
+    })
 }
 
 /// Gives the pod its addresses and routes, and the node its routes to the pod.
@@ -77,18 +94,78 @@ pub fn assign_addresses(
         pod.ip(&["addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
         pod.ip(&["route", "add", GATEWAY_V4, "dev", "eth0", "scope", "link"])?;
         pod.ip(&["route", "add", "default", "via", GATEWAY_V4, "dev", "eth0"])?;
-        pod.ip(&["neigh", "replace", GATEWAY_V4, "lladdr", host_mac, "dev", "eth0", "nud", "permanent"])?;
+        pod.ip(&[
+            "neigh",
+            "replace",
+            GATEWAY_V4,
+            "lladdr",
+            host_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
         node.ip(&["route", "add", &format!("{addr}/32"), "dev", host])?;
-        node.ip(&["neigh", "replace", &addr, "lladdr", pod_mac, "dev", host, "nud", "permanent"])?;
+        node.ip(&[
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            pod_mac,
+            "dev",
+            host,
+            "nud",
+            "permanent",
+        ])?;
     }
     if let Some(v6) = ipv6 {
         let addr = v6.to_string();
-        pod.ip(&["-6", "addr", "add", &format!("{addr}/128"), "dev", "eth0", "nodad"])?;
-        pod.ip(&["-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "eth0"])?;
-        pod.ip(&["-6", "neigh", "replace", GATEWAY_V6, "lladdr", host_mac, "dev", "eth0", "nud", "permanent"])?;
-        node.ip(&["-6", "addr", "add", &format!("{GATEWAY_V6}/64"), "dev", host, "nodad"])?;
+        pod.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        pod.ip(&[
+            "-6", "route", "add", "default", "via", GATEWAY_V6, "dev", "eth0",
+        ])?;
+        pod.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            GATEWAY_V6,
+            "lladdr",
+            host_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
+        node.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{GATEWAY_V6}/64"),
+            "dev",
+            host,
+            "nodad",
+        ])?;
         node.ip(&["-6", "route", "add", &format!("{addr}/128"), "dev", host])?;
-        node.ip(&["-6", "neigh", "replace", &addr, "lladdr", pod_mac, "dev", host, "nud", "permanent"])?;
+        node.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            pod_mac,
+            "dev",
+            host,
+            "nud",
+            "permanent",
+        ])?;
     }
     Ok(())
 }

@@ -50,9 +50,11 @@ pub fn read_documents(dir: &Path) -> Result<Vec<Value>> {
     files.sort();
     let mut docs = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).with_context(|| format!("parsing {}", file.display()))?;
+            let value: Value = serde::Deserialize::deserialize(doc)
+                .with_context(|| format!("parsing {}", file.display()))?;
             if !value.is_null() {
                 docs.push(value);
             }
@@ -85,9 +87,16 @@ fn given_ips(doc: &Value) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = status
         .and_then(|s| s.get("podIPs"))
         .and_then(Value::as_sequence)
-        .map(|seq| seq.iter().filter_map(|e| e.get("ip")?.as_str()?.parse().ok()).collect())
+        .map(|seq| {
+            seq.iter()
+                .filter_map(|e| e.get("ip")?.as_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(ip) = status.and_then(|s| s.get("podIP")).and_then(Value::as_str).and_then(|s| s.parse().ok())
+    if let Some(ip) = status
+        .and_then(|s| s.get("podIP"))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
         && !ips.contains(&ip)
     {
         ips.push(ip);
@@ -97,11 +106,25 @@ fn given_ips(doc: &Value) -> Vec<IpAddr> {
 
 fn container_ports(doc: &Value) -> Vec<(String, u16)> {
     let mut ports = Vec::new();
-    let containers = doc.get("spec").and_then(|s| s.get("containers")).and_then(Value::as_sequence);
+    let containers = doc
+        .get("spec")
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_sequence);
     for c in containers.into_iter().flatten() {
-        for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
-            let Some(port) = p.get("containerPort").and_then(Value::as_u64) else { continue };
-            let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+        for p in c
+            .get("ports")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let Some(port) = p.get("containerPort").and_then(Value::as_u64) else {
+                continue;
+            };
+            let protocol = p
+                .get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string();
             ports.push((protocol, port as u16));
         }
     }
@@ -136,8 +159,20 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
             (Some(p.ipv4), Some(p.ipv6))
         } else {
             (
-                given.iter().find_map(|ip| if let IpAddr::V4(a) = ip { Some(*a) } else { None }),
-                given.iter().find_map(|ip| if let IpAddr::V6(a) = ip { Some(*a) } else { None }),
+                given.iter().find_map(|ip| {
+                    if let IpAddr::V4(a) = ip {
+                        Some(*a)
+                    } else {
+                        None
+                    }
+                }),
+                given.iter().find_map(|ip| {
+                    if let IpAddr::V6(a) = ip {
+                        Some(*a)
+                    } else {
+                        None
+                    }
+                }),
             )
         };
         for a in v4.iter() {
@@ -156,12 +191,14 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
     }
     let mut next = 2u32;
     for (namespace, name, v4, v6, ports) in pending {
-        let ipv4 = v4.unwrap_or_else(|| loop {
-            let a = Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8);
-            next += 1;
-            if !used_v4.contains(&a) {
-                used_v4.push(a);
-                break a;
+        let ipv4 = v4.unwrap_or_else(|| {
+            loop {
+                let a = Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8);
+                next += 1;
+                if !used_v4.contains(&a) {
+                    used_v4.push(a);
+                    break a;
+                }
             }
         });
         let ipv6 = v6.unwrap_or_else(|| {
@@ -171,7 +208,14 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
             a
         });
         let host_if = host_interface_name(&namespace, &name);
-        pods.push(LabPod { namespace, name, host_if, ipv4, ipv6, ports });
+        pods.push(LabPod {
+            namespace,
+            name,
+            host_if,
+            ipv4,
+            ipv6,
+            ports,
+        });
     }
     Ok(pods)
 }
@@ -182,11 +226,21 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
 pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
     let by_key: BTreeMap<String, &LabPod> = pods.iter().map(|p| (p.key(), p)).collect();
     let mut out = Vec::new();
-    let mut namespaces: Vec<String> = docs.iter().filter(|d| kind(d) == "Namespace").filter_map(|d| meta_str(d, "name").map(str::to_string)).collect();
+    let mut namespaces: Vec<String> = docs
+        .iter()
+        .filter(|d| kind(d) == "Namespace")
+        .filter_map(|d| meta_str(d, "name").map(str::to_string))
+        .collect();
     for pod in pods {
         if !namespaces.contains(&pod.namespace) {
             namespaces.push(pod.namespace.clone());
-            out.push(serde_yaml::from_str(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n", pod.namespace)).expect("namespace YAML"));
+            out.push(
+                serde_yaml::from_str(&format!(
+                    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+                    pod.namespace
+                ))
+                .expect("namespace YAML"),
+            );
         }
     }
     for doc in docs {
@@ -195,11 +249,23 @@ pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
             let name = meta_str(&doc, "name").unwrap_or_default().to_string();
             let namespace = meta_str(&doc, "namespace").unwrap_or("default").to_string();
             if let Some(pod) = by_key.get(&format!("{namespace}/{name}")) {
-                set(&mut doc, &["metadata", "namespace"], Value::from(namespace.clone()));
-                set(&mut doc, &["metadata", "annotations", INTERFACE_ANNOTATION], Value::from(pod.host_if.clone()));
+                set(
+                    &mut doc,
+                    &["metadata", "namespace"],
+                    Value::from(namespace.clone()),
+                );
+                set(
+                    &mut doc,
+                    &["metadata", "annotations", INTERFACE_ANNOTATION],
+                    Value::from(pod.host_if.clone()),
+                );
                 set(&mut doc, &["spec", "nodeName"], Value::from(LAB_NODE));
                 set(&mut doc, &["status", "phase"], Value::from("Running"));
-                set(&mut doc, &["status", "podIP"], Value::from(pod.ipv4.to_string()));
+                set(
+                    &mut doc,
+                    &["status", "podIP"],
+                    Value::from(pod.ipv4.to_string()),
+                );
                 let ips: Vec<Value> = [pod.ipv4.to_string(), pod.ipv6.to_string()]
                     .into_iter()
                     .map(|ip| {
@@ -227,7 +293,9 @@ fn set(doc: &mut Value, path: &[&str], value: Value) {
             map.insert(Value::from(*key), value);
             return;
         }
-        cur = map.entry(Value::from(*key)).or_insert(Value::Mapping(serde_yaml::Mapping::new()));
+        cur = map
+            .entry(Value::from(*key))
+            .or_insert(Value::Mapping(serde_yaml::Mapping::new()));
     }
 }
 
@@ -252,7 +320,9 @@ mod tests {
     use super::*;
 
     fn docs(text: &str) -> Vec<Value> {
-        serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
+        serde_yaml::Deserializer::from_str(text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect()
     }
 
     #[test]
@@ -270,7 +340,10 @@ mod tests {
         assert_eq!(out.len(), 3, "a Namespace for x is added");
         let pod_a = &out[1];
         assert_eq!(pod_a["spec"]["nodeName"].as_str(), Some(LAB_NODE));
-        assert_eq!(pod_a["metadata"]["annotations"][INTERFACE_ANNOTATION].as_str(), Some(pods[0].host_if.as_str()));
+        assert_eq!(
+            pod_a["metadata"]["annotations"][INTERFACE_ANNOTATION].as_str(),
+            Some(pods[0].host_if.as_str())
+        );
     }
 
     #[test]
@@ -279,6 +352,9 @@ mod tests {
             "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nstatus: {podIP: 10.0.0.1}\n",
         );
         let err = plan_pods(&d, &[]).unwrap_err().to_string();
-        assert!(err.contains("default/b") && err.contains("10.0.0.1"), "{err}");
+        assert!(
+            err.contains("default/b") && err.contains("10.0.0.1"),
+            "{err}"
+        );
     }
 }

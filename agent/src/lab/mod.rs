@@ -50,7 +50,15 @@ impl LabNames {
 
     fn pod_netns(&self, pod: &LabPod) -> String {
         let raw = format!("{}{}-{}", self.pod_prefix, pod.namespace, pod.name);
-        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+        raw.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
     }
 }
 
@@ -89,18 +97,32 @@ impl LabState {
     /// No lab is up in `dir`, or its state file is damaged.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = Self::file(dir);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("no lab is up ({} is missing): run `netpol-agent lab up DIR`", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("lab state {} is damaged; `netpol-agent lab down` cleans up", path.display()))
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no lab is up ({} is missing): run `netpol-agent lab up DIR`",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "lab state {} is damaged; `netpol-agent lab down` cleans up",
+                path.display()
+            )
+        })
     }
 
     fn save(&self) -> Result<()> {
         let path = Self::file(&self.state_dir);
-        std::fs::write(&path, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Pods with the namespace each probe enters.
     pub fn probe_targets(&self) -> Vec<(LabPod, String)> {
-        self.pods.iter().map(|p| (p.pod.clone(), p.netns.clone())).collect()
+        self.pods
+            .iter()
+            .map(|p| (p.pod.clone(), p.netns.clone()))
+            .collect()
     }
 
     pub fn names(&self) -> LabNames {
@@ -115,11 +137,16 @@ fn spawn_in(netns: &str, args: &[String], env: &[(&str, &str)], log: &Path) -> R
     use std::os::{fd::AsRawFd, unix::process::CommandExt};
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
-    let ns_file = std::fs::File::open(format!("/var/run/netns/{netns}")).with_context(|| format!("opening namespace {netns}"))?;
+    let ns_file = std::fs::File::open(format!("/var/run/netns/{netns}"))
+        .with_context(|| format!("opening namespace {netns}"))?;
     let ns_fd = ns_file.as_raw_fd();
     let (program, rest) = args.split_first().context("empty command")?;
     let mut cmd = Command::new(program);
-    cmd.args(rest).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+    cmd.args(rest)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -133,7 +160,9 @@ fn spawn_in(netns: &str, args: &[String], env: &[(&str, &str)], log: &Path) -> R
             Ok(())
         });
     }
-    let child = cmd.spawn().with_context(|| format!("starting {args:?} in {netns}"))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {args:?} in {netns}"))?;
     drop(ns_file);
     Ok(child.id())
 }
@@ -155,19 +184,37 @@ pub struct UpOptions {
 /// Bad manifests (file, document and field named), a lab already up, or a failed step.
 pub fn up(opts: &UpOptions) -> Result<LabState> {
     if LabState::file(&opts.state_dir).exists() {
-        bail!("a lab is already up in {}: run `netpol-agent lab down` first", opts.state_dir.display());
+        bail!(
+            "a lab is already up in {}: run `netpol-agent lab down` first",
+            opts.state_dir.display()
+        );
     }
     let docs = manifests::read_documents(&opts.manifests)?;
     let pods = manifests::plan_pods(&docs, &[])?;
     std::fs::create_dir_all(LabState::policy_dir(&opts.state_dir))?;
-    std::fs::create_dir_all(LabState::flow_log(&opts.state_dir).parent().expect("flows dir"))?;
+    std::fs::create_dir_all(
+        LabState::flow_log(&opts.state_dir)
+            .parent()
+            .expect("flows dir"),
+    )?;
     let names = LabNames::for_state_dir(&opts.state_dir);
     let mut state = LabState {
         state_dir: opts.state_dir.clone(),
         binary: opts.binary.clone(),
-        mode: if opts.strict { "strict".into() } else { "standard".into() },
+        mode: if opts.strict {
+            "strict".into()
+        } else {
+            "standard".into()
+        },
         agent_pid: None,
-        pods: pods.iter().map(|p| LabPodState { pod: p.clone(), netns: names.pod_netns(p), server_pid: None }).collect(),
+        pods: pods
+            .iter()
+            .map(|p| LabPodState {
+                pod: p.clone(),
+                netns: names.pod_netns(p),
+                server_pid: None,
+            })
+            .collect(),
     };
     state.save()?;
     match build(&mut state, &docs, opts) {
@@ -180,7 +227,10 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
             if tail.is_empty() {
                 Err(e)
             } else {
-                Err(e.context(format!("lab agent log (last lines):\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))))
+                Err(e.context(format!(
+                    "lab agent log (last lines):\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )))
             }
         }
     }
@@ -189,7 +239,9 @@ pub fn up(opts: &UpOptions) -> Result<LabState> {
 fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> Result<()> {
     let names = state.names();
     // Namespaces persist past this command; `down` (also run on failure) removes them.
-    let node = NetNs::create(&names.node_netns).context("creating the node namespace (is another lab up?)")?.persist();
+    let node = NetNs::create(&names.node_netns)
+        .context("creating the node namespace (is another lab up?)")?
+        .persist();
     netlab::prepare_node(&node)?;
     let mut links = Vec::new();
     for p in &state.pods {
@@ -197,7 +249,10 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
         links.push(netlab::create_link(&node, &ns, &p.pod.host_if)?);
     }
     let pods: Vec<LabPod> = state.pods.iter().map(|p| p.pod.clone()).collect();
-    manifests::write_documents(&LabState::policy_dir(&state.state_dir).join("cluster.yaml"), &manifests::agent_documents(docs, &pods))?;
+    manifests::write_documents(
+        &LabState::policy_dir(&state.state_dir).join("cluster.yaml"),
+        &manifests::agent_documents(docs, &pods),
+    )?;
     start_agent(state, opts)?;
     wait_ready(&names.node_netns, Duration::from_secs(20))?;
     // Every pod interface has its record (default-deny in strict mode) before the pod
@@ -209,7 +264,13 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
         }
     }
     for (p, link) in state.pods.iter().zip(&links) {
-        netlab::assign_addresses(&node, &NetNs::open(&p.netns), link, Some(p.pod.ipv4), Some(p.pod.ipv6))?;
+        netlab::assign_addresses(
+            &node,
+            &NetNs::open(&p.netns),
+            link,
+            Some(p.pod.ipv4),
+            Some(p.pod.ipv6),
+        )?;
     }
     start_servers(state)?;
     state.save()
@@ -233,7 +294,12 @@ fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
         "--log-level=info".into(),
     ];
     let mode = state.mode.clone();
-    let pid = spawn_in(&names.node_netns, &args, &[("NETWORK_POLICY_ENFORCING_MODE", &mode)], &dir.join("agent.log"))?;
+    let pid = spawn_in(
+        &names.node_netns,
+        &args,
+        &[("NETWORK_POLICY_ENFORCING_MODE", &mode)],
+        &dir.join("agent.log"),
+    )?;
     state.agent_pid = Some(pid);
     state.save()
 }
@@ -242,7 +308,8 @@ fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
 fn wait_ready(node_netns: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if http_get_in(node_netns, HEALTH_ADDR, "/readyz").is_some_and(|(status, _)| status == 200) {
+        if http_get_in(node_netns, HEALTH_ADDR, "/readyz").is_some_and(|(status, _)| status == 200)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -255,9 +322,15 @@ pub fn http_get_in(netns: &str, addr: &str, path: &str) -> Option<(u16, String)>
     let (netns, addr, path) = (netns.to_string(), addr.to_string(), path.to_string());
     std::thread::spawn(move || {
         let _in = netlab::enter_by_name(&netns).ok()?;
-        let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+        let mut s =
+            std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500))
+                .ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -297,7 +370,10 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     let node = NetNs::open(&names.node_netns);
     // Pods that left: stop their servers and remove their namespaces.
     let keep: Vec<String> = pods.iter().map(LabPod::key).collect();
-    let (stay, gone): (Vec<_>, Vec<_>) = state.pods.drain(..).partition(|p| keep.contains(&p.pod.key()));
+    let (stay, gone): (Vec<_>, Vec<_>) = state
+        .pods
+        .drain(..)
+        .partition(|p| keep.contains(&p.pod.key()));
     for p in gone {
         if let Some(pid) = p.server_pid {
             terminate(pid);
@@ -308,27 +384,59 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     // New pods: wired without addresses first; the agent programs them, then they get
     // their addresses and servers.
     let mut new_links = Vec::new();
-    for pod in pods.iter().filter(|p| !previous.iter().any(|q| q.key() == p.key())) {
+    for pod in pods
+        .iter()
+        .filter(|p| !previous.iter().any(|q| q.key() == p.key()))
+    {
         let netns = names.pod_netns(pod);
         let ns = NetNs::create(&netns)?.persist();
         let link = netlab::create_link(&node, &ns, &pod.host_if)?;
         new_links.push((pod.clone(), netns, link));
     }
-    manifests::write_documents(&LabState::policy_dir(state_dir).join("cluster.yaml"), &manifests::agent_documents(&docs, &pods))?;
+    manifests::write_documents(
+        &LabState::policy_dir(state_dir).join("cluster.yaml"),
+        &manifests::agent_documents(&docs, &pods),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(10);
     for (pod, netns, link) in new_links {
-        while !datapath::pinned_pod_records(&names.pins())?.iter().any(|(i, _)| *i == link.host_ifindex) {
+        while !datapath::pinned_pod_records(&names.pins())?
+            .iter()
+            .any(|(i, _)| *i == link.host_ifindex)
+        {
             if Instant::now() > deadline {
-                bail!("the agent did not program {} ({}) in time", pod.key(), link.host_if);
+                bail!(
+                    "the agent did not program {} ({}) in time",
+                    pod.key(),
+                    link.host_if
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        netlab::assign_addresses(&node, &NetNs::open(&netns), &link, Some(pod.ipv4), Some(pod.ipv6))?;
-        state.pods.push(LabPodState { pod, netns, server_pid: None });
+        netlab::assign_addresses(
+            &node,
+            &NetNs::open(&netns),
+            &link,
+            Some(pod.ipv4),
+            Some(pod.ipv6),
+        )?;
+        state.pods.push(LabPodState {
+            pod,
+            netns,
+            server_pid: None,
+        });
     }
-    let unstarted: Vec<usize> = state.pods.iter().enumerate().filter(|(_, p)| p.server_pid.is_none()).map(|(i, _)| i).collect();
+    let unstarted: Vec<usize> = state
+        .pods
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.server_pid.is_none())
+        .map(|(i, _)| i)
+        .collect();
     if !unstarted.is_empty() {
-        let mut sub = LabState { pods: unstarted.iter().map(|i| state.pods[*i].clone()).collect(), ..state.clone() };
+        let mut sub = LabState {
+            pods: unstarted.iter().map(|i| state.pods[*i].clone()).collect(),
+            ..state.clone()
+        };
         start_servers(&mut sub)?;
         for (i, p) in unstarted.into_iter().zip(sub.pods) {
             state.pods[i] = p;
@@ -406,7 +514,12 @@ fn terminate(pid: u32) {
 pub fn down(state_dir: &Path) -> Result<()> {
     let mut problems = Vec::new();
     if let Ok(state) = LabState::load(state_dir) {
-        for pid in state.pods.iter().filter_map(|p| p.server_pid).chain(state.agent_pid) {
+        for pid in state
+            .pods
+            .iter()
+            .filter_map(|p| p.server_pid)
+            .chain(state.agent_pid)
+        {
             terminate(pid);
         }
     }
@@ -433,12 +546,19 @@ pub fn down(state_dir: &Path) -> Result<()> {
         problems.push(format!("state {}: {e}", state_dir.display()));
     }
     if !problems.is_empty() {
-        bail!("lab down left some things behind:\n  {}", problems.join("\n  "));
+        bail!(
+            "lab down left some things behind:\n  {}",
+            problems.join("\n  ")
+        );
     }
     Ok(())
 }
 
 /// A pod's IPv4 address by "namespace/name" (for the demo's checks).
 pub fn ipv4_of(state: &LabState, key: &str) -> Option<Ipv4Addr> {
-    state.pods.iter().find(|p| p.pod.key() == key).map(|p| p.pod.ipv4)
+    state
+        .pods
+        .iter()
+        .find(|p| p.pod.key() == key)
+        .map(|p| p.pod.ipv4)
 }

@@ -85,7 +85,14 @@ pub fn probe_all(pods: &[(LabPod, String)], spec: &ProbeSpec) -> Vec<Probe> {
             for &family in &spec.families {
                 for &protocol in &spec.protocols {
                     for &port in &spec.ports {
-                        jobs.push((src.key(), netns.clone(), dst.clone(), family, protocol, port));
+                        jobs.push((
+                            src.key(),
+                            netns.clone(),
+                            dst.clone(),
+                            family,
+                            protocol,
+                            port,
+                        ));
                     }
                 }
             }
@@ -108,7 +115,15 @@ pub fn run_jobs(jobs: Vec<Job>, timeout: Duration) -> Vec<Probe> {
                         Family::IPv6 => IpAddr::V6(dst.ipv6),
                     };
                     let result = probe_one(&netns, SocketAddr::new(addr, port), protocol, timeout);
-                    Probe { from, to: dst.key(), family, protocol, port, connected: result == Outcome::Connected, result }
+                    Probe {
+                        from,
+                        to: dst.key(),
+                        family,
+                        protocol,
+                        port,
+                        connected: result == Outcome::Connected,
+                        result,
+                    }
                 })
             })
             .collect();
@@ -119,7 +134,9 @@ pub fn run_jobs(jobs: Vec<Job>, timeout: Duration) -> Vec<Probe> {
 
 /// One probe from inside `netns`.
 pub fn probe_one(netns: &str, to: SocketAddr, protocol: Protocol, timeout: Duration) -> Outcome {
-    let Ok(_inside) = netlab::enter_by_name(netns) else { return Outcome::Unsupported };
+    let Ok(_inside) = netlab::enter_by_name(netns) else {
+        return Outcome::Unsupported;
+    };
     match protocol {
         Protocol::TCP => match TcpStream::connect_timeout(&to, timeout) {
             Ok(_) => Outcome::Connected,
@@ -132,8 +149,14 @@ pub fn probe_one(netns: &str, to: SocketAddr, protocol: Protocol, timeout: Durat
 }
 
 fn udp_probe(to: SocketAddr, timeout: Duration) -> Outcome {
-    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0".parse().expect("addr") } else { "[::]:0".parse().expect("addr") };
-    let Ok(socket) = UdpSocket::bind(bind) else { return Outcome::Unsupported };
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("addr")
+    } else {
+        "[::]:0".parse().expect("addr")
+    };
+    let Ok(socket) = UdpSocket::bind(bind) else {
+        return Outcome::Unsupported;
+    };
     if socket.connect(to).is_err() || socket.set_read_timeout(Some(timeout)).is_err() {
         return Outcome::Unsupported;
     }
@@ -150,7 +173,11 @@ fn udp_probe(to: SocketAddr, timeout: Duration) -> Outcome {
 
 /// SCTP needs kernel support this machine lacks: say so instead of pass or fail.
 fn sctp_probe(to: SocketAddr) -> Outcome {
-    let domain = if to.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if to.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2) call; the fd is closed below.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
     if fd < 0 {
@@ -172,7 +199,13 @@ pub fn matrix_table(probes: &[Probe]) -> String {
     let mut dests: Vec<&str> = probes.iter().map(|p| p.to.as_str()).collect();
     dests.sort();
     dests.dedup();
-    let width = sources.iter().chain(&dests).map(|s| s.len()).max().unwrap_or(4).max(4);
+    let width = sources
+        .iter()
+        .chain(&dests)
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = format!("{:width$} ", "from \\ to");
     for d in &dests {
         out.push_str(&format!(" {d:width$}"));
@@ -191,7 +224,11 @@ pub fn matrix_table(probes: &[Probe]) -> String {
                     Outcome::Unsupported => '-',
                 })
                 .collect();
-            let cell = if cell.is_empty() { "self".to_string() } else { cell };
+            let cell = if cell.is_empty() {
+                "self".to_string()
+            } else {
+                cell
+            };
             out.push_str(&format!(" {cell:width$}"));
         }
         out.push('\n');

@@ -18,7 +18,8 @@ pub fn serve(ports: &[(String, u16)]) -> Result<()> {
         let port = *port;
         match protocol.as_str() {
             "TCP" => {
-                let listener = TcpListener::bind(("::", port)).with_context(|| format!("binding TCP {port}"))?;
+                let listener = TcpListener::bind(("::", port))
+                    .with_context(|| format!("binding TCP {port}"))?;
                 handles.push(std::thread::spawn(move || {
                     for stream in listener.incoming().flatten() {
                         drop(stream);
@@ -26,7 +27,8 @@ pub fn serve(ports: &[(String, u16)]) -> Result<()> {
                 }));
             }
             "UDP" => {
-                let socket = UdpSocket::bind(("::", port)).with_context(|| format!("binding UDP {port}"))?;
+                let socket =
+                    UdpSocket::bind(("::", port)).with_context(|| format!("binding UDP {port}"))?;
                 handles.push(std::thread::spawn(move || {
                     let mut buf = vec![0u8; 65536];
                     loop {

@@ -10,7 +10,11 @@ pub fn binary() -> PathBuf {
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the lab tests need root (network namespaces, BPF): run scripts/test.sh");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the lab tests need root (network namespaces, BPF): run scripts/test.sh"
+    );
 }
 
 /// A state directory whose lab is torn down on drop.
@@ -41,7 +45,10 @@ impl Drop for LabDir {
 
 /// Writes `files` into a fresh manifest directory inside the test's temp area.
 pub fn manifests(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = PathBuf::from(format!("/tmp/netpol-labtest-manifests-{tag}-{}", std::process::id()));
+    let dir = PathBuf::from(format!(
+        "/tmp/netpol-labtest-manifests-{tag}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in files {
