@@ -258,12 +258,20 @@ pub fn parse_quoted(ctx: &TcContext, family: u8, l4: usize) -> Option<Quoted> {
         )
     };
     let (src_port, dst_port) = match protocol {
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP => (be16_at(ctx, inner_l4)?, be16_at(ctx, inner_l4 + 2)?),
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
+            (be16_at(ctx, inner_l4)?, be16_at(ctx, inner_l4 + 2)?)
+        }
         PROTO_ICMP | PROTO_ICMPV6 => {
             let id = be16_at(ctx, inner_l4 + 4)?;
             (id, id)
         }
         _ => (0, 0),
     };
-    Some(Quoted { src, dst, src_port, dst_port, protocol })
+    Some(Quoted {
+        src,
+        dst,
+        src_port,
+        dst_port,
+        protocol,
+    })
 }

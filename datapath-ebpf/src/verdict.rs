@@ -4,7 +4,9 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT},
+    bindings::{
+        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
+    },
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     maps::lpm_trie::Key,
     programs::TcContext,
@@ -12,7 +14,10 @@ use aya_ebpf::{
 use datapath_common::*;
 
 use crate::{
-    maps::{CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_LPM, RULE_LISTS, SETTINGS},
+    maps::{
+        CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_LPM, RULE_LISTS,
+        SETTINGS,
+    },
     parse::{self, FRAG_FIRST, FRAG_LATER, Packet, TCP_ACK, TCP_SYN},
 };
 
@@ -60,7 +65,17 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     };
     let segs = if gso_segs > 1 { gso_segs as u64 } else { 1 };
     let len = ctx.len() as u64;
-    let mut judged = Judged { ctx, pod, pkt: &pkt, direction, ifindex, segs, len, now: 0, settings: settings() };
+    let mut judged = Judged {
+        ctx,
+        pod,
+        pkt: &pkt,
+        direction,
+        ifindex,
+        segs,
+        len,
+        now: 0,
+        settings: settings(),
+    };
     let verdict = judged.run();
     if let Some(c) = counters() {
         let d = (direction & 1) as usize;
@@ -68,7 +83,11 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
         c.packets[d][v] += segs;
         c.bytes[d][v] += len;
     }
-    if verdict == VERDICT_ACCEPT { TCX_NEXT } else { DROP }
+    if verdict == VERDICT_ACCEPT {
+        TCX_NEXT
+    } else {
+        DROP
+    }
 }
 
 struct Judged<'a> {
@@ -95,7 +114,9 @@ impl Judged<'_> {
         // SAFETY: a plain helper call with no arguments.
         self.now = unsafe { bpf_ktime_get_coarse_ns() };
         let key = self.flow_key();
-        if self.direction == DIRECTION_EGRESS && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src) {
+        if self.direction == DIRECTION_EGRESS
+            && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src)
+        {
             if let Some(c) = counters() {
                 c.spoofed_packets += self.segs;
             }
@@ -118,7 +139,16 @@ impl Judged<'_> {
     #[inline(always)]
     fn flow_key(&self) -> FlowKey {
         let p = self.pkt;
-        oriented_flow_key(self.ifindex, p.family, p.protocol, self.direction, &p.src, p.src_port, &p.dst, p.dst_port)
+        oriented_flow_key(
+            self.ifindex,
+            p.family,
+            p.protocol,
+            self.direction,
+            &p.src,
+            p.src_port,
+            &p.dst,
+            p.dst_port,
+        )
     }
 
     #[inline(always)]
@@ -159,7 +189,15 @@ impl Judged<'_> {
         let decision = self.evaluate(self.direction, key);
         if decision.is_accept() {
             self.track(key, self.direction, decision.policy_id);
-            self.emit(key, self.direction, VERDICT_ACCEPT, &decision, self.segs, self.len, NOW);
+            self.emit(
+                key,
+                self.direction,
+                VERDICT_ACCEPT,
+                &decision,
+                self.segs,
+                self.len,
+                NOW,
+            );
             VERDICT_ACCEPT
         } else {
             self.deny(key, decision)
@@ -182,7 +220,11 @@ impl Judged<'_> {
     /// The policy decision for a new flow of `key` opened in `direction`.
     #[inline(always)]
     fn evaluate(&self, direction: u8, key: &FlowKey) -> Decision {
-        let state = if direction == DIRECTION_INGRESS { self.pod.ingress_state } else { self.pod.egress_state };
+        let state = if direction == DIRECTION_INGRESS {
+            self.pod.ingress_state
+        } else {
+            self.pod.egress_state
+        };
         if state != STATE_POLICIES_APPLIED {
             return decide(state, None);
         }
@@ -218,7 +260,16 @@ impl Judged<'_> {
         // The quoted packet travelled the other way: into the pod for an error the
         // pod sends, out of the pod for an error it receives.
         let quoted_direction = self.direction ^ 1;
-        let key = oriented_flow_key(self.ifindex, self.pkt.family, q.protocol, quoted_direction, &q.src, q.src_port, &q.dst, q.dst_port);
+        let key = oriented_flow_key(
+            self.ifindex,
+            self.pkt.family,
+            q.protocol,
+            quoted_direction,
+            &q.src,
+            q.src_port,
+            &q.dst,
+            q.dst_port,
+        );
         CONNTRACK.get_ptr(&key).is_some()
     }
 
@@ -236,7 +287,12 @@ impl Judged<'_> {
 
     #[inline(always)]
     fn remember_first_fragment(&self, verdict: u8) {
-        let v = FragValue { src_port: self.pkt.src_port, dst_port: self.pkt.dst_port, verdict, _pad: [0; 3] };
+        let v = FragValue {
+            src_port: self.pkt.src_port,
+            dst_port: self.pkt.dst_port,
+            verdict,
+            _pad: [0; 3],
+        };
         let _ = FRAGMENTS.insert(&self.frag_key(), &v, 0);
     }
 
@@ -256,7 +312,16 @@ impl Judged<'_> {
             return VERDICT_ACCEPT;
         }
         let p = self.pkt;
-        let key = oriented_flow_key(self.ifindex, p.family, p.protocol, self.direction, &p.src, first.src_port, &p.dst, first.dst_port);
+        let key = oriented_flow_key(
+            self.ifindex,
+            p.family,
+            p.protocol,
+            self.direction,
+            &p.src,
+            first.src_port,
+            &p.dst,
+            first.dst_port,
+        );
         let decision = self.evaluate(self.direction, &key);
         self.deny(&key, decision)
     }
@@ -266,7 +331,15 @@ impl Judged<'_> {
     fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
         let window = self.settings.fold_window_ns;
         if window == 0 {
-            self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, NOW);
+            self.emit(
+                key,
+                self.direction,
+                VERDICT_DENY,
+                &decision,
+                self.segs,
+                self.len,
+                NOW,
+            );
             return VERDICT_DENY;
         }
         let mut fold_key = *key;
@@ -288,10 +361,22 @@ impl Judged<'_> {
                     FoldStep::Emit => {
                         let taken = atomic_take(&mut fold.pending_packets);
                         let taken_bytes = atomic_take(&mut fold.pending_bytes);
-                        let first = if taken > 0 && fold.first_pending_ns != 0 { fold.first_pending_ns } else { NOW };
+                        let first = if taken > 0 && fold.first_pending_ns != 0 {
+                            fold.first_pending_ns
+                        } else {
+                            NOW
+                        };
                         fold.first_pending_ns = 0;
                         fold.window_start_ns = self.now;
-                        self.emit(key, self.direction, VERDICT_DENY, &decision, taken + self.segs, taken_bytes + self.len, first);
+                        self.emit(
+                            key,
+                            self.direction,
+                            VERDICT_DENY,
+                            &decision,
+                            taken + self.segs,
+                            taken_bytes + self.len,
+                            first,
+                        );
                     }
                 }
             }
@@ -311,7 +396,15 @@ impl Judged<'_> {
                         c.events_unfolded_fold_full += 1;
                     }
                 }
-                self.emit(key, self.direction, VERDICT_DENY, &decision, self.segs, self.len, NOW);
+                self.emit(
+                    key,
+                    self.direction,
+                    VERDICT_DENY,
+                    &decision,
+                    self.segs,
+                    self.len,
+                    NOW,
+                );
             }
         }
         VERDICT_DENY
@@ -319,10 +412,29 @@ impl Judged<'_> {
 
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn emit(&self, key: &FlowKey, direction: u8, verdict: u8, decision: &Decision, count: u64, bytes: u64, time: u64) {
+    fn emit(
+        &self,
+        key: &FlowKey,
+        direction: u8,
+        verdict: u8,
+        decision: &Decision,
+        count: u64,
+        bytes: u64,
+        time: u64,
+    ) {
         let mut k = *key;
         k.direction = direction;
-        emit_event(&self.settings, &k, verdict, decision.policy_id, decision.reason, count, bytes, self.len as u32, time);
+        emit_event(
+            &self.settings,
+            &k,
+            verdict,
+            decision.policy_id,
+            decision.reason,
+            count,
+            bytes,
+            self.len as u32,
+            time,
+        );
     }
 }
 
@@ -344,7 +456,17 @@ fn atomic_take(v: &mut u64) -> u64 {
 /// Sends one event for `key` (whose `direction` says which way its packets went).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn emit_event(s: &Settings, key: &FlowKey, verdict: u8, policy_id: u32, reason: u8, count: u64, bytes: u64, packet_len: u32, time: u64) {
+fn emit_event(
+    s: &Settings,
+    key: &FlowKey,
+    verdict: u8,
+    policy_id: u32,
+    reason: u8,
+    count: u64,
+    bytes: u64,
+    packet_len: u32,
+    time: u64,
+) {
     let Some(c) = counters() else { return };
     if !scope_admits(s.event_scope, verdict) {
         c.events_filtered_scope += 1;
@@ -354,7 +476,9 @@ fn emit_event(s: &Settings, key: &FlowKey, verdict: u8, policy_id: u32, reason: 
         0
     } else {
         let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        if pending < s.wakeup_threshold_bytes && pending + RING_RECORD_BYTES >= s.wakeup_threshold_bytes {
+        if pending < s.wakeup_threshold_bytes
+            && pending + RING_RECORD_BYTES >= s.wakeup_threshold_bytes
+        {
             c.wakeups_forced += 1;
             BPF_RB_FORCE_WAKEUP as u64
         } else {
@@ -400,9 +524,13 @@ pub fn flush_folds(ctx: &TcContext) -> i32 {
     let key_len = core::mem::size_of::<FlowKey>();
     let mut read = 0;
     for i in 0..FLUSH_BATCH {
-        let Ok(key) = ctx.load::<FlowKey>(i * key_len) else { break };
+        let Ok(key) = ctx.load::<FlowKey>(i * key_len) else {
+            break;
+        };
         read += 1;
-        let Some(fold) = FOLDS.get_ptr_mut(&key) else { continue };
+        let Some(fold) = FOLDS.get_ptr_mut(&key) else {
+            continue;
+        };
         // SAFETY: map value valid for this run; counts change only atomically.
         let fold = unsafe { &mut *fold };
         if !fold_due(window, fold.window_start_ns, now) {
@@ -413,7 +541,17 @@ pub fn flush_folds(ctx: &TcContext) -> i32 {
             let bytes = atomic_take(&mut fold.pending_bytes);
             let first = fold.first_pending_ns;
             fold.first_pending_ns = 0;
-            emit_event(&s, &key, VERDICT_DENY, fold.policy_id, fold.reason, taken, bytes, 0, first);
+            emit_event(
+                &s,
+                &key,
+                VERDICT_DENY,
+                fold.policy_id,
+                fold.reason,
+                taken,
+                bytes,
+                0,
+                first,
+            );
         } else if fold_expired(window, fold.last_packet_ns, now) {
             let _ = FOLDS.remove(&key);
         }
