@@ -92,7 +92,7 @@ fn is_bpffs(path: &Path) -> bool {
     let mut stat: libc::statfs = unsafe_zeroed_statfs();
     // SAFETY: c_path is NUL-terminated and stat is a valid out-pointer.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
-    rc == 0 && stat.f_type as i64 == BPF_FS_MAGIC
+    rc == 0 && stat.f_type == BPF_FS_MAGIC
 }
 
 fn unsafe_zeroed_statfs() -> libc::statfs {

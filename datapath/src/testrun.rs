@@ -67,7 +67,7 @@ pub(crate) fn run_fold_flush(
     keys: &[FlowKey],
 ) -> Result<(), DatapathError> {
     for chunk in keys.chunks(FLUSH_BATCH) {
-        let mut data = Vec::with_capacity(chunk.len() * size_of::<FlowKey>());
+        let mut data = Vec::with_capacity(size_of_val(chunk));
         for key in chunk {
             // SAFETY: FlowKey is repr(C) plain data with explicit padding; viewing it
             // as bytes reads only initialised memory.

@@ -157,15 +157,15 @@ fn full_ring_counts_exactly_the_events_not_delivered() {
     assert_eq!(fx.events().len(), 1);
 }
 
+/// Events a reader thread saw, with when it saw them.
+type Seen = Arc<Mutex<Vec<(Instant, FlowEvent)>>>;
+
 /// Runs a reader the way the pipeline does: wait up to `poll`, then drain.
 fn spawn_reader(
     fx: &mut KernelFixture,
     poll: Duration,
     want: usize,
-) -> (
-    std::thread::JoinHandle<()>,
-    Arc<Mutex<Vec<(Instant, FlowEvent)>>>,
-) {
+) -> (std::thread::JoinHandle<()>, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     let mut reader = fx.reader.take().expect("reader");

@@ -18,6 +18,18 @@ use exporter::{EnrichmentSnapshot, Pipeline, PipelineConfig, snapshot_handle};
 use integration::podnet::*;
 use policy::{EnforcingMode, ResolveOptions};
 
+/// (src ip, src port, dest ip, dest port, proto, direction, verdict, policy) of a line.
+type LineKey = (
+    String,
+    u16,
+    String,
+    u16,
+    &'static str,
+    &'static str,
+    &'static str,
+    String,
+);
+
 const KEYS: [&str; 20] = [
     "level",
     "timestamp",
@@ -88,8 +100,7 @@ fn real_connections_become_exactly_the_expected_lines() {
 
     let timeout = Duration::from_millis(700);
     let web4 = net.pods[1].ipv4;
-    let mut expected: BTreeSet<(String, u16, String, u16, &str, &str, &str, String)> =
-        BTreeSet::new();
+    let mut expected: BTreeSet<LineKey> = BTreeSet::new();
     let mut expect = |local: SocketAddr, dst: SocketAddr, proto: &'static str, denied: bool| {
         let (src, dst_s) = (local.ip().to_string(), dst.ip().to_string());
         // Leaving the client: its egress is open.

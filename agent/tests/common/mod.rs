@@ -10,9 +10,9 @@ pub fn binary() -> PathBuf {
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "the lab tests need root (network namespaces, BPF): run scripts/test.sh"
     );
 }
@@ -44,6 +44,10 @@ impl Drop for LabDir {
 }
 
 /// Writes `files` into a fresh manifest directory inside the test's temp area.
+#[allow(
+    dead_code,
+    reason = "shared by the test files; not every one writes manifests"
+)]
 pub fn manifests(tag: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = PathBuf::from(format!(
         "/tmp/netpol-labtest-manifests-{tag}-{}",
