@@ -23,7 +23,7 @@ use crate::{
 
 /// Continue the chain (`TCX_NEXT`, which clsact reads as `TC_ACT_UNSPEC`).
 pub const TCX_NEXT: i32 = -1;
-const DROP: i32 = TC_ACT_SHOT as i32;
+const DROP: i32 = TC_ACT_SHOT;
 /// Bytes one event takes in the ring: 8-byte record header plus the event.
 const RING_RECORD_BYTES: u64 = 8 + core::mem::size_of::<FlowEvent>() as u64;
 /// Fold keys one `fold_flush` run reads.
@@ -391,10 +391,10 @@ impl Judged<'_> {
                     reason: decision.reason,
                     _pad: [0; 3],
                 };
-                if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err() {
-                    if let Some(c) = counters() {
-                        c.events_unfolded_fold_full += 1;
-                    }
+                if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err()
+                    && let Some(c) = counters()
+                {
+                    c.events_unfolded_fold_full += 1;
                 }
                 self.emit(
                     key,
