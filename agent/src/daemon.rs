@@ -149,7 +149,16 @@ pub async fn run(
         .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
     let stats = pipeline.shared_stats();
     drop(stats_probe);
-    let metrics = Arc::new(Metrics::new(stats.clone()));
+    let mut metrics = Metrics::new(stats.clone());
+    // The shipper is built before the servers so its metrics are on the same endpoint.
+    let shipper = if config.enable_cloudwatch_logs {
+        let shipper = build_shipper(&config)?;
+        shipper.metrics().register(metrics.registry_mut());
+        Some(shipper)
+    } else {
+        None
+    };
+    let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
         .await
         .context("another agent (a second netpol-agent, or the incumbent aws-network-policy-agent) may hold these ports")?;
@@ -259,11 +268,10 @@ pub async fn run(
         ));
     }
 
-    let shipper = if config.enable_cloudwatch_logs {
-        Some(start_shipper(&config, shutdown.clone())?)
-    } else {
-        None
-    };
+    let shipper = shipper.map(|s| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move { s.run(stop).await })
+    });
 
     if let Some(tx) = started {
         let _ = tx.send(Running {
@@ -293,10 +301,7 @@ pub async fn run(
     Ok(())
 }
 
-fn start_shipper(
-    config: &AgentConfig,
-    shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<Result<(), cloudwatch::ShipperError>>> {
+fn build_shipper(config: &AgentConfig) -> Result<cloudwatch::Shipper> {
     let dir = config
         .log_file
         .parent()
@@ -322,8 +327,7 @@ fn start_shipper(
     sc.region = config.cloudwatch_region.clone();
     sc.endpoint_url = config.cloudwatch_endpoint.clone();
     sc.flush_interval = config.cloudwatch_flush_interval;
-    let shipper = cloudwatch::Shipper::new(sc).context("CloudWatch exporter configuration")?;
-    Ok(tokio::spawn(async move { shipper.run(shutdown).await }))
+    cloudwatch::Shipper::new(sc).context("CloudWatch exporter configuration")
 }
 
 fn hostname() -> String {
