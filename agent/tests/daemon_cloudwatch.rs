@@ -44,11 +44,8 @@ fn time_of(secs: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_lines_reach_cloudwatch_and_shipper_metrics_are_served() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "needs root (BPF): run scripts/test.sh"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "needs root (BPF): run scripts/test.sh");
     let moto = Moto::start().expect("moto_server (installed by scripts/setup.sh)");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("network-policy-agent.log");
