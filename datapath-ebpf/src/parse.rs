@@ -142,18 +142,20 @@ pub fn parse(ctx: &TcContext) -> Option<Packet> {
     Some(pkt)
 }
 
+/// The fixed 20-byte IPv4 header is read with one bounds check.
 #[inline(always)]
 fn parse_ipv4(ctx: &TcContext, l3: usize, pkt: &mut Packet) -> Option<usize> {
-    let ver_ihl = u8_at(ctx, l3)?;
-    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+    // SAFETY: ptr_at checked the 20 bytes.
+    let h: [u8; 20] = unsafe { *ptr_at::<[u8; 20]>(ctx, l3)? };
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
     if ihl < 20 {
         return None;
     }
     pkt.family = FAMILY_IPV4;
-    pkt.protocol = u8_at(ctx, l3 + 9)?;
-    pkt.src = v4_addr(bytes4_at(ctx, l3 + 12)?);
-    pkt.dst = v4_addr(bytes4_at(ctx, l3 + 16)?);
-    let frag = be16_at(ctx, l3 + 6)?;
+    pkt.protocol = h[9];
+    pkt.src = v4_addr([h[12], h[13], h[14], h[15]]);
+    pkt.dst = v4_addr([h[16], h[17], h[18], h[19]]);
+    let frag = u16::from_be_bytes([h[6], h[7]]);
     let more_fragments = frag & 0x2000 != 0;
     let offset = frag & 0x1fff;
     if offset != 0 {
@@ -162,7 +164,7 @@ fn parse_ipv4(ctx: &TcContext, l3: usize, pkt: &mut Packet) -> Option<usize> {
         pkt.frag = FRAG_FIRST;
     }
     if pkt.frag != FRAG_NONE {
-        pkt.frag_id = be16_at(ctx, l3 + 4)? as u32;
+        pkt.frag_id = u16::from_be_bytes([h[4], h[5]]) as u32;
     }
     Some(l3 + ihl)
 }
@@ -213,11 +215,22 @@ fn parse_ipv6(ctx: &TcContext, l3: usize, pkt: &mut Packet) -> Option<usize> {
 #[inline(always)]
 fn parse_l4(ctx: &TcContext, l4: usize, pkt: &mut Packet) {
     match pkt.protocol {
-        PROTO_TCP | PROTO_UDP | PROTO_SCTP => {
-            pkt.src_port = be16_at(ctx, l4).unwrap_or(0);
-            pkt.dst_port = be16_at(ctx, l4 + 2).unwrap_or(0);
-            if pkt.protocol == PROTO_TCP {
-                pkt.tcp_flags = u8_at(ctx, l4 + 13).unwrap_or(0);
+        PROTO_TCP => {
+            // Ports and flags with one bounds check.
+            if let Some(h) = ptr_at::<[u8; 14]>(ctx, l4) {
+                // SAFETY: ptr_at checked the 14 bytes.
+                let h = unsafe { *h };
+                pkt.src_port = u16::from_be_bytes([h[0], h[1]]);
+                pkt.dst_port = u16::from_be_bytes([h[2], h[3]]);
+                pkt.tcp_flags = h[13];
+            }
+        }
+        PROTO_UDP | PROTO_SCTP => {
+            if let Some(h) = ptr_at::<[u8; 4]>(ctx, l4) {
+                // SAFETY: ptr_at checked the 4 bytes.
+                let h = unsafe { *h };
+                pkt.src_port = u16::from_be_bytes([h[0], h[1]]);
+                pkt.dst_port = u16::from_be_bytes([h[2], h[3]]);
             }
         }
         PROTO_ICMP | PROTO_ICMPV6 => {

@@ -26,6 +26,8 @@ pub const TCX_NEXT: i32 = -1;
 const DROP: i32 = TC_ACT_SHOT;
 /// Bytes one event takes in the ring: 8-byte record header plus the event.
 const RING_RECORD_BYTES: u64 = 8 + core::mem::size_of::<FlowEvent>() as u64;
+/// The longest frame that is certainly not GSO (1500-byte MTU plus Ethernet and VLAN).
+const MAX_NON_GSO_FRAME: u64 = 1518;
 /// Fold keys one `fold_flush` run reads.
 const FLUSH_BATCH: usize = 32;
 
@@ -54,7 +56,7 @@ fn settings() -> Settings {
 #[inline(always)]
 pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     // SAFETY: ctx.skb.skb is the live __sk_buff the program was called with.
-    let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let Some(pod) = POD_RECORDS.get_ptr(ifindex) else {
         return TCX_NEXT;
     };
@@ -63,8 +65,16 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     let Some(pkt) = parse::parse(ctx) else {
         return TCX_NEXT;
     };
-    let segs = if gso_segs > 1 { gso_segs as u64 } else { 1 };
     let len = ctx.len() as u64;
+    // Only a packet longer than one Ethernet frame can be a GSO aggregate; reading
+    // gso_segs costs dependent loads from the skb's shared info, so small packets skip it.
+    let segs = if len > MAX_NON_GSO_FRAME {
+        // SAFETY: as above.
+        let gso_segs = unsafe { (*ctx.skb.skb).gso_segs };
+        if gso_segs > 1 { gso_segs as u64 } else { 1 }
+    } else {
+        1
+    };
     let mut judged = Judged {
         ctx,
         pod,
@@ -74,7 +84,6 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
         segs,
         len,
         now: 0,
-        settings: settings(),
     };
     let verdict = judged.run();
     if let Some(c) = counters() {
@@ -99,7 +108,6 @@ struct Judged<'a> {
     segs: u64,
     len: u64,
     now: u64,
-    settings: Settings,
 }
 
 impl Judged<'_> {
@@ -329,7 +337,7 @@ impl Judged<'_> {
     /// Drop the packet and account for it in exactly one event (now or folded).
     #[inline(always)]
     fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
-        let window = self.settings.fold_window_ns;
+        let window = settings().fold_window_ns;
         if window == 0 {
             self.emit(
                 key,
@@ -425,7 +433,7 @@ impl Judged<'_> {
         let mut k = *key;
         k.direction = direction;
         emit_event(
-            &self.settings,
+            &settings(),
             &k,
             verdict,
             decision.policy_id,

@@ -706,18 +706,19 @@ fn later_fragments_follow_the_first_and_orphans_drop() {
 #[test]
 fn gso_packets_count_as_their_wire_segments() {
     let (mut fx, pa) = pod_fixture(V4, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY);
+    // A UDP GSO aggregate of 2 segments of 1472 payload bytes each.
     let frame = Frame::udp(V4.pod, 1000, V4.peer, 80)
-        .with_payload(100)
+        .with_payload(2 * 1472)
         .build();
-    assert_eq!(fx.run_segs(DIRECTION_EGRESS, pa, &frame, 10), ACT_DROP);
+    assert_eq!(fx.run_segs(DIRECTION_EGRESS, pa, &frame, 2), ACT_DROP);
     let c = fx.counters();
     assert_eq!(
         c.packets[DIRECTION_EGRESS as usize][VERDICT_DENY as usize],
-        10
+        2
     );
     assert_eq!(
         one_event(&mut fx).count,
-        10,
+        2,
         "the event carries every dropped wire packet"
     );
 }
