@@ -135,7 +135,6 @@ pub async fn run(
     reload: Option<tokio::sync::watch::Receiver<AgentConfig>>,
 ) -> Result<()> {
     let _guard = InstanceGuard::acquire(&config.bpffs_pin_dir, &config.log_file)?;
-    let stats_probe = Arc::new(SharedStats::default());
     let readiness = Readiness::default();
     let http_config = HttpConfig {
         metrics_addr: config.metrics_bind_addr.socket_addr(),
@@ -148,7 +147,6 @@ pub async fn run(
     let pipeline = Pipeline::new(pipeline_config(&config), snapshot.clone(), &config.log_file)
         .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
     let stats = pipeline.shared_stats();
-    drop(stats_probe);
     let mut metrics = Metrics::new(stats.clone());
     // The shipper is built before the servers so its metrics are on the same endpoint.
     let shipper = if config.enable_cloudwatch_logs {
