@@ -14,15 +14,8 @@ use std::{
 use anyhow::{Context, Result};
 use datapath::{PinLayout, PolicyMaps};
 use datapath_common::*;
+use exporter::enrich::event_addr as addr;
 use serde_json::{Value, json};
-
-fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
-    if family == FAMILY_IPV4 {
-        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
-    } else {
-        IpAddr::from(*bytes)
-    }
-}
 
 fn state_name(state: u8) -> &'static str {
     match state {

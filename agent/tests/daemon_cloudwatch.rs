@@ -11,33 +11,11 @@ fn line(i: usize) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    let ms = now.as_millis() as u64 - 1000 + i as u64;
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let t = time_of(secs);
+    let ms = now.as_millis() as i64 - 1000 + i as i64;
+    let mut formatter = exporter::timefmt::TimestampFormatter::default();
+    let t = String::from_utf8_lossy(formatter.format(ms)).into_owned();
     format!(
-        r#"{{"level":"info","timestamp":"{t}.{millis:03}Z","logger":"ebpf-client","msg":"Flow Info: ","Src IP":"10.0.0.{i}","Src Port":1000,"Dest IP":"10.0.1.1","Dest Port":80,"Proto":"TCP","Verdict":"DENY","Direction":"ingress","Src Pod":"","Src Namespace":"","Dest Pod":"","Dest Namespace":"","Policy":"no-rule-matched","Count":1,"Bytes":60,"Node":"node-cw","Peer Node":""}}"#
-    )
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC).
-fn time_of(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        r#"{{"level":"info","timestamp":"{t}","logger":"ebpf-client","msg":"Flow Info: ","Src IP":"10.0.0.{i}","Src Port":1000,"Dest IP":"10.0.1.1","Dest Port":80,"Proto":"TCP","Verdict":"DENY","Direction":"ingress","Src Pod":"","Src Namespace":"","Dest Pod":"","Dest Namespace":"","Policy":"no-rule-matched","Count":1,"Bytes":60,"Node":"node-cw","Peer Node":""}}"#
     )
 }
 

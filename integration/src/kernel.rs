@@ -225,12 +225,9 @@ pub fn rule(protocol: u8, port_min: u16, port_max: u16, policy_id: u32) -> Rule 
 
 /// An event's addresses as IpAddrs.
 pub fn event_addrs(e: &FlowEvent) -> (IpAddr, IpAddr) {
-    let conv = |a: &[u8; 16]| -> IpAddr {
-        if e.family == FAMILY_IPV4 {
-            IpAddr::from([a[0], a[1], a[2], a[3]])
-        } else {
-            IpAddr::from(*a)
-        }
-    };
-    (conv(&e.src_addr), conv(&e.dst_addr))
+    use exporter::enrich::event_addr;
+    (
+        event_addr(e.family, &e.src_addr),
+        event_addr(e.family, &e.dst_addr),
+    )
 }
