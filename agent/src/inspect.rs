@@ -125,7 +125,18 @@ pub fn maps(pins: &PinLayout, json: bool) -> Result<()> {
     let fill = |name: &str| -> Option<usize> {
         match name {
             map_names::POD_RECORDS => Some(m.pods().len()),
-            map_names::POLICY_LPM => Some(m.entries().len()),
+            map_names::POLICY_V4 => Some(
+                m.entries()
+                    .iter()
+                    .filter(|(k, ..)| k.family == FAMILY_IPV4)
+                    .count(),
+            ),
+            map_names::POLICY_V6 => Some(
+                m.entries()
+                    .iter()
+                    .filter(|(k, ..)| k.family == FAMILY_IPV6)
+                    .count(),
+            ),
             map_names::RULE_LISTS => Some(m.rule_lists().len()),
             map_names::CONNTRACK => Some(m.conntrack().len()),
             map_names::FOLDS => Some(m.folds().len()),
@@ -212,7 +223,7 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
             .map(|(i, _)| ifname(*i))
             .collect::<Vec<_>>()
             .join(",");
-        let bits = prefix_len - POLICY_KEY_FIXED_BITS;
+        let bits = prefix_len;
         let rules: Vec<String> = lists
             .get(&list_id)
             .map(|l| {

@@ -6,7 +6,7 @@ use core::mem::{offset_of, size_of};
 
 /// Bumped whenever a map layout changes: pins live under `.../v{ABI_VERSION}/`, so a
 /// newer agent never reinterprets an older map.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Rules one rule list holds (the incumbent holds 24 per prefix).
 pub const MAX_RULES_PER_LIST: usize = 64;
@@ -58,13 +58,31 @@ pub const EVENT_SCOPE_NONE: u8 = 2;
 pub const POD_HAS_IPV4: u8 = 1;
 pub const POD_HAS_IPV6: u8 = 2;
 
-/// Bits of the LPM key before the peer address: policy set, direction, family, padding.
-pub const POLICY_KEY_FIXED_BITS: u32 = 64;
+/// Bits of a policy trie key before the peer address: the selector (policy set and
+/// direction, see [`policy_selector`]).
+pub const POLICY_SELECTOR_BITS: u32 = 32;
+
+/// The largest policy-set id: the selector keeps one bit for the direction.
+pub const MAX_POLICY_SET: u32 = u32::MAX >> 1;
+
+/// The first 32 bits of a policy trie key: the policy set with the direction in its
+/// lowest bit. Sets and directions share one word so an IPv4 key is 8 bytes, which
+/// the kernel's trie compares in one step per node.
+#[inline(always)]
+pub const fn policy_selector(policy_set: u32, direction: u8) -> u32 {
+    (policy_set << 1) | (direction & 1) as u32
+}
 
 /// Map names, shared so userspace finds what the kernel declares.
 pub mod map_names {
     pub const POD_RECORDS: &str = "POD_RECORDS";
-    pub const POLICY_LPM: &str = "POLICY_LPM";
+    /// The IPv4 and IPv6 policy tries: one per family so keys are short (8 and 20
+    /// bytes) and an IPv6 `::/0` can never match an IPv4 peer.
+    pub const POLICY_V4: &str = "POLICY_V4";
+    pub const POLICY_V6: &str = "POLICY_V6";
+    /// Entries of the [`super::HASHED_LENGTHS`], found by exact match.
+    pub const POLICY_HASH_V4: &str = "POLICY_HASH_V4";
+    pub const POLICY_HASH_V6: &str = "POLICY_HASH_V6";
     pub const RULE_LISTS: &str = "RULE_LISTS";
     pub const CONNTRACK: &str = "CONNTRACK";
     pub const FRAGMENTS: &str = "FRAGMENTS";
@@ -90,7 +108,7 @@ pub mod program_names {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PodRecord {
-    /// Which rule set in `POLICY_LPM` applies; flipped to a fresh id on updates.
+    /// Which rule set in the policy tries applies; flipped to a fresh id on updates.
     pub policy_set: u32,
     /// Bumped when the pod's rules change, so conntrack entries made under older
     /// rules are re-evaluated.
@@ -101,17 +119,71 @@ pub struct PodRecord {
     pub _pad: u8,
     pub ipv4: [u8; 4],
     pub ipv6: [u8; 16],
+    /// Where this pod's policy entries are, by `[direction][family index]` (0: IPv4,
+    /// 1: IPv6): a bit per [`HASHED_LENGTHS`] slot the entries use, and
+    /// [`LOOKUP_TRIE`] if any entry has another length. The datapath probes only
+    /// what is flagged.
+    pub lookups: [[u8; 2]; 2],
 }
-const _: () = assert!(size_of::<PodRecord>() == 32);
+const _: () = assert!(size_of::<PodRecord>() == 36);
 const _: () = assert!(offset_of!(PodRecord, ipv4) == 12);
+const _: () = assert!(offset_of!(PodRecord, lookups) == 32);
 
-/// The data part of a `POLICY_LPM` key (the kernel's LPM key adds a `u32` prefix
-/// length in front). Matching covers `POLICY_KEY_FIXED_BITS` plus the peer prefix, so
-/// an IPv6 `::/0` never matches an IPv4 peer.
+impl PodRecord {
+    /// Flags the store of an entry of `family` and peer `prefix_len` in `direction`,
+    /// so the datapath looks there.
+    pub fn note_entry(&mut self, direction: u8, family: u8, prefix_len: u32) {
+        self.lookups[(direction & 1) as usize][family_index(family)] |=
+            lookup_flag(family, prefix_len);
+    }
+
+    /// Does the datapath look where an entry of `family` and `prefix_len` in
+    /// `direction` lives?
+    pub fn looks_up(&self, direction: u8, family: u8, prefix_len: u32) -> bool {
+        self.lookups[(direction & 1) as usize][family_index(family)]
+            & lookup_flag(family, prefix_len)
+            != 0
+    }
+}
+
+/// Peer prefix lengths whose entries live in the policy hashes (`POLICY_HASH_V4`,
+/// `POLICY_HASH_V6`) instead of the tries, longest first, by family index (0: IPv4,
+/// 1: IPv6): pod addresses, the usual subnets, and "everything". An exact-match probe
+/// for each length a pod uses costs far less than a walk down a trie every pod
+/// shares. All are whole bytes, so masking an address clears trailing bytes.
+pub const HASHED_LENGTHS: [[u8; 5]; 2] = [[32, 24, 16, 8, 0], [128, 64, 56, 48, 0]];
+
+/// `PodRecord::lookups` bit: some entry of that direction and family is in the trie.
+pub const LOOKUP_TRIE: u8 = 0x80;
+
+/// Index of `family` in `PodRecord::lookups` and [`HASHED_LENGTHS`].
+#[inline(always)]
+pub const fn family_index(family: u8) -> usize {
+    if family == FAMILY_IPV4 { 0 } else { 1 }
+}
+
+/// The `PodRecord::lookups` bit that an entry of `family` and `prefix_len` needs:
+/// its [`HASHED_LENGTHS`] slot, or [`LOOKUP_TRIE`].
+pub const fn lookup_flag(family: u8, prefix_len: u32) -> u8 {
+    let lengths = &HASHED_LENGTHS[family_index(family)];
+    let mut i = 0;
+    while i < lengths.len() {
+        if lengths[i] as u32 == prefix_len {
+            return 1 << i;
+        }
+        i += 1;
+    }
+    LOOKUP_TRIE
+}
+
+/// A policy entry's key as userspace handles it (planner, maps, inspection): the
+/// datapath stores it in the hash of its family ([`HashedKeyV4`], [`HashedKeyV6`])
+/// if its length is one of the [`HASHED_LENGTHS`], else in the family's trie
+/// ([`PolicyKeyV4`], [`PolicyKeyV6`]). Its prefix length is the peer prefix's alone.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyKey {
-    /// Big-endian so the bytes the trie compares are the same on every host.
+    /// Big-endian so it orders like the kernel's keys.
     pub policy_set_be: u32,
     pub direction: u8,
     pub family: u8,
@@ -120,7 +192,82 @@ pub struct PolicyKey {
     pub addr: [u8; 16],
 }
 const _: () = assert!(size_of::<PolicyKey>() == 24);
-const _: () = assert!(offset_of!(PolicyKey, addr) == 8);
+
+/// The data part of a `POLICY_V4` key (the kernel's LPM key adds a `u32` prefix
+/// length in front): matching covers [`POLICY_SELECTOR_BITS`] plus the peer prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyKeyV4 {
+    /// [`policy_selector`], big-endian so the bits the trie compares are the same on
+    /// every host.
+    pub selector_be: u32,
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<PolicyKeyV4>() == 8);
+
+/// A `POLICY_V4`/`POLICY_V6` value: the rule list and the entry's peer prefix length, which the
+/// datapath weighs against a hashed match.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrieEntry {
+    pub list_id: u32,
+    pub prefix_len: u32,
+}
+const _: () = assert!(size_of::<TrieEntry>() == 8);
+
+/// A `POLICY_HASH_V4` key: an entry of one of the [`HASHED_LENGTHS`], its address
+/// masked to the prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashedKeyV4 {
+    pub selector_be: u32,
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 4],
+}
+const _: () = assert!(size_of::<HashedKeyV4>() == 12);
+
+/// A `POLICY_HASH_V6` key; as [`HashedKeyV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashedKeyV6 {
+    pub selector_be: u32,
+    pub prefix_len: u8,
+    pub _pad: [u8; 3],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<HashedKeyV6>() == 24);
+
+/// Copies the first `prefix_len / 8` bytes of `addr` and zeroes the rest: the address
+/// of a hashed entry (every hashed length is whole bytes).
+#[inline(always)]
+pub fn mask_whole_bytes<const N: usize>(addr: &[u8; N], prefix_len: u8) -> [u8; N] {
+    let mut out = *addr;
+    clear_past_prefix(&mut out, prefix_len);
+    out
+}
+
+/// Zeroes the bytes of `addr` past the first `prefix_len / 8`, in place. Applied for
+/// each of the [`HASHED_LENGTHS`] in turn (longest first), it masks an address for
+/// every probe without a copy per probe.
+#[inline(always)]
+pub fn clear_past_prefix<const N: usize>(addr: &mut [u8; N], prefix_len: u8) {
+    let keep = (prefix_len / 8) as usize;
+    let mut i = keep;
+    while i < N {
+        addr[i] = 0;
+        i += 1;
+    }
+}
+
+/// The data part of a `POLICY_V6` key; as [`PolicyKeyV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyKeyV6 {
+    pub selector_be: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyKeyV6>() == 20);
 
 /// One allow rule: a protocol (or any) and an inclusive destination-port range, and
 /// the policy it came from.
@@ -136,7 +283,7 @@ pub struct Rule {
 }
 const _: () = assert!(size_of::<Rule>() == 12);
 
-/// A deduplicated list of rules; `POLICY_LPM` values are ids into `RULE_LISTS`.
+/// A deduplicated list of rules; policy entries hold ids into `RULE_LISTS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleList {
@@ -269,7 +416,9 @@ const _: () = assert!(size_of::<Counters>() == 16 * 8);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet the event carries.
+    /// CLOCK_MONOTONIC of the first packet the event carries, read from the kernel's
+    /// coarse clock (`bpf_ktime_get_coarse_ns`): tick resolution (4 ms at HZ=250), for a
+    /// fraction of the precise clock's cost on every new flow.
     pub timestamp_ns: u64,
     pub bytes: u64,
     /// Packets this event stands for (more than 1 for a folded DENY).
@@ -299,7 +448,15 @@ mod pod_impls {
     // invalid bit patterns, so any byte string of its size is a valid value.
     unsafe impl aya::Pod for super::PodRecord {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::PolicyKey {}
+    unsafe impl aya::Pod for super::PolicyKeyV4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PolicyKeyV6 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TrieEntry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HashedKeyV4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HashedKeyV6 {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RuleList {}
     // SAFETY: as above.

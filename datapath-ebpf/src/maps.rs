@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use datapath_common::{
-    Counters, CtValue, FlowKey, FoldValue, FragKey, FragValue, PodRecord, PolicyKey, RuleList,
-    Settings,
+    Counters, CtValue, FlowKey, FoldValue, FragKey, FragValue, HashedKeyV4, HashedKeyV6,
+    PodRecord, PolicyKeyV4, PolicyKeyV6, RuleList, Settings, TrieEntry,
 };
 
 /// `BPF_F_NO_PREALLOC`: memory follows the entries actually written.
@@ -16,8 +16,17 @@ const NO_PREALLOC: u32 = 1;
 #[map(name = "POD_RECORDS")]
 pub static POD_RECORDS: HashMap<u32, PodRecord> = HashMap::pinned(16384, NO_PREALLOC);
 
-#[map(name = "POLICY_LPM")]
-pub static POLICY_LPM: LpmTrie<PolicyKey, u32> = LpmTrie::pinned(1 << 20, 0);
+#[map(name = "POLICY_V4")]
+pub static POLICY_V4: LpmTrie<PolicyKeyV4, TrieEntry> = LpmTrie::pinned(1 << 20, 0);
+
+#[map(name = "POLICY_V6")]
+pub static POLICY_V6: LpmTrie<PolicyKeyV6, TrieEntry> = LpmTrie::pinned(1 << 20, 0);
+
+#[map(name = "POLICY_HASH_V4")]
+pub static POLICY_HASH_V4: HashMap<HashedKeyV4, u32> = HashMap::pinned(1 << 20, NO_PREALLOC);
+
+#[map(name = "POLICY_HASH_V6")]
+pub static POLICY_HASH_V6: HashMap<HashedKeyV6, u32> = HashMap::pinned(1 << 20, NO_PREALLOC);
 
 #[map(name = "RULE_LISTS")]
 pub static RULE_LISTS: HashMap<u32, RuleList> = HashMap::pinned(65536, NO_PREALLOC);

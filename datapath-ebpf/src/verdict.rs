@@ -5,9 +5,9 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
 
 use aya_ebpf::{
     bindings::{
-        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
+        __sk_buff, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
     },
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_coarse_ns,
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -15,8 +15,8 @@ use datapath_common::*;
 
 use crate::{
     maps::{
-        CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_LPM, RULE_LISTS,
-        SETTINGS,
+        CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_HASH_V4,
+        POLICY_HASH_V6, POLICY_V4, POLICY_V6, RULE_LISTS, SETTINGS,
     },
     parse::{self, FRAG_FIRST, FRAG_LATER, Packet, TCP_ACK, TCP_SYN},
 };
@@ -38,13 +38,13 @@ fn counters() -> Option<&'static mut Counters> {
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// `time` argument meaning "stamp the event with the precise clock now".
-const NOW: u64 = 0;
-
+/// CLOCK_MONOTONIC at tick resolution. Conntrack idleness, fold windows and event
+/// timestamps all need no better, and the precise clock costs ~30 ns more per read
+/// (a third of a new flow's whole evaluation).
 #[inline(always)]
-fn precise_now() -> u64 {
+fn coarse_now() -> u64 {
     // SAFETY: a plain helper call with no arguments.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]
@@ -117,10 +117,7 @@ impl Judged<'_> {
         if pkt.protocol == PROTO_ICMPV6 && is_icmpv6_neighbour_discovery(pkt.icmp_type) {
             return VERDICT_ACCEPT;
         }
-        // The coarse clock (jiffies resolution) is plenty for conntrack idleness and
-        // fold windows and costs far less; event timestamps read the precise one.
-        // SAFETY: a plain helper call with no arguments.
-        self.now = unsafe { bpf_ktime_get_coarse_ns() };
+        self.now = coarse_now();
         let key = self.flow_key();
         if self.direction == DIRECTION_EGRESS
             && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src)
@@ -204,7 +201,7 @@ impl Judged<'_> {
                 &decision,
                 self.segs,
                 self.len,
-                NOW,
+                self.now,
             );
             VERDICT_ACCEPT
         } else {
@@ -236,21 +233,19 @@ impl Judged<'_> {
         if state != STATE_POLICIES_APPLIED {
             return decide(state, None);
         }
-        let bits = if key.family == FAMILY_IPV4 { 32 } else { 128 };
-        let lpm_key = Key::new(
-            POLICY_KEY_FIXED_BITS + bits,
-            PolicyKey {
-                policy_set_be: self.pod.policy_set.to_be(),
-                direction,
-                family: key.family,
-                _pad: [0; 2],
-                addr: key.peer_addr,
-            },
-        );
+        let selector_be = policy_selector(self.pod.policy_set, direction).to_be();
         let port = policy_port(direction, key.pod_port, key.peer_port);
-        let admitted = match POLICY_LPM.get(&lpm_key) {
+        let lookups = self.pod.lookups[(direction & 1) as usize][family_index(key.family)];
+        let found = if key.family == FAMILY_IPV4 {
+            let a = &key.peer_addr;
+            longest_v4(selector_be, &[a[0], a[1], a[2], a[3]], lookups)
+        } else {
+            longest_v6(selector_be, &key.peer_addr, lookups)
+        };
+        let list_id = if found == NO_LIST { None } else { Some(found as u32) };
+        let admitted = match list_id {
             // SAFETY: map values stay valid for the duration of the program (RCU).
-            Some(list_id) => match RULE_LISTS.get_ptr(list_id) {
+            Some(list_id) => match RULE_LISTS.get_ptr(&list_id) {
                 Some(list) => first_admitting_rule(unsafe { &*list }, key.protocol, port),
                 None => None,
             },
@@ -346,7 +341,7 @@ impl Judged<'_> {
                 &decision,
                 self.segs,
                 self.len,
-                NOW,
+                self.now,
             );
             return VERDICT_DENY;
         }
@@ -361,7 +356,7 @@ impl Judged<'_> {
                 match fold_step(window, fold.window_start_ns, self.now) {
                     FoldStep::Accumulate => {
                         if fold.first_pending_ns == 0 {
-                            fold.first_pending_ns = precise_now();
+                            fold.first_pending_ns = self.now;
                         }
                         atomic_add(&mut fold.pending_packets, self.segs);
                         atomic_add(&mut fold.pending_bytes, self.len);
@@ -372,7 +367,7 @@ impl Judged<'_> {
                         let first = if taken > 0 && fold.first_pending_ns != 0 {
                             fold.first_pending_ns
                         } else {
-                            NOW
+                            self.now
                         };
                         fold.first_pending_ns = 0;
                         fold.window_start_ns = self.now;
@@ -411,7 +406,7 @@ impl Judged<'_> {
                     &decision,
                     self.segs,
                     self.len,
-                    NOW,
+                    self.now,
                 );
             }
         }
@@ -443,6 +438,103 @@ impl Judged<'_> {
             self.len as u32,
             time,
         );
+    }
+}
+
+/// The rule list of the longest entry holding an IPv4 peer: the hashed lengths the
+/// pod uses, longest first (the first hit is the longest hashed match), then the trie
+/// if the pod has entries there, whose match wins only when longer.
+///
+/// A BPF subprogram rather than inlined: each inlined copy of the unrolled probes
+/// keeps its own keys on the stack, and four copies pass the 512-byte limit.
+/// Returns the list id, or [`NO_LIST`].
+#[inline(never)]
+fn longest_v4(selector_be: u32, addr: &[u8; 4], lookups: u8) -> i64 {
+    let mut best: Option<(u32, u32)> = None;
+    // One key, masked further for each probe (the lengths only shrink): a key per
+    // unrolled probe would not fit the stack.
+    let mut key = HashedKeyV4 {
+        selector_be,
+        prefix_len: 0,
+        _pad: [0; 3],
+        addr: *addr,
+    };
+    for (slot, &len) in HASHED_LENGTHS[0].iter().enumerate() {
+        clear_past_prefix(&mut key.addr, len);
+        if lookups & (1 << slot) == 0 {
+            continue;
+        }
+        key.prefix_len = len;
+        if let Some(list) = POLICY_HASH_V4.get_ptr(&key) {
+            // SAFETY: map values stay valid for the duration of the program (RCU).
+            best = Some((unsafe { *list }, len as u32));
+            break;
+        }
+    }
+    if lookups & LOOKUP_TRIE != 0 {
+        let key = Key::new(
+            POLICY_SELECTOR_BITS + 32,
+            PolicyKeyV4 {
+                selector_be,
+                addr: *addr,
+            },
+        );
+        if let Some(e) = POLICY_V4.get(&key) {
+            best = longer(best, e);
+        }
+    }
+    best.map_or(NO_LIST, |(list, _)| list as i64)
+}
+
+/// As [`longest_v4`] for an IPv6 peer.
+#[inline(never)]
+fn longest_v6(selector_be: u32, addr: &[u8; 16], lookups: u8) -> i64 {
+    let mut best: Option<(u32, u32)> = None;
+    // One key, masked further for each probe (the lengths only shrink): a key per
+    // unrolled probe would not fit the stack.
+    let mut key = HashedKeyV6 {
+        selector_be,
+        prefix_len: 0,
+        _pad: [0; 3],
+        addr: *addr,
+    };
+    for (slot, &len) in HASHED_LENGTHS[1].iter().enumerate() {
+        clear_past_prefix(&mut key.addr, len);
+        if lookups & (1 << slot) == 0 {
+            continue;
+        }
+        key.prefix_len = len;
+        if let Some(list) = POLICY_HASH_V6.get_ptr(&key) {
+            // SAFETY: map values stay valid for the duration of the program (RCU).
+            best = Some((unsafe { *list }, len as u32));
+            break;
+        }
+    }
+    if lookups & LOOKUP_TRIE != 0 {
+        let key = Key::new(
+            POLICY_SELECTOR_BITS + 128,
+            PolicyKeyV6 {
+                selector_be,
+                addr: *addr,
+            },
+        );
+        if let Some(e) = POLICY_V6.get(&key) {
+            best = longer(best, e);
+        }
+    }
+    best.map_or(NO_LIST, |(list, _)| list as i64)
+}
+
+/// What the longest-match subprograms return when nothing matches (plain integers
+/// cross a BPF-to-BPF call in a register; an `Option` might not).
+const NO_LIST: i64 = -1;
+
+/// The trie's match replaces a hashed one only when its prefix is longer.
+#[inline(always)]
+fn longer(best: Option<(u32, u32)>, trie: &TrieEntry) -> Option<(u32, u32)> {
+    match best {
+        Some((_, len)) if len >= trie.prefix_len => best,
+        _ => Some((trie.list_id, trie.prefix_len)),
     }
 }
 
@@ -502,7 +594,7 @@ fn emit_event(
     };
     let (src, src_port, dst, dst_port) = flow_endpoints(key);
     entry.write(FlowEvent {
-        timestamp_ns: if time == NOW { precise_now() } else { time },
+        timestamp_ns: time,
         bytes,
         count: count as u32,
         ifindex: key.ifindex,
@@ -526,43 +618,53 @@ fn emit_event(
 /// See `fold_flush` in main.rs.
 #[inline(always)]
 pub fn flush_folds(ctx: &TcContext) -> i32 {
-    let s = settings();
-    let window = s.fold_window_ns;
-    let now = precise_now();
-    let key_len = core::mem::size_of::<FlowKey>();
+    let window = settings().fold_window_ns;
+    let now = coarse_now();
     let mut read = 0;
     for i in 0..FLUSH_BATCH {
-        let Ok(key) = ctx.load::<FlowKey>(i * key_len) else {
+        if !flush_fold(ctx.skb.skb, (i * core::mem::size_of::<FlowKey>()) as u32, window, now) {
             break;
-        };
+        }
         read += 1;
-        let Some(fold) = FOLDS.get_ptr_mut(&key) else {
-            continue;
-        };
-        // SAFETY: map value valid for this run; counts change only atomically.
-        let fold = unsafe { &mut *fold };
-        if !fold_due(window, fold.window_start_ns, now) {
-            continue;
-        }
-        let taken = atomic_take(&mut fold.pending_packets);
-        if taken > 0 {
-            let bytes = atomic_take(&mut fold.pending_bytes);
-            let first = fold.first_pending_ns;
-            fold.first_pending_ns = 0;
-            emit_event(
-                &s,
-                &key,
-                VERDICT_DENY,
-                fold.policy_id,
-                fold.reason,
-                taken,
-                bytes,
-                0,
-                first,
-            );
-        } else if fold_expired(window, fold.last_packet_ns, now) {
-            let _ = FOLDS.remove(&key);
-        }
     }
     read
+}
+
+/// Flushes the fold whose key is at `offset` of the packet data; false when there
+/// is no key there. A BPF subprogram: its branches end at its return, so the
+/// verifier's work grows with the batch size instead of multiplying per key.
+#[inline(never)]
+fn flush_fold(skb: *mut __sk_buff, offset: u32, window: u64, now: u64) -> bool {
+    let ctx = TcContext::new(skb);
+    let Ok(key) = ctx.load::<FlowKey>(offset as usize) else {
+        return false;
+    };
+    let Some(fold) = FOLDS.get_ptr_mut(&key) else {
+        return true;
+    };
+    // SAFETY: map value valid for this run; counts change only atomically.
+    let fold = unsafe { &mut *fold };
+    if !fold_due(window, fold.window_start_ns, now) {
+        return true;
+    }
+    let taken = atomic_take(&mut fold.pending_packets);
+    if taken > 0 {
+        let bytes = atomic_take(&mut fold.pending_bytes);
+        let first = fold.first_pending_ns;
+        fold.first_pending_ns = 0;
+        emit_event(
+            &settings(),
+            &key,
+            VERDICT_DENY,
+            fold.policy_id,
+            fold.reason,
+            taken,
+            bytes,
+            0,
+            first,
+        );
+    } else if fold_expired(window, fold.last_packet_ns, now) {
+        let _ = FOLDS.remove(&key);
+    }
+    true
 }

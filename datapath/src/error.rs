@@ -39,6 +39,8 @@ pub enum DatapathError {
     Pin { path: PathBuf, reason: String },
     #[error("rule list has {len} rules, more than the {max} a list holds")]
     RuleListTooLong { len: usize, max: usize },
+    #[error("policy set {set} is past the largest the policy tries hold ({max})")]
+    PolicySetTooLarge { set: u32, max: u32 },
     #[error("ring buffer: {0}")]
     Ring(std::io::Error),
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod attach;
+mod entries;
 mod error;
 mod events;
 mod loader;

@@ -1,4 +1,4 @@
-//! Typed access to the kernel maps: pod records, policy LPM entries, rule lists,
+//! Typed access to the kernel maps: pod records, policy trie entries, rule lists,
 //! settings, counters, conntrack and folds. The policy side writes the first three;
 //! the datapath owns conntrack and folds.
 
@@ -6,17 +6,14 @@ use std::{net::IpAddr, time::Duration};
 
 use aya::{
     Ebpf,
-    maps::{
-        Array, HashMap, MapData, PerCpuArray,
-        lpm_trie::{Key, LpmTrie},
-    },
+    maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use datapath_common::{
-    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST,
-    POLICY_KEY_FIXED_BITS, PodRecord, PolicyKey, Rule, RuleList, Settings, map_names,
+    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST, PodRecord,
+    PolicyKey, Rule, RuleList, Settings, map_names,
 };
 
-use crate::DatapathError;
+use crate::{DatapathError, entries::PolicyEntries};
 
 /// Id of a rule list in `RULE_LISTS`.
 pub type RuleListId = u32;
@@ -30,7 +27,7 @@ pub struct ConntrackEntry {
 
 pub struct PolicyMaps {
     pods: HashMap<MapData, u32, PodRecord>,
-    lpm: LpmTrie<MapData, PolicyKey, RuleListId>,
+    entries: PolicyEntries,
     rule_lists: HashMap<MapData, RuleListId, RuleList>,
     conntrack: HashMap<MapData, FlowKey, CtValue>,
     folds: HashMap<MapData, FlowKey, FoldValue>,
@@ -38,7 +35,7 @@ pub struct PolicyMaps {
     counters: PerCpuArray<MapData, Counters>,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+pub(crate) fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -48,7 +45,7 @@ where
     T::try_from(map).map_err(|e| DatapathError::map(name, e))
 }
 
-/// The LPM key of a peer prefix in one policy set and direction.
+/// The key of a peer prefix in one policy set and direction, and its prefix length.
 pub fn policy_key(
     policy_set: u32,
     direction: u8,
@@ -70,7 +67,7 @@ pub fn policy_key(
             key.addr = a.octets();
         }
     }
-    (key, POLICY_KEY_FIXED_BITS + prefix_bits as u32)
+    (key, prefix_bits as u32)
 }
 
 /// Builds a rule list from at most [`MAX_RULES_PER_LIST`] rules.
@@ -107,7 +104,7 @@ impl PolicyMaps {
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
             pods: take(ebpf, map_names::POD_RECORDS)?,
-            lpm: take(ebpf, map_names::POLICY_LPM)?,
+            entries: PolicyEntries::take(ebpf)?,
             rule_lists: take(ebpf, map_names::RULE_LISTS)?,
             conntrack: take(ebpf, map_names::CONNTRACK)?,
             folds: take(ebpf, map_names::FOLDS)?,
@@ -169,35 +166,30 @@ impl PolicyMaps {
         self.rule_lists.iter().filter_map(Result::ok).collect()
     }
 
+    /// Stores `list` for the peer prefix `key`/`prefix_len` (peer bits only): in the
+    /// family's hash for the hashed lengths, else in its trie.
+    ///
     /// # Errors
-    /// A failed map update.
+    /// A policy set past `MAX_POLICY_SET`; a failed map update (the message names
+    /// the map).
     pub fn put_entry(
         &mut self,
         key: &PolicyKey,
         prefix_len: u32,
         list: RuleListId,
     ) -> Result<(), DatapathError> {
-        self.lpm
-            .insert(&Key::new(prefix_len, *key), list, 0)
-            .map_err(|e| DatapathError::map(map_names::POLICY_LPM, e))
+        self.entries.put(key, prefix_len, list)
     }
 
     /// # Errors
     /// A failed map delete other than "not found".
     pub fn remove_entry(&mut self, key: &PolicyKey, prefix_len: u32) -> Result<(), DatapathError> {
-        ignore_not_found(
-            self.lpm.remove(&Key::new(prefix_len, *key)),
-            map_names::POLICY_LPM,
-        )
+        self.entries.remove(key, prefix_len)
     }
 
-    /// Every LPM entry: (key, prefix length including the fixed bits, list id).
+    /// Every policy entry: (key, peer prefix length, list id).
     pub fn entries(&self) -> Vec<(PolicyKey, u32, RuleListId)> {
-        self.lpm
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k.data(), k.prefix_len(), v))
-            .collect()
+        self.entries.all()
     }
 
     /// # Errors
@@ -297,7 +289,7 @@ impl PolicyMaps {
     }
 }
 
-fn ignore_not_found(
+pub(crate) fn ignore_not_found(
     result: Result<(), aya::maps::MapError>,
     name: &'static str,
 ) -> Result<(), DatapathError> {
@@ -313,7 +305,7 @@ fn ignore_not_found(
 }
 
 /// Opens one pinned map of ours as the aya map kind `wrap` names.
-fn open_pinned<T>(
+pub(crate) fn open_pinned<T>(
     pins: &crate::PinLayout,
     name: &'static str,
     wrap: fn(MapData) -> aya::maps::Map,
@@ -339,7 +331,7 @@ impl PolicyMaps {
         use aya::maps::Map;
         Ok(Self {
             pods: open_pinned(pins, map_names::POD_RECORDS, Map::HashMap)?,
-            lpm: open_pinned(pins, map_names::POLICY_LPM, Map::LpmTrie)?,
+            entries: PolicyEntries::open_pinned(pins)?,
             rule_lists: open_pinned(pins, map_names::RULE_LISTS, Map::HashMap)?,
             conntrack: open_pinned(pins, map_names::CONNTRACK, Map::LruHashMap)?,
             folds: open_pinned(pins, map_names::FOLDS, Map::HashMap)?,

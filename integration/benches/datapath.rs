@@ -119,6 +119,12 @@ fn main() {
             }
         }
     }
+    let mut rec = fx.dp().maps().pod(pa).unwrap();
+    for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
+        rec.note_entry(direction, FAMILY_IPV4, 24);
+        rec.note_entry(direction, FAMILY_IPV6, 64);
+    }
+    fx.dp().maps().put_pod(pa, &rec).unwrap();
     let peer: IpAddr = "10.21.44.9".parse().unwrap();
     let noop = program_names::NOOP;
     let ingress = program_names::POD_INGRESS;
@@ -206,6 +212,45 @@ fn main() {
         "every repeat was a full evaluation"
     );
 
+    // The same 1,000 prefixes at lengths the datapath keeps in its tries rather than
+    // its hashes (IPv4 /23s, IPv6 /63s), in a second policy set.
+    let trie_set = set + 1;
+    for i in 0..500u32 {
+        for (addr, bits) in [
+            (
+                IpAddr::from([10, 20 + (i / 128) as u8, (i % 128 * 2) as u8, 0]),
+                23,
+            ),
+            (
+                IpAddr::from([0xfd00, 0x20, i as u16 * 2, 0, 0, 0, 0, 0]),
+                63,
+            ),
+        ] {
+            for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
+                let (key, len) = datapath::policy_key(trie_set, direction, addr, bits);
+                fx.dp().maps().put_entry(&key, len, list).unwrap();
+            }
+        }
+    }
+    let hashed = fx.dp().maps().pod(pa).unwrap();
+    let mut in_trie = hashed;
+    in_trie.policy_set = trie_set;
+    in_trie.lookups = [[LOOKUP_TRIE; 2]; 2];
+    fx.dp().maps().put_pod(pa, &in_trie).unwrap();
+    let trie_peer: IpAddr = "10.20.89.9".parse().unwrap();
+    let trie_deny_frame = Frame::tcp(trie_peer, 5, pod, 81, TCP_SYN).build();
+    let before = fx.counters();
+    let deny_trie = measure(&mut fx, ingress, &trie_deny_frame, pa, true);
+    let after = fx.counters();
+    assert_eq!(after.events_lost, before.events_lost);
+    assert_eq!(
+        after.events_submitted - before.events_submitted,
+        RUNS as u64 * REPEAT as u64,
+        "every repeat was a full evaluation"
+    );
+    fx.dp().maps().put_pod(pa, &hashed).unwrap();
+    fx.events();
+
     // The same with a live reader draining the ring (adaptive wake-ups), and with the
     // kernel's default wake-up on every event for comparison.
     let live = |fx: &mut KernelFixture, threshold: u64| -> Stat {
@@ -291,6 +336,11 @@ fn main() {
         net(&deny, &floor)
     );
     println!(
+        "  same prefixes in the trie    {}  net {:6.1}",
+        deny_trie.show(),
+        net(&deny_trie, &floor)
+    );
+    println!(
         "  with a live reader           {}  net {:6.1}  (target within 100 of the above)",
         deny_live.show(),
         net(&deny_live, &floor)
@@ -307,7 +357,7 @@ fn main() {
         net(&new_flow, &noop_r1)
     );
     println!(
-        "map memory, 110 pods x 5,000 peer /32s ({} LPM entries): POLICY_LPM {:.1} MiB, RULE_LISTS {:.3} MiB, POD_RECORDS {:.3} MiB ({:.0} bytes per entry)",
+        "map memory, 110 pods x 5,000 peer /32s ({} entries): policy entries {:.1} MiB, RULE_LISTS {:.3} MiB, POD_RECORDS {:.3} MiB ({:.0} bytes per entry)",
         memory.entries,
         memory.lpm as f64 / 1048576.0,
         memory.rule_lists as f64 / 1048576.0,
@@ -315,13 +365,14 @@ fn main() {
         memory.lpm as f64 / memory.entries as f64
     );
     println!(
-        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
         memory.lpm as f64 / 1048576.0,
         floor.median,
         allow_default.median,
         ct_hit.median,
         reply.median,
         deny.median,
+        deny_trie.median,
         noop_r1.median,
         new_flow.median,
         deny_live.median,
@@ -371,11 +422,12 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
     for pod in 0..PODS {
         let set = 10_000 + pod;
         let ifindex = 100_000 + pod;
-        let rec = datapath_common::PodRecord {
+        let mut rec = datapath_common::PodRecord {
             policy_set: set,
             ingress_state: STATE_POLICIES_APPLIED,
             ..Default::default()
         };
+        rec.note_entry(DIRECTION_INGRESS, FAMILY_IPV4, 32);
         fx.dp().maps().put_pod(ifindex, &rec).unwrap();
         for peer in 0..PEERS {
             let addr = IpAddr::from([
@@ -394,7 +446,15 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
     let entries = fx.dp().maps().entries().len() as u64;
     Memory {
         entries,
-        lpm: memlock(&pins, map_names::POLICY_LPM),
+        lpm: [
+            map_names::POLICY_V4,
+            map_names::POLICY_V6,
+            map_names::POLICY_HASH_V4,
+            map_names::POLICY_HASH_V6,
+        ]
+        .iter()
+        .map(|name| memlock(&pins, name))
+        .sum(),
         rule_lists: memlock(&pins, map_names::RULE_LISTS),
         pods: memlock(&pins, map_names::POD_RECORDS),
     }

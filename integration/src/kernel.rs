@@ -3,7 +3,7 @@
 //! through the programs (BPF_PROG_TEST_RUN with the interface in `ctx_in`) and
 //! collect the events. Everything is removed on drop.
 
-use std::{net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use datapath::{Datapath, EventReader, LoadOptions, PinLayout, testrun};
 use datapath_common::*;
@@ -23,6 +23,8 @@ pub struct KernelFixture {
     _entered: NsEntered,
     pub ns: NetNs,
     next_list: u32,
+    /// `PodRecord::lookups` of each policy set, from the entries written so far.
+    lookups: HashMap<u32, [[u8; 2]; 2]>,
 }
 
 /// Options a fixture starts with.
@@ -94,6 +96,7 @@ impl KernelFixture {
             _entered: entered,
             ns,
             next_list: 1,
+            lookups: HashMap::new(),
         }
     }
 
@@ -133,14 +136,17 @@ impl KernelFixture {
         self.dp().maps().put_pod(ifindex, &rec).expect("put pod");
     }
 
-    /// Points the pod at `policy_set`.
+    /// Points the pod at `policy_set`, flagging the stores its entries so far use.
     pub fn set_policy_set(&mut self, ifindex: u32, policy_set: u32) {
         let mut rec = self.dp().maps().pod(ifindex).expect("pod record");
         rec.policy_set = policy_set;
+        rec.lookups = self.lookups.get(&policy_set).copied().unwrap_or_default();
         self.dp().maps().put_pod(ifindex, &rec).expect("put pod");
     }
 
-    /// Writes an LPM entry for `prefix` in `policy_set`/`direction` with `rules`.
+    /// Writes a policy entry for `prefix` in `policy_set`/`direction` with `rules`,
+    /// and flags its store in the records of the pods using that set (as the
+    /// planner does).
     pub fn put_entry(&mut self, policy_set: u32, direction: u8, prefix: &str, rules: &[Rule]) {
         let (addr, bits) = parse_prefix(prefix);
         let list = self.next_list;
@@ -149,6 +155,18 @@ impl KernelFixture {
         maps.put_rule_list(list, rules).expect("put rule list");
         let (key, len) = datapath::policy_key(policy_set, direction, addr, bits);
         maps.put_entry(&key, len, list).expect("put entry");
+        let mut flags = PodRecord {
+            lookups: self.lookups.get(&policy_set).copied().unwrap_or_default(),
+            ..PodRecord::default()
+        };
+        flags.note_entry(direction, key.family, len);
+        self.lookups.insert(policy_set, flags.lookups);
+        for (ifindex, mut rec) in self.dp().maps().pods() {
+            if rec.policy_set == policy_set {
+                rec.lookups = flags.lookups;
+                self.dp().maps().put_pod(ifindex, &rec).expect("put pod");
+            }
+        }
     }
 
     /// Runs `frame` through the program for `direction` as if on `ifindex`.

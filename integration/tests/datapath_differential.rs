@@ -66,7 +66,12 @@ fn mask(addr: u128, len: u8, width: u8) -> u128 {
 fn random_prefix(rng: &mut StdRng, v4: bool, bases: &[u128]) -> Prefix {
     let width = if v4 { 32 } else { 128 };
     let base = bases[rng.gen_range(0..bases.len())];
-    let len = if v4 {
+    // Often one of the lengths the datapath hashes, so rule sets mix the hashes and
+    // the trie and the longest match must be chosen across both.
+    let hashed = HASHED_LENGTHS[if v4 { 0 } else { 1 }];
+    let len = if rng.gen_bool(0.4) {
+        hashed[rng.gen_range(0..hashed.len() - 1)]
+    } else if v4 {
         rng.gen_range(8..=32)
     } else {
         rng.gen_range(16..=128)

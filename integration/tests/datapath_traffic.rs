@@ -23,7 +23,9 @@ const TIMEOUT: Duration = Duration::from_millis(700);
 /// TCP 8080 and UDP 9090 allowed from pod 0 (policy ids 101 and 102).
 fn program_policy(net: &PodNet, dp: &mut Datapath) {
     let client = net.record(0, STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW, 1);
-    let server = net.record(1, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW, SERVER_SET);
+    let mut server = net.record(1, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW, SERVER_SET);
+    server.note_entry(DIRECTION_INGRESS, FAMILY_IPV4, 32);
+    server.note_entry(DIRECTION_INGRESS, FAMILY_IPV6, 128);
     let maps = dp.maps();
     maps.put_pod(net.pods[0].link.host_ifindex, &client)
         .unwrap();

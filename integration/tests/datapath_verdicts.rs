@@ -765,3 +765,77 @@ fn event_scope_switch_filters_events_but_not_counters() {
     assert_eq!(c.packets[0][VERDICT_ACCEPT as usize], 3);
     assert_eq!(c.packets[0][VERDICT_DENY as usize], 3);
 }
+
+#[test]
+fn longest_match_is_chosen_across_the_hashes_and_the_trie() {
+    // Hashed lengths (/16, /24, /32; /48, /64, /128) and trie lengths (/20, /28; /52,
+    // /100) nested in one another: each peer must get its longest prefix's rules.
+    struct Case {
+        entries: [(&'static str, u16); 5],
+        peers: [(IpAddr, u16); 5],
+    }
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let cases = [
+        Case {
+            entries: [
+                ("10.9.0.0/16", 80),
+                ("10.9.0.0/20", 81),
+                ("10.9.1.0/24", 82),
+                ("10.9.1.0/28", 83),
+                ("10.9.1.5/32", 84),
+            ],
+            peers: [
+                (ip("10.9.200.1"), 80),
+                (ip("10.9.2.1"), 81),
+                (ip("10.9.1.99"), 82),
+                (ip("10.9.1.6"), 83),
+                (ip("10.9.1.5"), 84),
+            ],
+        },
+        Case {
+            entries: [
+                ("fd00:9::/48", 80),
+                ("fd00:9:0:1000::/52", 81),
+                ("fd00:9:0:1001::/64", 82),
+                ("fd00:9:0:1001::/100", 83),
+                ("fd00:9:0:1001::5/128", 84),
+            ],
+            peers: [
+                (ip("fd00:9:0:2::1"), 80),
+                (ip("fd00:9:0:1002::1"), 81),
+                (ip("fd00:9:0:1001:1::1"), 82),
+                (ip("fd00:9:0:1001::6"), 83),
+                (ip("fd00:9:0:1001::5"), 84),
+            ],
+        },
+    ];
+    for (case, net) in cases.iter().zip([V4, V6]) {
+        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+        for (prefix, port) in case.entries {
+            fx.put_entry(
+                SET,
+                DIRECTION_INGRESS,
+                prefix,
+                &[rule(PROTO_TCP, port, port, u32::from(port))],
+            );
+        }
+        let rec = fx.dp().maps().pod(pa).unwrap();
+        let looks = rec.lookups[DIRECTION_INGRESS as usize][family_index(net.family)];
+        assert_ne!(looks & LOOKUP_TRIE, 0, "some entries are in the trie");
+        assert_eq!(looks.count_ones(), 4, "three hashed lengths and the trie");
+        for (peer, port) in case.peers {
+            for probe in [port, port + 1] {
+                let frame = Frame::tcp(peer, 40000, net.pod, probe, TCP_SYN).build();
+                let want = if probe == port { ACT_PASS } else { ACT_DROP };
+                assert_eq!(
+                    fx.run(DIRECTION_INGRESS, pa, &frame),
+                    want,
+                    "{peer} port {probe}"
+                );
+            }
+            let events = fx.events();
+            assert_eq!(events[0].policy_id, u32::from(port), "{peer}");
+            assert_eq!(events[1].reason, REASON_NO_RULE_MATCHED, "{peer}");
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! An in-memory model of the datapath's policy maps (`POD_RECORDS`, `POLICY_LPM`,
+//! An in-memory model of the datapath's policy maps (`POD_RECORDS`, `POLICY_V4`/`POLICY_V6`,
 //! `RULE_LISTS`): applies `MapOp`s with the checks the kernel's ordering relies on,
 //! and looks flows up the way the kernel does (longest prefix, then the first
 //! admitting rule, then `decide`). Used by tests and by truth-table evaluators.
@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use datapath_common::{
-    Decision, PodRecord, PolicyKey, RuleList, STATE_DEFAULT_ALLOW, decide, first_admitting_rule,
+    Decision, FAMILY_IPV4, FAMILY_IPV6, PodRecord, PolicyKey, RuleList, STATE_DEFAULT_ALLOW,
+    decide, first_admitting_rule,
 };
 use ipnet::IpNet;
 
@@ -116,17 +117,26 @@ impl MapModel {
         }
     }
 
-    /// The rule list of the longest prefix under `policy_set` holding `peer`.
+    /// The rule list of the longest prefix under the pod's policy set holding `peer`,
+    /// among the stores the record says the datapath looks in (an entry the record
+    /// does not flag is invisible to the kernel, and so here).
     pub fn longest_match(
         &self,
-        policy_set: u32,
+        record: &PodRecord,
         direction: Direction,
         peer: IpAddr,
     ) -> Option<&RuleList> {
-        let max = if peer.is_ipv4() { 32 } else { 128 };
+        let (max, family) = if peer.is_ipv4() {
+            (32, FAMILY_IPV4)
+        } else {
+            (128, FAMILY_IPV6)
+        };
         (0..=max).rev().find_map(|len| {
+            if !record.looks_up(direction.as_u8(), family, u32::from(len)) {
+                return None;
+            }
             let net = IpNet::new(peer, len).ok()?.trunc();
-            let key = policy_key(policy_set, direction, net);
+            let key = policy_key(record.policy_set, direction, net);
             self.entries.get(&key).and_then(|id| self.lists.get(id))
         })
     }
@@ -150,7 +160,7 @@ impl MapModel {
             Direction::Egress => record.egress_state,
         };
         let admitted = self
-            .longest_match(record.policy_set, direction, peer)
+            .longest_match(record, direction, peer)
             .and_then(|list| first_admitting_rule(list, protocol, port));
         decide(state, admitted)
     }

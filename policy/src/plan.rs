@@ -17,17 +17,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use datapath_common::{
-    FAMILY_IPV4, FAMILY_IPV6, MAX_RULES_PER_LIST, POD_HAS_IPV4, POD_HAS_IPV6,
-    POLICY_KEY_FIXED_BITS, PodRecord, PolicyKey, Rule, RuleList, STATE_DEFAULT_ALLOW,
-    STATE_DEFAULT_DENY,
+    FAMILY_IPV4, FAMILY_IPV6, MAX_POLICY_SET, MAX_RULES_PER_LIST, POD_HAS_IPV4, POD_HAS_IPV6,
+    PodRecord, PolicyKey, Rule, RuleList, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY,
 };
 use ipnet::IpNet;
 
 use crate::model::{Direction, PodRef};
 use crate::resolve::{EnforcingMode, PodState, Resolved, ResolvedPod};
 
-/// One write to the datapath's maps. `prefix_len` is the LPM trie's length:
-/// `POLICY_KEY_FIXED_BITS` plus the peer prefix length.
+/// One write to the datapath's maps. `prefix_len` is the peer prefix's length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapOp {
     PutRuleList {
@@ -55,7 +53,7 @@ pub enum MapOp {
     },
 }
 
-/// The `POLICY_LPM` key and trie prefix length for `net` under `policy_set`.
+/// The policy entry key and peer prefix length for `net` under `policy_set`.
 pub fn policy_key(policy_set: u32, direction: Direction, net: IpNet) -> (PolicyKey, u32) {
     let mut addr = [0u8; 16];
     let family = match net.trunc() {
@@ -75,7 +73,7 @@ pub fn policy_key(policy_set: u32, direction: Direction, net: IpNet) -> (PolicyK
         _pad: [0; 2],
         addr,
     };
-    (key, POLICY_KEY_FIXED_BITS + u32::from(net.prefix_len()))
+    (key, u32::from(net.prefix_len()))
 }
 
 /// The record to write for a pod's interface before anything is resolved for it (it
@@ -105,6 +103,22 @@ impl Programmed {
     fn entries(&self, direction: Direction) -> &BTreeMap<IpNet, Vec<Rule>> {
         &self.source.direction(direction).entries
     }
+}
+
+/// The `PodRecord::lookups` flags for a pod's entries, `[ingress, egress]`.
+fn lookups(entries: [&BTreeMap<IpNet, Vec<Rule>>; 2]) -> [[u8; 2]; 2] {
+    let mut record = PodRecord::default();
+    for direction in Direction::BOTH {
+        for net in entries[dir_index(direction)].keys() {
+            let family = if net.addr().is_ipv4() {
+                FAMILY_IPV4
+            } else {
+                FAMILY_IPV6
+            };
+            record.note_entry(direction.as_u8(), family, u32::from(net.prefix_len()));
+        }
+    }
+    record.lookups
 }
 
 fn dir_index(direction: Direction) -> usize {
@@ -233,6 +247,7 @@ impl Planner {
                 _pad: 0,
                 ipv4,
                 ipv6,
+                lookups: lookups(want_entries),
             };
             phases.writes.push(MapOp::PutPod {
                 pod: pod.clone(),
@@ -248,6 +263,7 @@ impl Planner {
         record.addr_flags = addr_flags;
         record.ipv4 = ipv4;
         record.ipv6 = ipv6;
+        record.lookups = lookups(want_entries);
         let old_entries = [
             old.entries(Direction::Ingress),
             old.entries(Direction::Egress),
@@ -383,11 +399,12 @@ impl Planner {
         });
     }
 
+    /// The next unused policy-set id, wrapping within `1..=MAX_POLICY_SET`.
     fn fresh_set(&mut self) -> u32 {
         loop {
             let set = self.next_set;
-            self.next_set = self.next_set.checked_add(1).unwrap_or(1);
-            if set != 0 && self.live_sets.insert(set) {
+            self.next_set = if set >= MAX_POLICY_SET { 1 } else { set + 1 };
+            if (1..=MAX_POLICY_SET).contains(&set) && self.live_sets.insert(set) {
                 return set;
             }
         }
@@ -485,7 +502,7 @@ mod tests {
         assert_eq!(key.family, FAMILY_IPV4);
         assert_eq!(key.direction, datapath_common::DIRECTION_EGRESS);
         assert_eq!(&key.addr[..4], &[10, 1, 0, 0]);
-        assert_eq!(len, 64 + 16);
+        assert_eq!(len, 16);
     }
 
     #[test]
