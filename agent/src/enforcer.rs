@@ -147,6 +147,9 @@ impl Enforcer {
         }
         if !self.reconciled && report.without_interface.is_empty() {
             self.remove_stale()?;
+            // Every pod's state is in this version's maps now: an older agent's
+            // programs, enforcing beside ours until here, can go.
+            self.dp.retire_other_versions()?;
             self.reconciled = true;
         }
         self.snapshot.store(Arc::new(enrichment(

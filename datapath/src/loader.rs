@@ -207,6 +207,33 @@ impl Datapath {
         Ok(())
     }
 
+    /// Detaches what an agent of another ABI version left attached and removes its
+    /// pins (its maps go with their last reference). Call once the maps of this
+    /// version hold every pod's state: until then the older programs keep enforcing
+    /// beside ours (TCX runs both; a packet passes only if both pass), so an upgrade
+    /// leaves no gap. Returns how many links were detached.
+    ///
+    /// # Errors
+    /// A pin that cannot be read or removed (the message names it).
+    pub fn retire_other_versions(&mut self) -> Result<usize, DatapathError> {
+        let mut detached = 0;
+        for dir in self.pins.other_version_dirs() {
+            let links = dir.join("links");
+            if let Ok(entries) = std::fs::read_dir(&links) {
+                for entry in entries.filter_map(Result::ok) {
+                    attach::unpin_link(&entry.path())?;
+                    detached += 1;
+                }
+            }
+            std::fs::remove_dir_all(&dir).map_err(|e| DatapathError::Pin {
+                path: dir.clone(),
+                reason: e.to_string(),
+            })?;
+            tracing::info!(dir = %dir.display(), detached, "retired the pins of another ABI version");
+        }
+        Ok(detached)
+    }
+
     /// Interfaces our programs are attached to, by ifindex.
     pub fn attached_ifindexes(&self) -> Vec<u32> {
         self.attached.keys().copied().collect()

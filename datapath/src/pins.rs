@@ -53,6 +53,28 @@ impl PinLayout {
         Some((index.parse().ok()?, program))
     }
 
+    /// The directories of other ABI versions under the root (pins an agent of another
+    /// version left), sorted.
+    pub fn other_version_dirs(&self) -> Vec<PathBuf> {
+        let ours = format!("v{ABI_VERSION}");
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name != ours
+                    && name
+                        .strip_prefix('v')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
     /// Checks that the root is on bpffs and creates our directories.
     ///
     /// # Errors

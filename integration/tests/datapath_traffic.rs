@@ -282,3 +282,56 @@ fn pins_of_vanished_interfaces_are_removed_on_restart() {
     assert_eq!(link_pins(net.pods[0].link.host_ifindex), 2);
     assert_eq!(dp.attached_ifindexes(), vec![net.pods[0].link.host_ifindex]);
 }
+
+/// Programs attached to a TCX hook of `interface` in the node namespace.
+fn tcx_programs(net: &PodNet, interface: &str, hook: aya::programs::TcAttachType) -> usize {
+    let _in_node = net.node.enter().expect("enter node");
+    aya::programs::SchedClassifier::query_tcx(interface, hook)
+        .expect("query tcx")
+        .1
+        .len()
+}
+
+#[test]
+fn an_upgrade_keeps_the_older_programs_enforcing_until_they_are_retired() {
+    use aya::programs::TcAttachType;
+    let net = PodNet::new(2, AttachMode::Tcx);
+    let mut dp = net.load();
+    program_policy(&net, &mut dp);
+    let _servers = Servers::start(&net, 1, &[8080, 8081], &[]);
+    let allowed = SocketAddr::new(net.pods[1].ipv4, 8080);
+    let denied = SocketAddr::new(net.pods[1].ipv4, 8081);
+    let server_if = net.pods[1].link.host_if.clone();
+    let enforced = |what: &str| {
+        assert!(
+            tcp_connect(&net, 0, allowed, TIMEOUT).is_some(),
+            "{what}: TCP 8080 allowed"
+        );
+        assert!(
+            tcp_connect(&net, 0, denied, TIMEOUT).is_none(),
+            "{what}: TCP 8081 denied"
+        );
+    };
+    enforced("before the upgrade");
+    drop(dp);
+    // The pins become an older agent's: its version directory under another number.
+    let layout = datapath::PinLayout::new(&net.pins);
+    let older = net.pins.join(format!("v{}", ABI_VERSION - 1));
+    std::fs::rename(layout.version_dir(), &older).expect("rename the version directory");
+
+    // The new agent starts with empty maps and attaches beside the older links.
+    let mut dp = net.load();
+    assert_eq!(tcx_programs(&net, &server_if, TcAttachType::Egress), 2);
+    enforced("new programs attached, their maps still empty");
+    program_policy(&net, &mut dp);
+    enforced("both versions enforcing");
+    assert_eq!(
+        dp.retire_other_versions().unwrap(),
+        4,
+        "two links on each of two pods"
+    );
+    assert!(!older.exists(), "the older version's pins are gone");
+    assert_eq!(tcx_programs(&net, &server_if, TcAttachType::Egress), 1);
+    assert_eq!(tcx_programs(&net, &server_if, TcAttachType::Ingress), 1);
+    enforced("after retiring the older version");
+}
