@@ -2,10 +2,18 @@
 //! writing the flow-log file (the incumbent's default path), is refused with a message
 //! that says who holds the node.
 
+use std::sync::Mutex;
+
 use agent::guard::InstanceGuard;
+
+/// The tests run one at a time: a child forked by one test inherits, until it
+/// execs, the other test's locked descriptor, which would make a lock that was just
+/// released look held.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn a_second_agent_on_the_same_pins_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let pins = dir.path().join("pins");
     let log = dir.path().join("flows.log");
@@ -27,6 +35,7 @@ fn a_second_agent_on_the_same_pins_is_refused() {
 
 #[test]
 fn a_process_writing_the_flow_log_file_is_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("network-policy-agent.log");
     std::fs::write(&log, b"").unwrap();
