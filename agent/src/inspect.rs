@@ -124,7 +124,7 @@ pub fn maps(pins: &PinLayout, json: bool) -> Result<()> {
     let m = PolicyMaps::open_pinned(pins)?;
     let fill = |name: &str| -> Option<usize> {
         match name {
-            map_names::POD_RECORDS => Some(m.pods().len()),
+            map_names::POD_SLOTS => Some(m.pods().len()),
             map_names::POLICY_V4 => Some(
                 m.entries()
                     .iter()

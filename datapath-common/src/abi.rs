@@ -75,7 +75,10 @@ pub const fn policy_selector(policy_set: u32, direction: u8) -> u32 {
 
 /// Map names, shared so userspace finds what the kernel declares.
 pub mod map_names {
-    pub const POD_RECORDS: &str = "POD_RECORDS";
+    /// Pod records by slot, and the slots of interfaces whose ifindex is past the
+    /// directly indexed ones.
+    pub const POD_SLOTS: &str = "POD_SLOTS";
+    pub const POD_INDEX: &str = "POD_INDEX";
     /// The IPv4 and IPv6 policy tries: one per family so keys are short (8 and 20
     /// bytes) and an IPv6 `::/0` can never match an IPv4 peer.
     pub const POLICY_V4: &str = "POLICY_V4";
@@ -104,7 +107,14 @@ pub mod program_names {
     pub const NOOP: &str = "noop";
 }
 
-/// One pod interface, keyed by the host-side ifindex in `POD_RECORDS`.
+/// Slots in `POD_SLOTS`. An interface whose ifindex is below [`DIRECT_POD_SLOTS`]
+/// uses the slot of that number (an array lookup the verifier inlines: the cheapest
+/// map read there is, on every packet); others get one of the remaining slots through
+/// `POD_INDEX`.
+pub const POD_SLOT_COUNT: u32 = 16384;
+pub const DIRECT_POD_SLOTS: u32 = 12288;
+
+/// One pod interface, in `POD_SLOTS`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PodRecord {
@@ -124,8 +134,12 @@ pub struct PodRecord {
     /// [`LOOKUP_TRIE`] if any entry has another length. The datapath probes only
     /// what is flagged.
     pub lookups: [[u8; 2]; 2],
+    /// The host-side interface the record belongs to; 0 marks a free slot. The
+    /// datapath's userspace sets it when it writes the record, and the programs
+    /// ignore a slot whose ifindex is not the packet's.
+    pub ifindex: u32,
 }
-const _: () = assert!(size_of::<PodRecord>() == 36);
+const _: () = assert!(size_of::<PodRecord>() == 40);
 const _: () = assert!(offset_of!(PodRecord, ipv4) == 12);
 const _: () = assert!(offset_of!(PodRecord, lookups) == 32);
 

@@ -7,14 +7,18 @@ use aya_ebpf::{
 };
 use datapath_common::{
     Counters, CtValue, FlowKey, FoldValue, FragKey, FragValue, HashedKeyV4, HashedKeyV6,
-    PodRecord, PolicyKeyV4, PolicyKeyV6, RuleList, Settings, TrieEntry,
+    DIRECT_POD_SLOTS, POD_SLOT_COUNT, PodRecord, PolicyKeyV4, PolicyKeyV6, RuleList, Settings, TrieEntry,
 };
 
 /// `BPF_F_NO_PREALLOC`: memory follows the entries actually written.
 const NO_PREALLOC: u32 = 1;
 
-#[map(name = "POD_RECORDS")]
-pub static POD_RECORDS: HashMap<u32, PodRecord> = HashMap::pinned(16384, NO_PREALLOC);
+#[map(name = "POD_SLOTS")]
+pub static POD_SLOTS: Array<PodRecord> = Array::pinned(POD_SLOT_COUNT, 0);
+
+#[map(name = "POD_INDEX")]
+pub static POD_INDEX: HashMap<u32, u32> =
+    HashMap::pinned(POD_SLOT_COUNT - DIRECT_POD_SLOTS, NO_PREALLOC);
 
 #[map(name = "POLICY_V4")]
 pub static POLICY_V4: LpmTrie<PolicyKeyV4, TrieEntry> = LpmTrie::pinned(1 << 20, 0);

@@ -15,7 +15,7 @@ use datapath_common::*;
 
 use crate::{
     maps::{
-        CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_RECORDS, POLICY_HASH_V4,
+        CONNTRACK, COUNTERS, EVENTS, FOLDS, FRAGMENTS, POD_INDEX, POD_SLOTS, POLICY_HASH_V4,
         POLICY_HASH_V6, POLICY_V4, POLICY_V6, RULE_LISTS, SETTINGS,
     },
     parse::{self, FRAG_FIRST, FRAG_LATER, Packet, TCP_ACK, TCP_SYN},
@@ -52,16 +52,29 @@ fn settings() -> Settings {
     SETTINGS.get(0).copied().unwrap_or_default()
 }
 
+/// The record of the pod behind `ifindex`, if we manage it. Both ways end in one
+/// pointer into `POD_SLOTS`, so the verifier tracks a single kind of record.
+#[inline(always)]
+fn pod_record(ifindex: u32) -> Option<&'static PodRecord> {
+    let slot = if ifindex < DIRECT_POD_SLOTS {
+        ifindex
+    } else {
+        // SAFETY: a plain read of a u32 map value.
+        *unsafe { POD_INDEX.get(&ifindex) }?
+    };
+    // SAFETY: map values stay valid for the duration of the program (RCU).
+    let record = unsafe { &*POD_SLOTS.get_ptr(slot)? };
+    (record.ifindex == ifindex).then_some(record)
+}
+
 /// Judge one packet in `direction` (as seen from the pod).
 #[inline(always)]
 pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     // SAFETY: ctx.skb.skb is the live __sk_buff the program was called with.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(pod) = POD_RECORDS.get_ptr(ifindex) else {
+    let Some(pod) = pod_record(ifindex) else {
         return TCX_NEXT;
     };
-    // SAFETY: map values stay valid for the duration of the program (RCU).
-    let pod = unsafe { &*pod };
     let Some(pkt) = parse::parse(ctx) else {
         return TCX_NEXT;
     };

@@ -39,6 +39,12 @@ pub enum DatapathError {
     Pin { path: PathBuf, reason: String },
     #[error("rule list has {len} rules, more than the {max} a list holds")]
     RuleListTooLong { len: usize, max: usize },
+    #[error(
+        "interface {ifindex}: no spare pod slot left (all {spare} for large ifindexes are taken)"
+    )]
+    PodSlotsFull { ifindex: u32, spare: u32 },
+    #[error("ifindex {ifindex} names no interface")]
+    NoSuchIfindex { ifindex: u32 },
     #[error("policy set {set} is past the largest the policy tries hold ({max})")]
     PolicySetTooLarge { set: u32, max: u32 },
     #[error("ring buffer: {0}")]

@@ -21,6 +21,7 @@ mod loader;
 mod maps;
 mod object;
 mod pins;
+mod pod_slots;
 pub mod testrun;
 
 pub use attach::AttachMode;

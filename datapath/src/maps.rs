@@ -13,7 +13,7 @@ use datapath_common::{
     PolicyKey, Rule, RuleList, Settings, map_names,
 };
 
-use crate::{DatapathError, entries::PolicyEntries};
+use crate::{DatapathError, entries::PolicyEntries, pod_slots::PodSlots};
 
 /// Id of a rule list in `RULE_LISTS`.
 pub type RuleListId = u32;
@@ -26,7 +26,7 @@ pub struct ConntrackEntry {
 }
 
 pub struct PolicyMaps {
-    pods: HashMap<MapData, u32, PodRecord>,
+    pods: PodSlots,
     entries: PolicyEntries,
     rule_lists: HashMap<MapData, RuleListId, RuleList>,
     conntrack: HashMap<MapData, FlowKey, CtValue>,
@@ -103,7 +103,7 @@ pub fn monotonic_now_ns() -> u64 {
 impl PolicyMaps {
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
-            pods: take(ebpf, map_names::POD_RECORDS)?,
+            pods: PodSlots::take(ebpf)?,
             entries: PolicyEntries::take(ebpf)?,
             rule_lists: take(ebpf, map_names::RULE_LISTS)?,
             conntrack: take(ebpf, map_names::CONNTRACK)?,
@@ -113,12 +113,13 @@ impl PolicyMaps {
         })
     }
 
+    /// Writes the record of the pod behind `ifindex` (stamping `record.ifindex`).
+    ///
     /// # Errors
-    /// A failed map update (the message names the map).
+    /// Ifindex 0, no spare slot left for a large ifindex, or a failed map update (the
+    /// message names the map).
     pub fn put_pod(&mut self, ifindex: u32, record: &PodRecord) -> Result<(), DatapathError> {
-        self.pods
-            .insert(ifindex, record, 0)
-            .map_err(|e| DatapathError::map(map_names::POD_RECORDS, e))
+        self.pods.put(ifindex, record)
     }
 
     /// Removes a pod record; a missing record is not an error.
@@ -126,15 +127,16 @@ impl PolicyMaps {
     /// # Errors
     /// A failed map delete other than "not found".
     pub fn remove_pod(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        ignore_not_found(self.pods.remove(&ifindex), map_names::POD_RECORDS)
+        self.pods.remove(ifindex)
     }
 
     pub fn pod(&self, ifindex: u32) -> Option<PodRecord> {
-        self.pods.get(&ifindex, 0).ok()
+        self.pods.get(ifindex)
     }
 
+    /// Every pod record, by ifindex.
     pub fn pods(&self) -> Vec<(u32, PodRecord)> {
-        self.pods.iter().filter_map(Result::ok).collect()
+        self.pods.all()
     }
 
     /// # Errors
@@ -330,7 +332,7 @@ impl PolicyMaps {
     pub fn open_pinned(pins: &crate::PinLayout) -> Result<Self, DatapathError> {
         use aya::maps::Map;
         Ok(Self {
-            pods: open_pinned(pins, map_names::POD_RECORDS, Map::HashMap)?,
+            pods: PodSlots::open_pinned(pins)?,
             entries: PolicyEntries::open_pinned(pins)?,
             rule_lists: open_pinned(pins, map_names::RULE_LISTS, Map::HashMap)?,
             conntrack: open_pinned(pins, map_names::CONNTRACK, Map::LruHashMap)?,
@@ -346,7 +348,5 @@ impl PolicyMaps {
 /// # Errors
 /// The pin does not exist or is not our map.
 pub fn pinned_pod_records(pins: &crate::PinLayout) -> Result<Vec<(u32, PodRecord)>, DatapathError> {
-    let map: HashMap<MapData, u32, PodRecord> =
-        open_pinned(pins, map_names::POD_RECORDS, aya::maps::Map::HashMap)?;
-    Ok(map.iter().filter_map(Result::ok).collect())
+    Ok(PodSlots::open_pinned(pins)?.all())
 }

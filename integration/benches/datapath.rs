@@ -357,7 +357,7 @@ fn main() {
         net(&new_flow, &noop_r1)
     );
     println!(
-        "map memory, 110 pods x 5,000 peer /32s ({} entries): policy entries {:.1} MiB ({:.1} MiB before them, then {:.0} bytes per entry), RULE_LISTS {:.3} MiB, POD_RECORDS {:.3} MiB",
+        "map memory, 110 pods x 5,000 peer /32s ({} entries): policy entries {:.1} MiB ({:.1} MiB before them, then {:.0} bytes per entry), RULE_LISTS {:.3} MiB, pod slots {:.3} MiB",
         memory.entries,
         memory.lpm as f64 / 1048576.0,
         memory.fixed as f64 / 1048576.0,
@@ -468,6 +468,6 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
         fixed: bytes_before,
         per_added_entry: (bytes - bytes_before) as f64 / (entries - entries_before) as f64,
         rule_lists: memlock(&pins, map_names::RULE_LISTS),
-        pods: memlock(&pins, map_names::POD_RECORDS),
+        pods: memlock(&pins, map_names::POD_SLOTS) + memlock(&pins, map_names::POD_INDEX),
     }
 }

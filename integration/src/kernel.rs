@@ -3,7 +3,11 @@
 //! through the programs (BPF_PROG_TEST_RUN with the interface in `ctx_in`) and
 //! collect the events. Everything is removed on drop.
 
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    time::Duration,
+};
 
 use datapath::{Datapath, EventReader, LoadOptions, PinLayout, testrun};
 use datapath_common::*;
@@ -25,6 +29,8 @@ pub struct KernelFixture {
     next_list: u32,
     /// `PodRecord::lookups` of each policy set, from the entries written so far.
     lookups: HashMap<u32, [[u8; 2]; 2]>,
+    /// Interfaces given a pod record.
+    pods: BTreeSet<u32>,
 }
 
 /// Options a fixture starts with.
@@ -97,6 +103,7 @@ impl KernelFixture {
             ns,
             next_list: 1,
             lookups: HashMap::new(),
+            pods: BTreeSet::new(),
         }
     }
 
@@ -127,6 +134,7 @@ impl KernelFixture {
             }
         }
         self.dp().maps().put_pod(ifindex, &rec).expect("put pod");
+        self.pods.insert(ifindex);
     }
 
     /// Bumps the pod's generation (its rules changed).
@@ -161,8 +169,10 @@ impl KernelFixture {
         };
         flags.note_entry(direction, key.family, len);
         self.lookups.insert(policy_set, flags.lookups);
-        for (ifindex, mut rec) in self.dp().maps().pods() {
-            if rec.policy_set == policy_set {
+        for ifindex in self.pods.clone() {
+            if let Some(mut rec) = self.dp().maps().pod(ifindex)
+                && rec.policy_set == policy_set
+            {
                 rec.lookups = flags.lookups;
                 self.dp().maps().put_pod(ifindex, &rec).expect("put pod");
             }

@@ -839,3 +839,70 @@ fn longest_match_is_chosen_across_the_hashes_and_the_trie() {
         }
     }
 }
+
+#[test]
+fn pods_on_large_ifindexes_get_spare_slots() {
+    let mut fx = KernelFixture::new(&["pa"]);
+    let mut ifindexes = Vec::new();
+    for (name, index) in [("big1", DIRECT_POD_SLOTS + 7), ("big2", 1_000_000)] {
+        let peer = format!("{name}p");
+        fx.ns
+            .ip(&[
+                "link",
+                "add",
+                "name",
+                name,
+                "index",
+                &index.to_string(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+            ])
+            .unwrap();
+        fx.ns.ip(&["link", "set", &peer, "up"]).unwrap();
+        fx.ns.ip(&["link", "set", name, "up"]).unwrap();
+        assert_eq!(fx.ifindex(name), index);
+        ifindexes.push(index);
+    }
+    let (big1, big2) = (ifindexes[0], ifindexes[1]);
+    fx.set_pod(big1, &[V4.pod], STATE_DEFAULT_DENY, STATE_DEFAULT_ALLOW);
+    fx.set_pod(big2, &[V4.pod], STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
+    let listed: Vec<u32> = fx.dp().maps().pods().iter().map(|(i, _)| *i).collect();
+    assert_eq!(listed, [big1, big2]);
+
+    assert_eq!(fx.run(DIRECTION_INGRESS, big1, &syn_in(V4, 80)), ACT_DROP);
+    assert_eq!(fx.run(DIRECTION_INGRESS, big2, &syn_in(V4, 80)), ACT_PASS);
+    let events = fx.events();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.ifindex, e.verdict, e.reason))
+            .collect::<Vec<_>>(),
+        [
+            (big1, VERDICT_DENY, REASON_DEFAULT_DENY),
+            (big2, VERDICT_ACCEPT, REASON_DEFAULT_ALLOW)
+        ],
+        "each interface was judged by its own record"
+    );
+
+    // A removed record frees its slot: the interface is ours no more.
+    fx.dp().maps().remove_pod(big1).unwrap();
+    assert_eq!(fx.dp().maps().pod(big1), None);
+    assert_eq!(
+        fx.run(
+            DIRECTION_INGRESS,
+            big1,
+            &Frame::tcp(V4.peer, 40001, V4.pod, 80, TCP_SYN).build()
+        ),
+        ACT_PASS
+    );
+    assert!(
+        fx.events().is_empty(),
+        "an unmanaged interface reports nothing"
+    );
+    // The freed slot serves the next large interface.
+    fx.set_pod(big1, &[V4.pod], STATE_DEFAULT_DENY, STATE_DEFAULT_ALLOW);
+    assert_eq!(fx.run(DIRECTION_INGRESS, big1, &syn_in(V4, 81)), ACT_DROP);
+}

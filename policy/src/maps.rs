@@ -1,4 +1,4 @@
-//! An in-memory model of the datapath's policy maps (`POD_RECORDS`, `POLICY_V4`/`POLICY_V6`,
+//! An in-memory model of the datapath's policy maps (`POD_SLOTS`, the policy entries,
 //! `RULE_LISTS`): applies `MapOp`s with the checks the kernel's ordering relies on,
 //! and looks flows up the way the kernel does (longest prefix, then the first
 //! admitting rule, then `decide`). Used by tests and by truth-table evaluators.

@@ -248,6 +248,8 @@ impl Planner {
                 ipv4,
                 ipv6,
                 lookups: lookups(want_entries),
+                // The datapath stamps the interface when it writes the record.
+                ifindex: 0,
             };
             phases.writes.push(MapOp::PutPod {
                 pod: pod.clone(),
