@@ -311,7 +311,11 @@ fn main() {
     // Map memory for 110 local pods, each allowing ingress from 5,000 peer pods (/32s),
     // all entries sharing deduplicated rule lists: the kernel's own accounting
     // (fdinfo memlock, which for these maps counts the elements actually held).
-    let memory = map_memory(&mut fx);
+    let memory = map_memory(&mut fx, 1);
+    let shared_memory = {
+        let mut fresh = KernelFixture::new(&["pm"]);
+        map_memory(&mut fresh, 10)
+    };
 
     let net = |s: &Stat, f: &Stat| s.median - f.median;
     println!("floor (no-op)                  {}", floor.show());
@@ -366,8 +370,15 @@ fn main() {
         memory.pods as f64 / 1048576.0,
     );
     println!(
-        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        "  the same 110 pods as 11 workloads of 10 (one policy set each): {} entries, policy entries {:.1} MiB ({:.1} MiB before them)",
+        shared_memory.entries,
+        shared_memory.lpm as f64 / 1048576.0,
+        shared_memory.fixed as f64 / 1048576.0,
+    );
+    println!(
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"lpm_memory_mib_110x5000_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
         memory.lpm as f64 / 1048576.0,
+        shared_memory.lpm as f64 / 1048576.0,
         floor.median,
         allow_default.median,
         ct_hit.median,
@@ -405,7 +416,10 @@ fn memlock(pins: &datapath::PinLayout, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn map_memory(fx: &mut KernelFixture) -> Memory {
+/// The policy maps of 110 pods each admitting 5,000 peer /32s, `pods_per_set` pods
+/// sharing each policy set (the planner gives pods with equal entries one set: 1 is
+/// every pod with rules of its own, 10 is eleven workloads of ten pods).
+fn map_memory(fx: &mut KernelFixture, pods_per_set: u32) -> Memory {
     const PODS: u32 = 110;
     const PEERS: u32 = 5000;
     let pins = fx.dp().pins().clone();
@@ -437,7 +451,7 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
             .unwrap();
     }
     for pod in 0..PODS {
-        let set = 10_000 + pod;
+        let set = 10_000 + pod / pods_per_set;
         let ifindex = 100_000 + pod;
         let mut rec = datapath_common::PodRecord {
             policy_set: set,
@@ -446,6 +460,9 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
         };
         rec.note_entry(DIRECTION_INGRESS, FAMILY_IPV4, 32);
         fx.dp().maps().put_pod(ifindex, &rec).unwrap();
+        if pod % pods_per_set != 0 {
+            continue;
+        }
         for peer in 0..PEERS {
             let addr = IpAddr::from([
                 10,
@@ -456,7 +473,7 @@ fn map_memory(fx: &mut KernelFixture) -> Memory {
             let (key, len) = datapath::policy_key(set, DIRECTION_INGRESS, addr, 32);
             fx.dp()
                 .maps()
-                .put_entry(&key, len, lists[(pod % 4) as usize])
+                .put_entry(&key, len, lists[(pod / pods_per_set % 4) as usize])
                 .unwrap();
         }
     }

@@ -11,8 +11,14 @@
 //!   `PoliciesApplied`, and last the rule lists nothing uses any more.
 //! - fresh policy set: otherwise all entries are written under a new policy-set id,
 //!   the pod record flips to it, and the old set's entries are deleted.
+//!
+//! Pods with equal entries share one policy set (the pods of one workload usually
+//! do), so the maps hold each distinct set of entries once. A pod whose new entries
+//! some set already holds flips to that set; a shared set is never changed in place;
+//! the last pod leaving a set deletes its entries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -138,6 +144,28 @@ pub struct Planner {
     free_list_ids: Vec<u32>,
     live_sets: HashSet<u32>,
     next_set: u32,
+    /// Policy sets by a hash of their entries: pods with equal entries share one.
+    sets: HashMap<u64, Vec<SharedSet>>,
+}
+
+/// A policy set and the pods pointing at it.
+#[derive(Debug)]
+struct SharedSet {
+    id: u32,
+    users: usize,
+    /// A resolution whose entries are the set's.
+    content: Arc<ResolvedPod>,
+}
+
+fn content_hash(pod: &ResolvedPod) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    pod.ingress.entries.hash(&mut h);
+    pod.egress.entries.hash(&mut h);
+    h.finish()
+}
+
+fn same_content(a: &ResolvedPod, b: &ResolvedPod) -> bool {
+    a.ingress.entries == b.ingress.entries && a.egress.entries == b.egress.entries
 }
 
 /// Ops collected in their three phases.
@@ -191,12 +219,11 @@ impl Planner {
         for pod in gone {
             if let Some(old) = self.pods.remove(&pod) {
                 phases.late_deletes.push(MapOp::DeletePod { pod });
-                self.delete_all_entries(&old, &mut phases);
-                self.live_sets.remove(&old.record.policy_set);
+                self.leave_set(&old, &mut phases);
             }
         }
         for (pod, want) in &resolved.pods {
-            self.plan_pod(pod, want, &mut phases);
+            self.plan_pod(pod, want, resolved, &mut phases);
         }
         let mut ops = phases.writes;
         ops.extend(phases.late_deletes);
@@ -210,7 +237,13 @@ impl Planner {
         ops
     }
 
-    fn plan_pod(&mut self, pod: &PodRef, want: &Arc<ResolvedPod>, phases: &mut Phases) {
+    fn plan_pod(
+        &mut self,
+        pod: &PodRef,
+        want: &Arc<ResolvedPod>,
+        resolved: &Resolved,
+        phases: &mut Phases,
+    ) {
         let want_entries = [&want.ingress.entries, &want.egress.entries];
         let mut addr_flags = 0;
         let mut ipv4 = [0u8; 4];
@@ -232,12 +265,7 @@ impl Planner {
             return;
         }
         let Some(old) = self.pods.get(pod).cloned() else {
-            let set = self.fresh_set();
-            for direction in Direction::BOTH {
-                for (net, rules) in want_entries[dir_index(direction)] {
-                    self.put_entry(set, direction, *net, rules, &mut phases.writes);
-                }
-            }
+            let set = self.join_set(want, phases);
             let record = PodRecord {
                 policy_set: set,
                 generation: 1,
@@ -290,7 +318,32 @@ impl Planner {
                 || states[i] != PodState::PoliciesApplied
                 || changes_are_disjoint(old_entries[i], want_entries[i])
         });
-        if in_place {
+        // A shared set changes in place only when all its pods move to the same new
+        // entries in this plan (the pods of one workload, usually).
+        let shared = !same_entries
+            && self.users_of(&old) > 1
+            && !self.all_users_want(old.record.policy_set, want, resolved);
+        let existing = if same_entries {
+            None
+        } else {
+            self.find_set(want).map(|(_, _, id)| id)
+        };
+        if existing == Some(old.record.policy_set) {
+            // Our set was changed in place earlier in this plan, for all its pods.
+            phases.writes.push(MapOp::PutPod {
+                pod: pod.clone(),
+                record,
+            });
+        } else if let Some(set) = existing {
+            // Another pod's set already holds exactly these entries: flip to it.
+            self.join_set(want, phases);
+            record.policy_set = set;
+            phases.writes.push(MapOp::PutPod {
+                pod: pod.clone(),
+                record,
+            });
+            self.leave_set(&old, phases);
+        } else if in_place && !shared {
             let set = old.record.policy_set;
             for direction in Direction::BOTH {
                 let i = dir_index(direction);
@@ -319,23 +372,106 @@ impl Planner {
                 pod: pod.clone(),
                 record,
             });
+            self.rekey_set(&old.source, want);
         } else {
-            let set = self.fresh_set();
-            for direction in Direction::BOTH {
-                for (net, rules) in want_entries[dir_index(direction)] {
-                    self.put_entry(set, direction, *net, rules, &mut phases.writes);
-                }
-            }
-            record.policy_set = set;
+            record.policy_set = self.join_set(want, phases);
             phases.writes.push(MapOp::PutPod {
                 pod: pod.clone(),
                 record,
             });
-            self.delete_all_entries(&old, phases);
-            self.live_sets.remove(&old.record.policy_set);
+            self.leave_set(&old, phases);
         }
         let source = Arc::clone(want);
         self.pods.insert(pod.clone(), Programmed { record, source });
+    }
+
+    /// The set holding exactly `want`'s entries: (hash, position in its bucket, id).
+    fn find_set(&self, want: &ResolvedPod) -> Option<(u64, usize, u32)> {
+        let hash = content_hash(want);
+        let bucket = self.sets.get(&hash)?;
+        let i = bucket.iter().position(|s| same_content(&s.content, want))?;
+        Some((hash, i, bucket[i].id))
+    }
+
+    /// Do all pods on set `id` want `want`'s entries in `resolved`?
+    fn all_users_want(&self, id: u32, want: &ResolvedPod, resolved: &Resolved) -> bool {
+        let hash = content_hash(want);
+        self.pods
+            .iter()
+            .filter(|(_, p)| p.record.policy_set == id)
+            .all(|(pod, _)| {
+                resolved
+                    .pods
+                    .get(pod)
+                    .is_some_and(|w| content_hash(w) == hash && same_content(w, want))
+            })
+    }
+
+    fn users_of(&self, programmed: &Programmed) -> usize {
+        self.find_set(&programmed.source)
+            .map_or(0, |(hash, i, _)| self.sets[&hash][i].users)
+    }
+
+    /// The set for `want`'s entries, one more pod using it; a new set (its entries
+    /// written) when no pod has these entries yet.
+    fn join_set(&mut self, want: &Arc<ResolvedPod>, phases: &mut Phases) -> u32 {
+        if let Some((hash, i, id)) = self.find_set(want) {
+            if let Some(bucket) = self.sets.get_mut(&hash) {
+                bucket[i].users += 1;
+            }
+            return id;
+        }
+        let id = self.fresh_set();
+        for direction in Direction::BOTH {
+            for (net, rules) in &want.direction(direction).entries {
+                self.put_entry(id, direction, *net, rules, &mut phases.writes);
+            }
+        }
+        self.sets
+            .entry(content_hash(want))
+            .or_default()
+            .push(SharedSet {
+                id,
+                users: 1,
+                content: Arc::clone(want),
+            });
+        id
+    }
+
+    /// One pod less on `old`'s set; the last one out deletes its entries.
+    fn leave_set(&mut self, old: &Programmed, phases: &mut Phases) {
+        let Some((hash, i, _)) = self.find_set(&old.source) else {
+            return;
+        };
+        let Some(bucket) = self.sets.get_mut(&hash) else {
+            return;
+        };
+        bucket[i].users -= 1;
+        if bucket[i].users > 0 {
+            return;
+        }
+        bucket.swap_remove(i);
+        if bucket.is_empty() {
+            self.sets.remove(&hash);
+        }
+        self.delete_all_entries(old, phases);
+        self.live_sets.remove(&old.record.policy_set);
+    }
+
+    /// A set changed in place (it had one user) now holds `want`'s entries.
+    fn rekey_set(&mut self, old: &ResolvedPod, want: &Arc<ResolvedPod>) {
+        let Some((hash, i, _)) = self.find_set(old) else {
+            return;
+        };
+        let Some(bucket) = self.sets.get_mut(&hash) else {
+            return;
+        };
+        let mut set = bucket.swap_remove(i);
+        if bucket.is_empty() {
+            self.sets.remove(&hash);
+        }
+        set.content = Arc::clone(want);
+        self.sets.entry(content_hash(want)).or_default().push(set);
     }
 
     fn delete_all_entries(&mut self, old: &Programmed, phases: &mut Phases) {

@@ -193,7 +193,7 @@ fn an_unchanged_state_produces_no_ops() {
 }
 
 #[test]
-fn a_peer_label_change_writes_one_entry_and_one_record_per_affected_pod() {
+fn a_peer_label_change_writes_one_entry_per_shared_set_and_one_record_per_affected_pod() {
     let family = Family::V4;
     let mut node = Node::new(family, EnforcingMode::Standard);
     let mut state = cluster(family);
@@ -210,8 +210,8 @@ fn a_peer_label_change_writes_one_entry_and_one_record_per_affected_pod() {
     let ops = node.plan(&state);
     node.maps.apply(&ops).expect("ops apply");
     let old = state.clone();
-    // z/c becomes a "b": each of the three x pods gains one /32 whose rule list
-    // already exists (the one the other b pods use).
+    // z/c becomes a "b": the three x pods, which share one policy set, gain one
+    // /32 whose rule list already exists (the one the other b pods use).
     state
         .pods
         .get_mut(&ObjectRef::new("z", "c"))
@@ -227,7 +227,7 @@ fn a_peer_label_change_writes_one_entry_and_one_record_per_affected_pod() {
         .iter()
         .filter(|op| matches!(op, MapOp::PutPod { .. }))
         .count();
-    assert_eq!((puts, records, ops.len()), (3, 3, 6), "{ops:#?}");
+    assert_eq!((puts, records, ops.len()), (1, 3, 4), "{ops:#?}");
     let record = node.maps.pods[&ObjectRef::new("x", "a")];
     assert_eq!(
         record.generation, 2,
@@ -535,4 +535,48 @@ fn a_remote_change_reuses_the_results_of_pods_it_cannot_affect() {
         Resolver::new().resolve(&state, &opts),
         "same as from scratch"
     );
+}
+
+#[test]
+fn pods_with_equal_entries_share_one_policy_set_until_their_rules_part() {
+    let family = Family::V4;
+    let mut node = Node::new(family, EnforcingMode::Standard);
+    let mut state = cluster(family);
+    // Every x pod admits the same peers: one set of entries for all of them.
+    set_policies(&mut state, family, &p("x", "pol", FROM_Y));
+    let ops = node.plan(&state);
+    node.maps.apply(&ops).expect("ops apply");
+    let x_sets = |maps: &MapModel| -> std::collections::BTreeSet<u32> {
+        maps.pods
+            .iter()
+            .filter(|(pod, _)| pod.namespace == "x")
+            .map(|(_, r)| r.policy_set)
+            .collect()
+    };
+    let x_pods = node.maps.pods.keys().filter(|p| p.namespace == "x").count();
+    assert!(x_pods > 1, "the fixture has several x pods");
+    assert_eq!(x_sets(&node.maps).len(), 1, "one set for the x pods");
+    let entries_shared = node.maps.entries.len();
+
+    // x/a alone gets an extra rule: it moves to a set of its own, the others stay.
+    let old = state.clone();
+    set_policies(
+        &mut state,
+        family,
+        &format!(
+            "{}\n---\n{}",
+            p("x", "pol", FROM_Y),
+            p("x", "a-81", FROM_Z_PORT_81)
+        ),
+    );
+    node.update_checking_every_step(&old, &state);
+    assert_eq!(x_sets(&node.maps).len(), 2);
+    assert!(node.maps.entries.len() > entries_shared);
+
+    // Back as before: x/a rejoins the shared set and its own set's entries go.
+    let old = state.clone();
+    set_policies(&mut state, family, &p("x", "pol", FROM_Y));
+    node.update_checking_every_step(&old, &state);
+    assert_eq!(x_sets(&node.maps).len(), 1);
+    assert_eq!(node.maps.entries.len(), entries_shared);
 }
