@@ -57,6 +57,7 @@ pub fn load_options(config: &AgentConfig) -> LoadOptions {
             config::AttachMode::Netlink => AttachMode::Netlink,
         },
         settings: kernel_settings(config),
+        ..LoadOptions::default()
     }
 }
 

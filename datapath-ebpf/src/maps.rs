@@ -27,10 +27,10 @@ pub static POLICY_V4: LpmTrie<PolicyKeyV4, TrieEntry> = LpmTrie::pinned(1 << 20,
 pub static POLICY_V6: LpmTrie<PolicyKeyV6, TrieEntry> = LpmTrie::pinned(1 << 20, 0);
 
 #[map(name = "POLICY_HASH_V4")]
-pub static POLICY_HASH_V4: HashMap<HashedKeyV4, u32> = HashMap::pinned(1 << 20, NO_PREALLOC);
+pub static POLICY_HASH_V4: HashMap<HashedKeyV4, u32> = HashMap::pinned(1 << 18, NO_PREALLOC);
 
 #[map(name = "POLICY_HASH_V6")]
-pub static POLICY_HASH_V6: HashMap<HashedKeyV6, u32> = HashMap::pinned(1 << 20, NO_PREALLOC);
+pub static POLICY_HASH_V6: HashMap<HashedKeyV6, u32> = HashMap::pinned(1 << 18, NO_PREALLOC);
 
 #[map(name = "RULE_LISTS")]
 pub static RULE_LISTS: HashMap<u32, RuleList> = HashMap::pinned(65536, NO_PREALLOC);

@@ -27,6 +27,10 @@ pub struct LoadOptions {
     pub conntrack_entries: u32,
     /// DENY folds the kernel can hold; past it DENY events go out unfolded.
     pub fold_entries: u32,
+    /// Entries each policy hash (IPv4, IPv6) holds; past it entries go to the trie
+    /// (same verdicts, slower lookups). A hash's buckets cost 16 bytes per entry of
+    /// capacity from the start.
+    pub policy_hash_entries: u32,
     pub attach_mode: AttachMode,
     pub settings: Settings,
 }
@@ -38,6 +42,7 @@ impl Default for LoadOptions {
             ring_bytes: 1 << 20,
             conntrack_entries: 512 * 1024,
             fold_entries: 65536,
+            policy_hash_entries: 1 << 18,
             attach_mode: AttachMode::Auto,
             settings: Settings {
                 fold_window_ns: 1_000_000_000,
@@ -75,6 +80,8 @@ impl Datapath {
             .map_max_entries(map_names::EVENTS, opts.ring_bytes)
             .map_max_entries(map_names::CONNTRACK, opts.conntrack_entries)
             .map_max_entries(map_names::FOLDS, opts.fold_entries)
+            .map_max_entries(map_names::POLICY_HASH_V4, opts.policy_hash_entries)
+            .map_max_entries(map_names::POLICY_HASH_V6, opts.policy_hash_entries)
             .load(EBPF_OBJECT)
             .map_err(|e| DatapathError::Load(Box::new(e)))?;
         for name in [

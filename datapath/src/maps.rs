@@ -113,13 +113,24 @@ impl PolicyMaps {
         })
     }
 
-    /// Writes the record of the pod behind `ifindex` (stamping `record.ifindex`).
+    /// Writes the record of the pod behind `ifindex` (stamping `record.ifindex`, and
+    /// flagging the trie where a full hash sent entries of its set there).
     ///
     /// # Errors
     /// Ifindex 0, no spare slot left for a large ifindex, or a failed map update (the
     /// message names the map).
     pub fn put_pod(&mut self, ifindex: u32, record: &PodRecord) -> Result<(), DatapathError> {
-        self.pods.put(ifindex, record)
+        let mut record = *record;
+        let overflow = self.entries.overflow_lookups(record.policy_set);
+        for (flags, extra) in record
+            .lookups
+            .iter_mut()
+            .flatten()
+            .zip(overflow.iter().flatten())
+        {
+            *flags |= extra;
+        }
+        self.pods.put(ifindex, &record)
     }
 
     /// Removes a pod record; a missing record is not an error.

@@ -40,6 +40,7 @@ pub struct FixtureOptions {
     pub event_scope: u8,
     pub wakeup_threshold_bytes: u64,
     pub fold_entries: u32,
+    pub policy_hash_entries: u32,
 }
 
 impl Default for FixtureOptions {
@@ -50,6 +51,7 @@ impl Default for FixtureOptions {
             event_scope: EVENT_SCOPE_ALL,
             wakeup_threshold_bytes: 0,
             fold_entries: 4096,
+            policy_hash_entries: LoadOptions::default().policy_hash_entries,
         }
     }
 }
@@ -79,6 +81,7 @@ impl KernelFixture {
             ring_bytes: opts.ring_bytes,
             conntrack_entries: 4096,
             fold_entries: opts.fold_entries,
+            policy_hash_entries: opts.policy_hash_entries,
             settings: Settings {
                 fold_window_ns: opts.fold_window.as_nanos() as u64,
                 wakeup_threshold_bytes: opts.wakeup_threshold_bytes,

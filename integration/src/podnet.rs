@@ -80,6 +80,7 @@ impl PodNet {
             ring_bytes: 1 << 20,
             conntrack_entries: 4096,
             fold_entries: 4096,
+            policy_hash_entries: 4096,
             attach_mode: self.mode,
             settings: Settings {
                 fold_window_ns: 1_000_000_000,

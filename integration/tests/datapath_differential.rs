@@ -188,13 +188,26 @@ fn reference(rules: &[AllowRule], peer: u128, protocol: u8, port: u16) -> Vec<u3
 
 #[test]
 fn kernel_verdicts_equal_a_direct_evaluation_of_the_rules() {
+    differential(FixtureOptions::default());
+}
+
+#[test]
+fn kernel_verdicts_equal_a_direct_evaluation_when_the_hashes_overflow() {
+    // Hashes of 8 entries: most entries of hashed lengths overflow into the tries.
+    differential(FixtureOptions {
+        policy_hash_entries: 8,
+        ..FixtureOptions::default()
+    });
+}
+
+fn differential(options: FixtureOptions) {
     let seed: u64 = std::env::var("DIFF_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_2026);
     println!("differential seed {seed} (set DIFF_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut fx = KernelFixture::new(&["pa"]);
+    let mut fx = KernelFixture::with_options(&["pa"], options);
     let pa = fx.ifindex("pa");
     let pod_v4: IpAddr = "10.1.0.2".parse().unwrap();
     let pod_v6: IpAddr = "fd00:1::2".parse().unwrap();

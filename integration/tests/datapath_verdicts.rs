@@ -906,3 +906,87 @@ fn pods_on_large_ifindexes_get_spare_slots() {
     fx.set_pod(big1, &[V4.pod], STATE_DEFAULT_DENY, STATE_DEFAULT_ALLOW);
     assert_eq!(fx.run(DIRECTION_INGRESS, big1, &syn_in(V4, 81)), ACT_DROP);
 }
+
+#[test]
+fn a_full_policy_hash_overflows_into_the_trie_with_the_same_verdicts() {
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            policy_hash_entries: 4,
+            ..FixtureOptions::default()
+        },
+    );
+    let pa = fx.ifindex("pa");
+    fx.set_pod(pa, &[V4.pod], STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+    fx.set_policy_set(pa, SET);
+    // Ten /32s (a hashed length) for four hash slots, and a /24 beneath them.
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        "10.9.1.0/24",
+        &[rule(PROTO_TCP, 90, 90, 90)],
+    );
+    for host in 1..=10u16 {
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            &format!("10.9.1.{host}/32"),
+            &[rule(PROTO_TCP, 100 + host, 100 + host, u32::from(host))],
+        );
+    }
+    assert_eq!(fx.dp().maps().entries().len(), 11, "every entry is stored");
+    let record = fx.dp().maps().pod(pa).unwrap();
+    assert_ne!(
+        record.lookups[DIRECTION_INGRESS as usize][0] & LOOKUP_TRIE,
+        0,
+        "the record looks in the trie too"
+    );
+    let probe = |fx: &mut KernelFixture, host: u8, port: u16| {
+        let peer = IpAddr::from([10, 9, 1, host]);
+        let frame = Frame::tcp(peer, 40000, V4.pod, port, TCP_SYN).build();
+        fx.run(DIRECTION_INGRESS, pa, &frame)
+    };
+    for host in 1..=10u8 {
+        let own = 100 + u16::from(host);
+        assert_eq!(probe(&mut fx, host, own), ACT_PASS, "host {host}");
+        assert_eq!(
+            probe(&mut fx, host, 90),
+            ACT_DROP,
+            "host {host}: its /32 wins"
+        );
+    }
+    assert_eq!(probe(&mut fx, 77, 90), ACT_PASS, "the /24 beneath");
+    let events = fx.events();
+    let ids: Vec<u32> = events
+        .iter()
+        .filter(|e| e.verdict == VERDICT_ACCEPT)
+        .map(|e| e.policy_id)
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 90]);
+
+    // Maps opened afresh (an agent restarting on its pins) still know of the overflow.
+    let pins = fx.dp().pins().clone();
+    let mut reopened = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let mut unflagged = record;
+    unflagged.lookups = [[0; 2]; 2];
+    reopened.put_pod(pa, &unflagged).unwrap();
+    assert_ne!(
+        reopened.pod(pa).unwrap().lookups[DIRECTION_INGRESS as usize][0] & LOOKUP_TRIE,
+        0
+    );
+    reopened.put_pod(pa, &record).unwrap();
+
+    // Entries leave from wherever they went.
+    let maps = fx.dp().maps();
+    for host in 1..=10u8 {
+        let (key, len) =
+            datapath::policy_key(SET, DIRECTION_INGRESS, IpAddr::from([10, 9, 1, host]), 32);
+        maps.remove_entry(&key, len).unwrap();
+    }
+    assert_eq!(maps.entries().len(), 1);
+    assert_eq!(
+        probe(&mut fx, 3, 90),
+        ACT_PASS,
+        "host 3 falls back to the /24"
+    );
+}
