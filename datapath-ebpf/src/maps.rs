@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use datapath_common::{
-    Counters, CtValue, FlowKey, FoldValue, FragKey, FragValue, HashedKeyV4, HashedKeyV6,
-    DIRECT_POD_SLOTS, POD_SLOT_COUNT, PodRecord, PolicyKeyV4, PolicyKeyV6, RuleList, Settings, TrieEntry,
+    Counters, CtValue, DIRECT_POD_SLOTS, FlowKey, FoldValue, FragKey, FragValue, HashedKeyV4,
+    HashedKeyV6, POD_SLOT_COUNT, PodRecord, PolicyKeyV4, PolicyKeyV6, RuleList, Settings,
+    TrieEntry,
 };
 
 /// `BPF_F_NO_PREALLOC`: memory follows the entries actually written.

@@ -5,7 +5,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
 
 use aya_ebpf::{
     bindings::{
-        __sk_buff, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_SHOT,
+        __sk_buff, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        TC_ACT_SHOT,
     },
     helpers::bpf_ktime_get_coarse_ns,
     maps::lpm_trie::Key,
@@ -255,7 +256,11 @@ impl Judged<'_> {
         } else {
             longest_v6(selector_be, &key.peer_addr, lookups)
         };
-        let list_id = if found == NO_LIST { None } else { Some(found as u32) };
+        let list_id = if found == NO_LIST {
+            None
+        } else {
+            Some(found as u32)
+        };
         let admitted = match list_id {
             // SAFETY: map values stay valid for the duration of the program (RCU).
             Some(list_id) => match RULE_LISTS.get_ptr(&list_id) {
@@ -635,7 +640,12 @@ pub fn flush_folds(ctx: &TcContext) -> i32 {
     let now = coarse_now();
     let mut read = 0;
     for i in 0..FLUSH_BATCH {
-        if !flush_fold(ctx.skb.skb, (i * core::mem::size_of::<FlowKey>()) as u32, window, now) {
+        if !flush_fold(
+            ctx.skb.skb,
+            (i * core::mem::size_of::<FlowKey>()) as u32,
+            window,
+            now,
+        ) {
             break;
         }
         read += 1;
