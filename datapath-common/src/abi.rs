@@ -207,17 +207,21 @@ pub struct PolicyKey {
 }
 const _: () = assert!(size_of::<PolicyKey>() == 24);
 
-/// The data part of a `POLICY_V4` key (the kernel's LPM key adds a `u32` prefix
-/// length in front): matching covers [`POLICY_SELECTOR_BITS`] plus the peer prefix.
+/// The data part of a `POLICY_V4` (`N` = 4) or `POLICY_V6` (`N` = 16) key (the
+/// kernel's LPM key adds a `u32` prefix length in front): matching covers
+/// [`POLICY_SELECTOR_BITS`] plus the peer prefix.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PolicyKeyV4 {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrieKey<const N: usize> {
     /// [`policy_selector`], big-endian so the bits the trie compares are the same on
     /// every host.
     pub selector_be: u32,
-    pub addr: [u8; 4],
+    pub addr: [u8; N],
 }
+pub type PolicyKeyV4 = TrieKey<4>;
+pub type PolicyKeyV6 = TrieKey<16>;
 const _: () = assert!(size_of::<PolicyKeyV4>() == 8);
+const _: () = assert!(size_of::<PolicyKeyV6>() == 20);
 
 /// A `POLICY_V4`/`POLICY_V6` value: the rule list and the entry's peer prefix length, which the
 /// datapath weighs against a hashed match.
@@ -229,27 +233,19 @@ pub struct TrieEntry {
 }
 const _: () = assert!(size_of::<TrieEntry>() == 8);
 
-/// A `POLICY_HASH_V4` key: an entry of one of the [`HASHED_LENGTHS`], its address
-/// masked to the prefix.
+/// A `POLICY_HASH_V4` (`N` = 4) or `POLICY_HASH_V6` (`N` = 16) key: an entry of one
+/// of the [`HASHED_LENGTHS`], its address masked to the prefix.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HashedKeyV4 {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedKey<const N: usize> {
     pub selector_be: u32,
     pub prefix_len: u8,
     pub _pad: [u8; 3],
-    pub addr: [u8; 4],
+    pub addr: [u8; N],
 }
+pub type HashedKeyV4 = HashedKey<4>;
+pub type HashedKeyV6 = HashedKey<16>;
 const _: () = assert!(size_of::<HashedKeyV4>() == 12);
-
-/// A `POLICY_HASH_V6` key; as [`HashedKeyV4`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HashedKeyV6 {
-    pub selector_be: u32,
-    pub prefix_len: u8,
-    pub _pad: [u8; 3],
-    pub addr: [u8; 16],
-}
 const _: () = assert!(size_of::<HashedKeyV6>() == 24);
 
 /// Copies the first `prefix_len / 8` bytes of `addr` and zeroes the rest: the address
@@ -273,15 +269,6 @@ pub fn clear_past_prefix<const N: usize>(addr: &mut [u8; N], prefix_len: u8) {
         i += 1;
     }
 }
-
-/// The data part of a `POLICY_V6` key; as [`PolicyKeyV4`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PolicyKeyV6 {
-    pub selector_be: u32,
-    pub addr: [u8; 16],
-}
-const _: () = assert!(size_of::<PolicyKeyV6>() == 20);
 
 /// One allow rule: a protocol (or any) and an inclusive destination-port range, and
 /// the policy it came from.
@@ -462,15 +449,11 @@ mod pod_impls {
     // invalid bit patterns, so any byte string of its size is a valid value.
     unsafe impl aya::Pod for super::PodRecord {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::PolicyKeyV4 {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::PolicyKeyV6 {}
+    unsafe impl<const N: usize> aya::Pod for super::TrieKey<N> {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TrieEntry {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::HashedKeyV4 {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::HashedKeyV6 {}
+    unsafe impl<const N: usize> aya::Pod for super::HashedKey<N> {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RuleList {}
     // SAFETY: as above.

@@ -9,7 +9,7 @@ use aya_ebpf::{
         TC_ACT_SHOT,
     },
     helpers::bpf_ktime_get_coarse_ns,
-    maps::lpm_trie::Key,
+    maps::{HashMap, LpmTrie, lpm_trie::Key},
     programs::TcContext,
 };
 use datapath_common::*;
@@ -459,70 +459,63 @@ impl Judged<'_> {
     }
 }
 
-/// The rule list of the longest entry holding an IPv4 peer: the hashed lengths the
-/// pod uses, longest first (the first hit is the longest hashed match), then the trie
-/// if the pod has entries there, whose match wins only when longer.
+/// The rule list of the longest entry holding an IPv4 peer, or [`NO_LIST`].
 ///
 /// A BPF subprogram rather than inlined: each inlined copy of the unrolled probes
 /// keeps its own keys on the stack, and four copies pass the 512-byte limit.
-/// Returns the list id, or [`NO_LIST`].
 #[inline(never)]
 fn longest_v4(selector_be: u32, addr: &[u8; 4], lookups: u8) -> i64 {
-    let mut best: Option<(u32, u32)> = None;
-    // One key, masked further for each probe (the lengths only shrink): a key per
-    // unrolled probe would not fit the stack.
-    let mut key = HashedKeyV4 {
+    longest(
+        &POLICY_HASH_V4,
+        &POLICY_V4,
+        &HASHED_LENGTHS[0],
         selector_be,
-        prefix_len: 0,
-        _pad: [0; 3],
-        addr: *addr,
-    };
-    for (slot, &len) in HASHED_LENGTHS[0].iter().enumerate() {
-        clear_past_prefix(&mut key.addr, len);
-        if lookups & (1 << slot) == 0 {
-            continue;
-        }
-        key.prefix_len = len;
-        if let Some(list) = POLICY_HASH_V4.get_ptr(&key) {
-            // SAFETY: map values stay valid for the duration of the program (RCU).
-            best = Some((unsafe { *list }, len as u32));
-            break;
-        }
-    }
-    if lookups & LOOKUP_TRIE != 0 {
-        let key = Key::new(
-            POLICY_SELECTOR_BITS + 32,
-            PolicyKeyV4 {
-                selector_be,
-                addr: *addr,
-            },
-        );
-        if let Some(e) = POLICY_V4.get(&key) {
-            best = longer(best, e);
-        }
-    }
-    best.map_or(NO_LIST, |(list, _)| list as i64)
+        addr,
+        lookups,
+    )
 }
 
 /// As [`longest_v4`] for an IPv6 peer.
 #[inline(never)]
 fn longest_v6(selector_be: u32, addr: &[u8; 16], lookups: u8) -> i64 {
+    longest(
+        &POLICY_HASH_V6,
+        &POLICY_V6,
+        &HASHED_LENGTHS[1],
+        selector_be,
+        addr,
+        lookups,
+    )
+}
+
+/// The longest match in one family: the hashed `lengths` the pod uses, longest
+/// first (the first hit is the longest hashed match), then the trie if the pod has
+/// entries there, whose match wins only when longer.
+#[inline(always)]
+fn longest<const N: usize>(
+    hash: &HashMap<HashedKey<N>, u32>,
+    trie: &LpmTrie<TrieKey<N>, TrieEntry>,
+    lengths: &[u8; 5],
+    selector_be: u32,
+    addr: &[u8; N],
+    lookups: u8,
+) -> i64 {
     let mut best: Option<(u32, u32)> = None;
     // One key, masked further for each probe (the lengths only shrink): a key per
     // unrolled probe would not fit the stack.
-    let mut key = HashedKeyV6 {
+    let mut key = HashedKey {
         selector_be,
         prefix_len: 0,
         _pad: [0; 3],
         addr: *addr,
     };
-    for (slot, &len) in HASHED_LENGTHS[1].iter().enumerate() {
+    for (slot, &len) in lengths.iter().enumerate() {
         clear_past_prefix(&mut key.addr, len);
         if lookups & (1 << slot) == 0 {
             continue;
         }
         key.prefix_len = len;
-        if let Some(list) = POLICY_HASH_V6.get_ptr(&key) {
+        if let Some(list) = hash.get_ptr(&key) {
             // SAFETY: map values stay valid for the duration of the program (RCU).
             best = Some((unsafe { *list }, len as u32));
             break;
@@ -530,13 +523,13 @@ fn longest_v6(selector_be: u32, addr: &[u8; 16], lookups: u8) -> i64 {
     }
     if lookups & LOOKUP_TRIE != 0 {
         let key = Key::new(
-            POLICY_SELECTOR_BITS + 128,
-            PolicyKeyV6 {
+            POLICY_SELECTOR_BITS + 8 * N as u32,
+            TrieKey {
                 selector_be,
                 addr: *addr,
             },
         );
-        if let Some(e) = POLICY_V6.get(&key) {
+        if let Some(e) = trie.get(&key) {
             best = longer(best, e);
         }
     }

@@ -37,13 +37,13 @@ pub(crate) struct PolicyEntries {
 }
 
 /// The trie key of an entry, whatever its length.
-enum TrieKey {
+enum TrieAt {
     V4(Key<PolicyKeyV4>),
     V6(Key<PolicyKeyV6>),
 }
 
 /// The hash key of an entry of one of the hashed lengths.
-enum HashKey {
+enum HashAt {
     V4(HashedKeyV4),
     V6(HashedKeyV6),
 }
@@ -65,11 +65,11 @@ fn v4_addr(key: &PolicyKey) -> [u8; 4] {
     v4
 }
 
-fn trie_key(key: &PolicyKey, prefix_len: u32) -> Result<TrieKey, DatapathError> {
+fn trie_key(key: &PolicyKey, prefix_len: u32) -> Result<TrieAt, DatapathError> {
     let selector_be = selector_be(key)?;
     let bits = POLICY_SELECTOR_BITS + prefix_len;
     Ok(if key.family == FAMILY_IPV4 {
-        TrieKey::V4(Key::new(
+        TrieAt::V4(Key::new(
             bits,
             PolicyKeyV4 {
                 selector_be,
@@ -77,7 +77,7 @@ fn trie_key(key: &PolicyKey, prefix_len: u32) -> Result<TrieKey, DatapathError> 
             },
         ))
     } else {
-        TrieKey::V6(Key::new(
+        TrieAt::V6(Key::new(
             bits,
             PolicyKeyV6 {
                 selector_be,
@@ -88,21 +88,21 @@ fn trie_key(key: &PolicyKey, prefix_len: u32) -> Result<TrieKey, DatapathError> 
 }
 
 /// The hash key of `key`, or `None` when its length is not a hashed one.
-fn hash_key(key: &PolicyKey, prefix_len: u32) -> Result<Option<HashKey>, DatapathError> {
+fn hash_key(key: &PolicyKey, prefix_len: u32) -> Result<Option<HashAt>, DatapathError> {
     if lookup_flag(key.family, prefix_len) == LOOKUP_TRIE {
         return Ok(None);
     }
     let selector_be = selector_be(key)?;
     let len = prefix_len as u8;
     Ok(Some(if key.family == FAMILY_IPV4 {
-        HashKey::V4(HashedKeyV4 {
+        HashAt::V4(HashedKeyV4 {
             selector_be,
             prefix_len: len,
             _pad: [0; 3],
             addr: mask_whole_bytes(&v4_addr(key), len),
         })
     } else {
-        HashKey::V6(HashedKeyV6 {
+        HashAt::V6(HashedKeyV6 {
             selector_be,
             prefix_len: len,
             _pad: [0; 3],
@@ -204,13 +204,13 @@ impl PolicyEntries {
         lookups
     }
 
-    fn put_trie(&mut self, key: &TrieKey, entry: TrieEntry) -> Result<(), DatapathError> {
+    fn put_trie(&mut self, key: &TrieAt, entry: TrieEntry) -> Result<(), DatapathError> {
         match key {
-            TrieKey::V4(k) => self
+            TrieAt::V4(k) => self
                 .trie_v4
                 .insert(k, entry, 0)
                 .map_err(|e| DatapathError::map(map_names::POLICY_V4, e)),
-            TrieKey::V6(k) => self
+            TrieAt::V6(k) => self
                 .trie_v6
                 .insert(k, entry, 0)
                 .map_err(|e| DatapathError::map(map_names::POLICY_V6, e)),
@@ -218,10 +218,10 @@ impl PolicyEntries {
     }
 
     /// Removes a trie entry; whether it was there.
-    fn remove_trie(&mut self, key: &TrieKey) -> Result<bool, DatapathError> {
+    fn remove_trie(&mut self, key: &TrieAt) -> Result<bool, DatapathError> {
         let (result, name) = match key {
-            TrieKey::V4(k) => (self.trie_v4.remove(k), map_names::POLICY_V4),
-            TrieKey::V6(k) => (self.trie_v6.remove(k), map_names::POLICY_V6),
+            TrieAt::V4(k) => (self.trie_v4.remove(k), map_names::POLICY_V4),
+            TrieAt::V6(k) => (self.trie_v6.remove(k), map_names::POLICY_V6),
         };
         match result {
             Ok(()) => Ok(true),
@@ -231,10 +231,10 @@ impl PolicyEntries {
     }
 
     /// Is this exact entry in the trie?
-    fn in_trie(&self, key: &TrieKey, prefix_len: u32) -> bool {
+    fn in_trie(&self, key: &TrieAt, prefix_len: u32) -> bool {
         let found = match key {
-            TrieKey::V4(k) => self.trie_v4.get(k, 0).ok(),
-            TrieKey::V6(k) => self.trie_v6.get(k, 0).ok(),
+            TrieAt::V4(k) => self.trie_v4.get(k, 0).ok(),
+            TrieAt::V6(k) => self.trie_v6.get(k, 0).ok(),
         };
         // A trie lookup is a longest match: only a match of the full length is this
         // entry.
@@ -263,11 +263,11 @@ impl PolicyEntries {
             return self.put_trie(&trie, trie_entry);
         }
         let (result, name) = match hashed {
-            HashKey::V4(k) => (
+            HashAt::V4(k) => (
                 self.hash_v4.insert(k, list_id, 0),
                 map_names::POLICY_HASH_V4,
             ),
-            HashKey::V6(k) => (
+            HashAt::V6(k) => (
                 self.hash_v6.insert(k, list_id, 0),
                 map_names::POLICY_HASH_V6,
             ),
@@ -290,8 +290,8 @@ impl PolicyEntries {
             return self.remove_trie(&trie).map(drop);
         };
         match hashed {
-            HashKey::V4(k) => ignore_not_found(self.hash_v4.remove(&k), map_names::POLICY_HASH_V4)?,
-            HashKey::V6(k) => ignore_not_found(self.hash_v6.remove(&k), map_names::POLICY_HASH_V6)?,
+            HashAt::V4(k) => ignore_not_found(self.hash_v4.remove(&k), map_names::POLICY_HASH_V4)?,
+            HashAt::V6(k) => ignore_not_found(self.hash_v6.remove(&k), map_names::POLICY_HASH_V6)?,
         }
         let group = overflow_group(key);
         if self.overflow.contains_key(&group)
