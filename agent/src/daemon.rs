@@ -50,6 +50,7 @@ pub fn load_options(config: &AgentConfig) -> LoadOptions {
         pins: PinLayout::new(&config.bpffs_pin_dir),
         ring_bytes: config.ring_buffer_size,
         conntrack_entries: config.conntrack_cache_table_size,
+        policy_hash_entries: config.policy_hash_entries,
         fold_entries: 65536,
         attach_mode: match config.attach_mode {
             config::AttachMode::Auto => AttachMode::Auto,
@@ -57,7 +58,6 @@ pub fn load_options(config: &AgentConfig) -> LoadOptions {
             config::AttachMode::Netlink => AttachMode::Netlink,
         },
         settings: kernel_settings(config),
-        ..LoadOptions::default()
     }
 }
 

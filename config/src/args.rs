@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Kernel ring buffer bytes, a power of two [default: 4194304].
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_size: Option<String>,
+    /// Entries each kernel policy hash holds before the trie takes over, 1024 to
+    /// 4194304 [default: 262144].
+    #[arg(long, value_name = "N")]
+    pub policy_hash_entries: Option<String>,
     /// Metrics listen address [default: :8162].
     #[arg(long, value_name = "ADDR")]
     pub metrics_bind_addr: Option<String>,
@@ -148,7 +152,8 @@ impl RunArgs {
             enable_network_policy, enable_ipv6, enforcing_mode, enable_policy_event_logs,
             enable_cloudwatch_logs, log_file, log_file_max_size, log_file_max_backups,
             log_file_max_age, log_file_min_age, log_file_compress_grace, flow_log_flush_interval,
-            flow_log_scope, flow_log_format, deny_fold_window, ring_buffer_size, metrics_bind_addr,
+            flow_log_scope, flow_log_format, deny_fold_window, ring_buffer_size, policy_hash_entries,
+            metrics_bind_addr,
             health_probe_bind_addr, conntrack_cache_cleanup_period, conntrack_cache_table_size,
             log_level, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
             cloudwatch_log_group, cloudwatch_log_stream, cloudwatch_retention_days,

@@ -51,6 +51,10 @@ pub mod defaults {
     /// Ours: kernel ring buffer bytes (the incumbent's is 512 KiB and loses events past
     /// ~115k events/s).
     pub const RING_BUFFER_SIZE: u32 = 4 * 1024 * 1024;
+    /// Ours: entries each policy hash (IPv4, IPv6) holds before entries overflow into
+    /// the slower trie; the buckets cost 16 bytes per entry of capacity up front.
+    pub const POLICY_HASH_ENTRIES: u32 = 256 * 1024;
+    pub const POLICY_HASH_ENTRIES_RANGE: std::ops::RangeInclusive<u32> = 1024..=4 * 1024 * 1024;
     /// Incumbent: `--metrics-bind-addr=:8162`.
     pub const METRICS_BIND_ADDR: BindAddr = BindAddr::any(8162);
     /// Incumbent: `--health-probe-bind-addr=:8163`.
@@ -133,6 +137,9 @@ pub struct AgentConfig {
     /// Kernel ring buffer size in bytes (`--ring-buffer-size`): a power of two, at least
     /// one page.
     pub ring_buffer_size: u32,
+    /// Entries each kernel policy hash holds (`--policy-hash-entries`), 1024 to
+    /// 4194304; past it, entries go to the trie (same verdicts, slower lookups).
+    pub policy_hash_entries: u32,
     /// Metrics listen address (`--metrics-bind-addr`).
     pub metrics_bind_addr: BindAddr,
     /// Health probe listen address (`--health-probe-bind-addr`).
@@ -204,6 +211,7 @@ impl Default for AgentConfig {
             flow_log_format: d::FLOW_LOG_FORMAT,
             deny_fold_window: d::DENY_FOLD_WINDOW,
             ring_buffer_size: d::RING_BUFFER_SIZE,
+            policy_hash_entries: d::POLICY_HASH_ENTRIES,
             metrics_bind_addr: d::METRICS_BIND_ADDR,
             health_probe_bind_addr: d::HEALTH_PROBE_BIND_ADDR,
             conntrack_cache_cleanup_period: d::CONNTRACK_CACHE_CLEANUP_PERIOD,

@@ -239,6 +239,7 @@ settings! {
     flow_log_format: LineFormat, "--flow-log-format", "NETPOL_FLOW_LOG_FORMAT", false;
     deny_fold_window: Duration, "--deny-fold-window", "NETPOL_DENY_FOLD_WINDOW", false;
     ring_buffer_size: u32, "--ring-buffer-size", "NETPOL_RING_BUFFER_SIZE", false;
+    policy_hash_entries: u32, "--policy-hash-entries", "NETPOL_POLICY_HASH_ENTRIES", false;
     metrics_bind_addr: BindAddr, "--metrics-bind-addr", "NETPOL_METRICS_BIND_ADDR", true;
     health_probe_bind_addr: BindAddr, "--health-probe-bind-addr", "NETPOL_HEALTH_PROBE_BIND_ADDR", true;
     conntrack_cache_cleanup_period: Duration, "--conntrack-cache-cleanup-period", "NETPOL_CONNTRACK_CACHE_CLEANUP_PERIOD", true;

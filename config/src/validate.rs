@@ -166,6 +166,17 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
         },
     );
     check(
+        "policy_hash_entries",
+        if defaults::POLICY_HASH_ENTRIES_RANGE.contains(&config.policy_hash_entries) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} entries: must be between 1024 and 4194304",
+                config.policy_hash_entries
+            ))
+        },
+    );
+    check(
         "conntrack_cache_cleanup_period",
         check_range(config.conntrack_cache_cleanup_period, secs(1), secs(86_400)),
     );
@@ -333,6 +344,7 @@ mod tests {
         let config = AgentConfig {
             log_file_max_size: 0,
             ring_buffer_size: 5000,
+            policy_hash_entries: 10,
             conntrack_cache_table_size: 1000,
             conntrack_cache_cleanup_period: Duration::ZERO,
             health_probe_bind_addr: BindAddr::any(8162),
@@ -347,6 +359,7 @@ mod tests {
             vec![
                 "log_file_max_size",
                 "ring_buffer_size",
+                "policy_hash_entries",
                 "conntrack_cache_cleanup_period",
                 "conntrack_cache_table_size",
                 "health_probe_bind_addr",

@@ -485,6 +485,7 @@ fn sample(key: &str) -> &'static str {
         "flow_log_format" => "compat-v1.3",
         "deny_fold_window" => "0",
         "ring_buffer_size" => "65536",
+        "policy_hash_entries" => "4096",
         "metrics_bind_addr" => ":9100",
         "health_probe_bind_addr" => ":9101",
         "conntrack_cache_cleanup_period" => "60",
