@@ -14,8 +14,9 @@
 //!
 //! Pods with equal entries share one policy set (the pods of one workload usually
 //! do), so the maps hold each distinct set of entries once. A pod whose new entries
-//! some set already holds flips to that set; a shared set is never changed in place;
-//! the last pod leaving a set deletes its entries.
+//! some set already holds flips to that set; a shared set changes in place only when
+//! all its pods move to the same new entries in one plan; the last pod leaving a set
+//! deletes its entries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -144,15 +145,18 @@ pub struct Planner {
     free_list_ids: Vec<u32>,
     live_sets: HashSet<u32>,
     next_set: u32,
-    /// Policy sets by a hash of their entries: pods with equal entries share one.
-    sets: HashMap<u64, Vec<SharedSet>>,
+    /// Policy sets by id: pods with equal entries share one.
+    sets: HashMap<u32, SharedSet>,
+    /// Set ids by the hash of their entries.
+    sets_by_content: HashMap<u64, Vec<u32>>,
 }
 
 /// A policy set and the pods pointing at it.
 #[derive(Debug)]
 struct SharedSet {
-    id: u32,
     users: usize,
+    /// `content_hash` of `content`.
+    hash: u64,
     /// A resolution whose entries are the set's.
     content: Arc<ResolvedPod>,
 }
@@ -321,12 +325,12 @@ impl Planner {
         // A shared set changes in place only when all its pods move to the same new
         // entries in this plan (the pods of one workload, usually).
         let shared = !same_entries
-            && self.users_of(&old) > 1
+            && self.users_of(old.record.policy_set) > 1
             && !self.all_users_want(old.record.policy_set, want, resolved);
         let existing = if same_entries {
             None
         } else {
-            self.find_set(want).map(|(_, _, id)| id)
+            self.find_set(want)
         };
         if existing == Some(old.record.policy_set) {
             // Our set was changed in place earlier in this plan, for all its pods.
@@ -372,7 +376,7 @@ impl Planner {
                 pod: pod.clone(),
                 record,
             });
-            self.rekey_set(&old.source, want);
+            self.rekey_set(set, want);
         } else {
             record.policy_set = self.join_set(want, phases);
             phases.writes.push(MapOp::PutPod {
@@ -385,12 +389,17 @@ impl Planner {
         self.pods.insert(pod.clone(), Programmed { record, source });
     }
 
-    /// The set holding exactly `want`'s entries: (hash, position in its bucket, id).
-    fn find_set(&self, want: &ResolvedPod) -> Option<(u64, usize, u32)> {
-        let hash = content_hash(want);
-        let bucket = self.sets.get(&hash)?;
-        let i = bucket.iter().position(|s| same_content(&s.content, want))?;
-        Some((hash, i, bucket[i].id))
+    /// The set holding exactly `want`'s entries.
+    fn find_set(&self, want: &ResolvedPod) -> Option<u32> {
+        self.sets_by_content
+            .get(&content_hash(want))?
+            .iter()
+            .copied()
+            .find(|id| {
+                self.sets
+                    .get(id)
+                    .is_some_and(|s| same_content(&s.content, want))
+            })
     }
 
     /// Do all pods on set `id` want `want`'s entries in `resolved`?
@@ -407,17 +416,16 @@ impl Planner {
             })
     }
 
-    fn users_of(&self, programmed: &Programmed) -> usize {
-        self.find_set(&programmed.source)
-            .map_or(0, |(hash, i, _)| self.sets[&hash][i].users)
+    fn users_of(&self, id: u32) -> usize {
+        self.sets.get(&id).map_or(0, |s| s.users)
     }
 
     /// The set for `want`'s entries, one more pod using it; a new set (its entries
     /// written) when no pod has these entries yet.
     fn join_set(&mut self, want: &Arc<ResolvedPod>, phases: &mut Phases) -> u32 {
-        if let Some((hash, i, id)) = self.find_set(want) {
-            if let Some(bucket) = self.sets.get_mut(&hash) {
-                bucket[i].users += 1;
+        if let Some(id) = self.find_set(want) {
+            if let Some(set) = self.sets.get_mut(&id) {
+                set.users += 1;
             }
             return id;
         }
@@ -427,51 +435,55 @@ impl Planner {
                 self.put_entry(id, direction, *net, rules, &mut phases.writes);
             }
         }
-        self.sets
-            .entry(content_hash(want))
-            .or_default()
-            .push(SharedSet {
-                id,
+        let hash = content_hash(want);
+        self.sets.insert(
+            id,
+            SharedSet {
                 users: 1,
+                hash,
                 content: Arc::clone(want),
-            });
+            },
+        );
+        self.sets_by_content.entry(hash).or_default().push(id);
         id
     }
 
     /// One pod less on `old`'s set; the last one out deletes its entries.
     fn leave_set(&mut self, old: &Programmed, phases: &mut Phases) {
-        let Some((hash, i, _)) = self.find_set(&old.source) else {
+        let id = old.record.policy_set;
+        let Some(set) = self.sets.get_mut(&id) else {
             return;
         };
-        let Some(bucket) = self.sets.get_mut(&hash) else {
-            return;
-        };
-        bucket[i].users -= 1;
-        if bucket[i].users > 0 {
+        set.users -= 1;
+        if set.users > 0 {
             return;
         }
-        bucket.swap_remove(i);
-        if bucket.is_empty() {
-            self.sets.remove(&hash);
-        }
+        let hash = set.hash;
+        self.sets.remove(&id);
+        self.forget_content(id, hash);
         self.delete_all_entries(old, phases);
-        self.live_sets.remove(&old.record.policy_set);
+        self.live_sets.remove(&id);
     }
 
-    /// A set changed in place (it had one user) now holds `want`'s entries.
-    fn rekey_set(&mut self, old: &ResolvedPod, want: &Arc<ResolvedPod>) {
-        let Some((hash, i, _)) = self.find_set(old) else {
+    /// A set changed in place now holds `want`'s entries.
+    fn rekey_set(&mut self, id: u32, want: &Arc<ResolvedPod>) {
+        let hash = content_hash(want);
+        let Some(set) = self.sets.get_mut(&id) else {
             return;
         };
-        let Some(bucket) = self.sets.get_mut(&hash) else {
-            return;
-        };
-        let mut set = bucket.swap_remove(i);
-        if bucket.is_empty() {
-            self.sets.remove(&hash);
-        }
+        let old_hash = std::mem::replace(&mut set.hash, hash);
         set.content = Arc::clone(want);
-        self.sets.entry(content_hash(want)).or_default().push(set);
+        self.forget_content(id, old_hash);
+        self.sets_by_content.entry(hash).or_default().push(id);
+    }
+
+    fn forget_content(&mut self, id: u32, hash: u64) {
+        if let Some(ids) = self.sets_by_content.get_mut(&hash) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.sets_by_content.remove(&hash);
+            }
+        }
     }
 
     fn delete_all_entries(&mut self, old: &Programmed, phases: &mut Phases) {
