@@ -157,6 +157,13 @@ pub async fn run(
     } else {
         None
     };
+    let source_metrics = k8s_source::SourceMetrics::default();
+    if matches!(
+        config.policy_source(),
+        config::PolicySource::Kubernetes { .. }
+    ) {
+        source_metrics.register(metrics.registry_mut());
+    }
     let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
         .await
@@ -194,10 +201,23 @@ pub async fn run(
             let client = k8s_source::client(&source, apiserver)
                 .await
                 .context("connecting to the Kubernetes API")?;
+            // Blind (a watcher failing for over a minute): /readyz answers 503 with the
+            // reason; the last applied state stays enforced.
+            let (health_tx, mut health_rx) =
+                tokio::sync::watch::channel(k8s_source::SourceHealth::default());
+            let blind = readiness.clone();
+            tokio::spawn(async move {
+                while health_rx.changed().await.is_ok() {
+                    let reason = health_rx.borrow_and_update().reason();
+                    blind.set_not_ready_reason("kubernetes-api", reason);
+                }
+            });
             tokio::spawn(k8s_source::run(
                 client,
                 k8s_source::SourceOptions::default(),
+                source_metrics,
                 state_tx,
+                health_tx,
                 shutdown.clone(),
             ))
         }

@@ -1,10 +1,11 @@
 //! The metrics (`/metrics`, default `:8162`) and health (`/healthz`, `/readyz`,
 //! default `:8163`) listeners, served by axum on the caller's tokio runtime.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
@@ -42,17 +43,67 @@ impl Default for HttpConfig {
     }
 }
 
-/// The readiness flag `/readyz` reports; the agent sets it once enforcement is up.
+/// What `/readyz` reports: the flag the agent sets once enforcement is up, and the
+/// reasons parts of the agent give for not being ready while it stays up (a policy
+/// source that cannot see the API server, say). Ready (200) when the flag is set and
+/// no reason is; else 503 with the reasons in the body. `/healthz` ignores both.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<ReadinessState>);
+
+#[derive(Debug, Default)]
+struct ReadinessState {
+    ready: AtomicBool,
+    /// By the name of who set them.
+    not_ready: Mutex<BTreeMap<String, String>>,
+}
 
 impl Readiness {
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0.ready.store(ready, Ordering::Release);
     }
 
+    /// `Some(reason)`: not ready because of `reason` (whatever `set_ready` says) until
+    /// `who` calls again with `None`. Each `who` holds one reason.
+    pub fn set_not_ready_reason(&self, who: &str, reason: Option<String>) {
+        let mut reasons = self.reasons();
+        match reason {
+            Some(reason) => {
+                reasons.insert(who.to_owned(), reason);
+            }
+            None => {
+                reasons.remove(who);
+            }
+        }
+    }
+
+    /// What `/readyz` answers: 200 when true.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.check().is_ok()
+    }
+
+    /// `Err` with the body of a 503 answer: "not ready", then each reason given.
+    ///
+    /// # Errors
+    /// Not ready: the flag is not set or a reason is.
+    pub fn check(&self) -> Result<(), String> {
+        let ready = self.0.ready.load(Ordering::Acquire);
+        let reasons = self.reasons();
+        if ready && reasons.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::from("not ready");
+        for (who, reason) in reasons.iter() {
+            text.push_str(&format!("\n{who}: {reason}"));
+        }
+        Err(text)
+    }
+
+    fn reasons(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding the map cannot leave it inconsistent.
+        self.0
+            .not_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -155,10 +206,48 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     }
 }
 
-async fn serve_ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {
-    if readiness.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+async fn serve_ready(State(readiness): State<Readiness>) -> (StatusCode, String) {
+    match readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ready(readiness: &Readiness) -> (StatusCode, String) {
+        serve_ready(State(readiness.clone())).await
+    }
+
+    #[tokio::test]
+    async fn a_reason_makes_readyz_503_with_it_until_cleared() {
+        let readiness = Readiness::default();
+        assert_eq!(
+            ready(&readiness).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_owned())
+        );
+        readiness.set_ready(true);
+        assert_eq!(
+            ready(&readiness).await,
+            (StatusCode::OK, "ready".to_owned())
+        );
+        readiness.set_not_ready_reason("kubernetes-api", Some("pods (forbidden)".into()));
+        readiness.set_not_ready_reason("other", Some("second".into()));
+        assert!(!readiness.is_ready());
+        let (status, body) = ready(&readiness).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready\nkubernetes-api: pods (forbidden)\nother: second"
+        );
+        readiness.set_not_ready_reason("kubernetes-api", None);
+        readiness.set_not_ready_reason("other", None);
+        assert!(readiness.is_ready());
+        assert_eq!(
+            ready(&readiness).await,
+            (StatusCode::OK, "ready".to_owned())
+        );
     }
 }

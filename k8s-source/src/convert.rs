@@ -31,6 +31,15 @@ impl Kind {
         }
     }
 
+    /// The API resource (plural), as RBAC and the metrics' `kind` label name it.
+    pub const fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Pod => "pods",
+            Kind::NetworkPolicy => "networkpolicies",
+        }
+    }
+
     pub(crate) const fn index(self) -> usize {
         match self {
             Kind::Namespace => 0,

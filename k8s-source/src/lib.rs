@@ -1,24 +1,29 @@
 //! The Kubernetes API as the policy source: watches Namespaces, Pods and
-//! NetworkPolicies with kube-runtime and publishes `policy::ClusterState` snapshots.
+//! NetworkPolicies with kube list and watch calls and publishes `policy::ClusterState` snapshots.
 //!
 //! Data flow: `client::client` builds a `kube::Client` (in-cluster or `--kubeconfig`);
 //! `KubeSource::start` runs one `watch` task per kind, each converting every object
 //! into the policy model at once (`convert`, through `policy::load_str`, so API and
 //! YAML give equal values) and dropping the API object; a state task applies the
 //! changes and publishes coalesced `Arc<ClusterState>` snapshots on a
-//! `tokio::sync::watch` channel. `rbac::WATCHED_RESOURCES` lists the API access this
-//! takes.
+//! `tokio::sync::watch` channel. Failures are counted (`metrics`) and a watcher failing
+//! for too long makes the source blind (`health`, for readiness).
+//! `rbac::WATCHED_RESOURCES` lists the API access this takes.
 
 mod backoff;
 pub mod client;
 pub mod convert;
 pub mod error;
+mod health;
+mod metrics;
 pub mod rbac;
 mod source;
 mod watch;
 
 pub use client::{ClientSource, client, config};
 pub use convert::{Key, Kind, Object, Watched};
-pub use error::{ConvertError, SourceError};
+pub use error::{ConvertError, ErrorReason, SourceError};
+pub use health::{BlindWatcher, SourceHealth};
+pub use metrics::SourceMetrics;
 pub use rbac::{ApiAccess, GRANTED_VERBS, WATCH_CALLS, WATCHED_RESOURCES};
 pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats, run};

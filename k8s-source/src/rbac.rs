@@ -13,8 +13,8 @@ pub struct ApiAccess {
     pub verbs: &'static [&'static str],
 }
 
-/// The verbs a kube-runtime watcher issues: a paginated `list`, then `watch` from the
-/// list's resourceVersion (a test checks every request against this).
+/// The verbs the watchers issue: a `list` (paginated, or from the watch cache after a
+/// 410), then `watch` from the list's resourceVersion (a test checks every request against this).
 pub const WATCH_CALLS: &[&str] = &["list", "watch"];
 
 /// The verbs the deployment grants on each watched resource: `WATCH_CALLS` plus `get`,

@@ -3,6 +3,8 @@
 //! coalesced (at most one publish per `coalesce` interval, and never later than that
 //! after a change). Nothing is published before all three kinds have been listed
 //! once; an error never removes anything, only DELETED events and completed relists do.
+//! A health task turns the watchers' failures into `SourceHealth` (blind when one has
+//! failed for longer than `SourceOptions::blind_after`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +19,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::{Key, Kind, Object};
+use crate::convert::{Key, Kind, Object, Watched};
+use crate::health::{self, Monitor, SourceHealth};
+use crate::metrics::SourceMetrics;
 use crate::watch::{self as watch_task, Counters, Update};
 
 /// Tuning of the watchers and of publishing. `Default` is what production uses.
@@ -37,6 +41,14 @@ pub struct SourceOptions {
     pub page_size: u32,
     /// How long the server keeps one watch request open (`timeoutSeconds`).
     pub watch_timeout_secs: u32,
+    /// After a 410 Gone, the relist starts after a delay drawn uniformly from zero to
+    /// this, so that the agents of all nodes do not relist at the same instant after an
+    /// API server restart.
+    pub gone_relist_jitter: Duration,
+    /// A watcher failing without a single success for longer than this makes the
+    /// source blind (`SourceHealth`, which the agent's `/readyz` reports). Above the
+    /// longest backoff, so that one slow retry alone does not flip readiness.
+    pub blind_after: Duration,
 }
 
 impl Default for SourceOptions {
@@ -48,6 +60,8 @@ impl Default for SourceOptions {
             backoff_max: Duration::from_secs(30),
             page_size: 500,
             watch_timeout_secs: 290,
+            gone_relist_jitter: Duration::from_secs(3),
+            blind_after: Duration::from_secs(60),
         }
     }
 }
@@ -59,9 +73,11 @@ pub struct KindStats {
     pub events: u64,
     /// Lists completed (the first one, relists after 410 and resyncs).
     pub lists: u64,
-    /// Failed calls and ERROR events (each followed by backoff or a relist).
+    /// Failed calls and ERROR events, 410s included (each followed by backoff or a
+    /// relist).
     pub errors: u64,
-    /// Watch requests answered 410 Gone, answered with a fresh list.
+    /// 410 Gone answers (to a watch or list request, or as an ERROR event in a watch),
+    /// each followed by a relist.
     pub gone_restarts: u64,
     /// Periodic relists started.
     pub resyncs: u64,
@@ -110,46 +126,60 @@ pub struct KubeSource;
 
 impl KubeSource {
     /// Start watching Namespaces, Pods and NetworkPolicies (cluster-wide) through
-    /// `client`. Returns the handle (readiness, counters; dropping it stops the
+    /// `client`. Returns the handle (readiness, health, counters; dropping it stops the
     /// watchers) and the snapshot channel, which holds an empty state until the first
     /// complete snapshot is published. Must be called inside a Tokio runtime.
     pub fn start(
         client: kube::Client,
         options: SourceOptions,
     ) -> (KubeSourceHandle, watch::Receiver<Arc<ClusterState>>) {
+        Self::start_with_metrics(client, options, SourceMetrics::default())
+    }
+
+    /// `start`, counting errors in `metrics` (registered by the caller).
+    pub fn start_with_metrics(
+        client: kube::Client,
+        options: SourceOptions,
+        metrics: SourceMetrics,
+    ) -> (KubeSourceHandle, watch::Receiver<Arc<ClusterState>>) {
         let shared = Arc::new(Shared::default());
         let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(ClusterState::default()));
         let (synced_tx, synced_rx) = watch::channel(false);
+        let (health_tx, health_rx) = watch::channel(SourceHealth::default());
         let (update_tx, update_rx) = mpsc::channel(UPDATE_QUEUE);
-        let tasks = vec![
-            tokio::spawn(watch_task::run(
-                Api::<core::Namespace>::all(client.clone()),
-                options.clone(),
-                update_tx.clone(),
-                shared.counters(Kind::Namespace),
-            )),
-            tokio::spawn(watch_task::run(
-                Api::<core::Pod>::all(client.clone()),
-                options.clone(),
-                update_tx.clone(),
-                shared.counters(Kind::Pod),
-            )),
-            tokio::spawn(watch_task::run(
-                Api::<networking::NetworkPolicy>::all(client),
-                options.clone(),
-                update_tx,
-                shared.counters(Kind::NetworkPolicy),
-            )),
-            tokio::spawn(publish_loop(
-                update_rx,
-                snapshot_tx,
-                synced_tx,
-                options.coalesce,
-                shared.clone(),
-            )),
-        ];
+        let (report, failures) = health::failures();
+        let spawn_watcher = |kind: Kind| {
+            let monitor = Monitor::new(kind, metrics.clone(), report.clone());
+            let counters = shared.counters(kind);
+            let (options, tx) = (options.clone(), update_tx.clone());
+            match kind {
+                Kind::Namespace => {
+                    spawn::<core::Namespace>(&client, options, tx, counters, monitor)
+                }
+                Kind::Pod => spawn::<core::Pod>(&client, options, tx, counters, monitor),
+                Kind::NetworkPolicy => {
+                    spawn::<networking::NetworkPolicy>(&client, options, tx, counters, monitor)
+                }
+            }
+        };
+        let mut tasks: Vec<JoinHandle<()>> = Kind::ALL.into_iter().map(spawn_watcher).collect();
+        drop((update_tx, report));
+        tasks.push(tokio::spawn(publish_loop(
+            update_rx,
+            snapshot_tx,
+            synced_tx,
+            options.coalesce,
+            shared.clone(),
+        )));
+        tasks.push(tokio::spawn(health::health_loop(
+            failures,
+            options.blind_after,
+            health_tx,
+        )));
         let handle = KubeSourceHandle {
             synced: synced_rx,
+            health: health_rx,
+            metrics,
             shared,
             tasks,
         };
@@ -157,25 +187,52 @@ impl KubeSource {
     }
 }
 
+fn spawn<K: Watched>(
+    client: &kube::Client,
+    options: SourceOptions,
+    tx: mpsc::Sender<Update>,
+    counters: Arc<Counters>,
+    monitor: Monitor,
+) -> JoinHandle<()> {
+    tokio::spawn(watch_task::run(
+        Api::<K>::all(client.clone()),
+        options,
+        tx,
+        counters,
+        monitor,
+    ))
+}
+
 /// Run the source until `stop`, sending every snapshot as `Some` on `tx`: the shape
 /// of the agent's policy-source channel (as its directory source has). Nothing is sent
 /// before all three kinds are listed, so an agent that turns ready on its first
-/// applied state reports the caches' sync.
+/// applied state reports the caches' sync. Errors are counted in `metrics`; every
+/// change of health is sent on `health` (blind: the last snapshot stays the one in
+/// force, nothing emptier is sent).
 pub async fn run(
     client: kube::Client,
     options: SourceOptions,
+    metrics: SourceMetrics,
     tx: watch::Sender<Option<Arc<ClusterState>>>,
+    health: watch::Sender<SourceHealth>,
     stop: CancellationToken,
 ) {
-    let (handle, mut rx) = KubeSource::start(client, options);
+    let (handle, mut rx) = KubeSource::start_with_metrics(client, options, metrics);
+    let mut health_rx = handle.health_receiver();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            changed = rx.changed() => if changed.is_err() { break },
-        }
-        let snapshot = rx.borrow_and_update().clone();
-        if tx.send(Some(snapshot)).is_err() {
-            break;
+            changed = rx.changed() => {
+                if changed.is_err() { break }
+                let snapshot = rx.borrow_and_update().clone();
+                if tx.send(Some(snapshot)).is_err() {
+                    break;
+                }
+            }
+            changed = health_rx.changed() => {
+                if changed.is_err() { break }
+                health.send_replace(health_rx.borrow_and_update().clone());
+            }
         }
     }
     handle.shutdown();
@@ -186,6 +243,8 @@ pub async fn run(
 #[derive(Debug)]
 pub struct KubeSourceHandle {
     synced: watch::Receiver<bool>,
+    health: watch::Receiver<SourceHealth>,
+    metrics: SourceMetrics,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -207,6 +266,22 @@ impl KubeSourceHandle {
         let mut synced = self.synced.clone();
         // An error means the state task ended, which only happens on shutdown.
         let _ = synced.wait_for(|s| *s).await;
+    }
+
+    /// Is any watcher failing for longer than `SourceOptions::blind_after`, and why.
+    /// Independent of `is_synced`: a blind source keeps its last state in force.
+    pub fn health(&self) -> SourceHealth {
+        self.health.borrow().clone()
+    }
+
+    /// A receiver of the health, changed on every change of the blind watchers.
+    pub fn health_receiver(&self) -> watch::Receiver<SourceHealth> {
+        self.health.clone()
+    }
+
+    /// The error counters (`network_policy_source_errors`).
+    pub fn metrics(&self) -> &SourceMetrics {
+        &self.metrics
     }
 
     pub fn stats(&self) -> SourceStats {

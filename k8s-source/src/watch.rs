@@ -1,22 +1,38 @@
-//! One watcher task per kind: kube-runtime's watcher (paginated list, watch from the
-//! list's resourceVersion, bookmarks, relist after 410 Gone) plus what it leaves to
-//! its user: backoff after errors, a relist when the server answers a watch request
-//! itself with HTTP 410, a periodic relist, and conversion of every object into the
-//! policy model at once. Relists are buffered and handed over whole, so a partial
+//! One watcher task per kind, on kube's `Api::list` and `Api::watch`: a paginated list,
+//! a watch from the list's resourceVersion (bookmarks on) resumed from the last
+//! resourceVersion when it ends, a periodic relist, and conversion of every object into
+//! the policy model at once. Relists are buffered and handed over whole, so a partial
 //! list never replaces a complete one.
+//!
+//! Failures: a 410 Gone (an ERROR event in the stream, the answer to a watch request,
+//! or a list page whose continue token expired) starts a relist after a short random
+//! delay (`SourceOptions::gone_relist_jitter`), served from the API server's watch
+//! cache; anything else is retried after an exponential backoff that starts over after
+//! any success (a list, a watch accepted, an event).
+//!
+//! kube-runtime's `watcher` is not used: it hides a successfully reopened watch and
+//! the bookmarks, so after a failed watch request nothing tells a quiet kind's watcher
+//! that it sees again (its health would stay blind, its backoff grown); it logs a WARN
+//! of its own on every 403; and its cache semantics (`resourceVersion=0`) are dropped
+//! by kube whenever a page size is set.
 
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::Api;
-use kube::runtime::watcher::{self, Event};
+use kube::ResourceExt;
+use kube::api::{ListParams, VersionMatch, WatchEvent, WatchParams};
+use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, jitter};
 use crate::convert::{Key, Kind, Object, Watched};
+use crate::error::{ErrorReason, Failure};
+use crate::health::Monitor;
 use crate::source::SourceOptions;
 
 /// A change for the state task.
@@ -48,19 +64,39 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Why a watcher stream was replaced by a fresh one (which starts with a list).
-#[derive(Debug)]
-enum Restart {
-    Resync,
-    Gone,
-    Ended,
+/// Margin over the server's watch timeout before a silent watch counts as dead (as
+/// kube-runtime's watcher has it).
+const WATCH_IDLE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How the next list is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ListFrom {
+    /// The most recent state, in pages of `SourceOptions::page_size`.
+    Latest,
+    /// After a 410: one unpaginated request at `resourceVersion` = the last one seen,
+    /// `resourceVersionMatch=NotOlderThan`, which the API server answers from its watch
+    /// cache (a limit, or no resourceVersion, would send it to etcd on most versions),
+    /// never older than what this watcher already had. client-go's reflector relists
+    /// the same way, to spare etcd when every node relists after an API server restart.
+    Cache(String),
 }
 
-/// A relist in progress.
+/// What the watcher does next.
+#[derive(Debug)]
+enum Next {
+    List(ListFrom),
+    Watch(String),
+}
+
+/// The watcher gave up: the state task is gone.
+struct Stopped;
+
+/// A completed list.
 #[derive(Default)]
-struct InitBuffer {
+struct Listed {
     objects: Vec<Object>,
     keep: Vec<Key>,
+    resource_version: String,
 }
 
 /// Run the watcher for `K` until the state task goes away.
@@ -69,115 +105,319 @@ pub(crate) async fn run<K: Watched>(
     options: SourceOptions,
     tx: mpsc::Sender<Update>,
     counters: Arc<Counters>,
+    monitor: Monitor,
 ) {
-    let kind = K::KIND;
-    let mut backoff = Backoff::new(options.backoff_initial, options.backoff_max);
+    let backoff = Backoff::new(options.backoff_initial, options.backoff_max);
+    let mut watcher = Watcher {
+        api,
+        options,
+        tx,
+        counters,
+        monitor,
+        backoff,
+        resync_at: None,
+    };
+    let mut next = Next::List(ListFrom::Latest);
     loop {
-        let config = watcher::Config::default()
-            .page_size(options.page_size)
-            .timeout(options.watch_timeout_secs);
-        let mut stream = pin!(watcher::watcher(api.clone(), config));
-        // Spread over a tenth of the period so that the nodes' agents do not relist in step.
-        let resync_at = options
-            .resync
-            .map(|period| Instant::now() + jitter(period, 0.1));
-        let mut init: Option<InitBuffer> = None;
-        let restart = loop {
+        let step = match next {
+            Next::List(from) => watcher.list(from).await,
+            Next::Watch(rv) => watcher.watch(rv).await,
+        };
+        match step {
+            Ok(step) => next = step,
+            Err(Stopped) => return,
+        }
+    }
+}
+
+struct Watcher<K: Watched> {
+    api: Api<K>,
+    options: SourceOptions,
+    tx: mpsc::Sender<Update>,
+    counters: Arc<Counters>,
+    monitor: Monitor,
+    backoff: Backoff,
+    /// When the next periodic relist is due (set by each completed list).
+    resync_at: Option<Instant>,
+}
+
+impl<K: Watched> Watcher<K> {
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.monitor.succeeded();
+    }
+
+    /// Count and log a failure, wait the backoff.
+    ///
+    /// A 401 needs nothing more: kube re-reads a token file (in-cluster, or a
+    /// kubeconfig `tokenFile`) by itself at least once a minute (kube-client 5.0,
+    /// `src/client/auth/mod.rs`, `TokenFile::token`: reloaded when its 60 s expiry is
+    /// 10 s away, on the next request), so the projected token the kubelet rotates is in
+    /// use within a minute, whatever this backoff.
+    async fn failed(&mut self, failure: &Failure, call: &'static str) {
+        bump(&self.counters.errors);
+        let delay = self.backoff.next_delay();
+        self.monitor.failed(failure, call, delay);
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Count and log a 410, wait a short random delay (so that the nodes' agents do not
+    /// all relist at once after an API server restart).
+    async fn gone(&mut self, failure: &Failure) {
+        bump(&self.counters.errors);
+        bump(&self.counters.gone_restarts);
+        let max = self.options.gone_relist_jitter;
+        let delay = if max.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::thread_rng().gen_range(Duration::ZERO..=max)
+        };
+        self.monitor.gone(failure, delay);
+        tokio::time::sleep(delay).await;
+    }
+
+    async fn list(&mut self, from: ListFrom) -> Result<Next, Stopped> {
+        tracing::debug!(kind = K::KIND.as_str(), ?from, "listing");
+        match self.list_pages(&from).await {
+            Ok(Listed {
+                objects,
+                keep,
+                resource_version,
+            }) => {
+                self.succeeded();
+                bump(&self.counters.lists);
+                tracing::debug!(
+                    kind = K::KIND.as_str(),
+                    objects = objects.len(),
+                    "list complete"
+                );
+                let replace = Update::Replace {
+                    kind: K::KIND,
+                    objects,
+                    keep,
+                };
+                self.tx.send(replace).await.map_err(|_| Stopped)?;
+                // Spread over a tenth of the period so that the nodes do not relist in step.
+                self.resync_at = self
+                    .options
+                    .resync
+                    .map(|period| Instant::now() + jitter(period, 0.1));
+                Ok(Next::Watch(resource_version))
+            }
+            Err((failure, last_rv)) if failure.reason == ErrorReason::Gone => {
+                self.gone(&failure).await;
+                Ok(Next::List(match (from, last_rv) {
+                    // An expired continue token: the cache still serves the whole list.
+                    (ListFrom::Latest, Some(rv)) => ListFrom::Cache(rv),
+                    _ => ListFrom::Latest,
+                }))
+            }
+            Err((failure, _)) => {
+                self.failed(&failure, "list").await;
+                Ok(Next::List(ListFrom::Latest))
+            }
+        }
+    }
+
+    /// All pages of one list, converted. On failure, the resourceVersion of the pages
+    /// read so far, if any.
+    async fn list_pages(&mut self, from: &ListFrom) -> Result<Listed, (Failure, Option<String>)> {
+        let mut listed = Listed::default();
+        let mut params = match from {
+            ListFrom::Latest => ListParams::default().limit(self.options.page_size),
+            ListFrom::Cache(rv) => ListParams::default()
+                .at(rv)
+                .matching(VersionMatch::NotOlderThan),
+        };
+        let mut page_rv = None;
+        loop {
+            let page = match self.api.list(&params).await {
+                Ok(page) => page,
+                Err(error) => return Err((Failure::from_kube(&error), page_rv)),
+            };
+            for obj in &page.items {
+                match convert(obj, &self.counters) {
+                    Some(object) => listed.objects.push(object),
+                    None => listed.keep.push(obj.model_key()),
+                }
+            }
+            page_rv = page.metadata.resource_version.filter(|rv| !rv.is_empty());
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => {
+                    params = ListParams::default()
+                        .limit(self.options.page_size)
+                        .continue_token(&token);
+                }
+                None => {
+                    let Some(rv) = page_rv else {
+                        return Err((
+                            Failure::decode("list without metadata.resourceVersion"),
+                            None,
+                        ));
+                    };
+                    listed.resource_version = rv;
+                    return Ok(listed);
+                }
+            }
+        }
+    }
+
+    fn resync_due(&self) -> bool {
+        self.resync_at.is_some_and(|at| at <= Instant::now())
+    }
+
+    fn resync(&self) -> Next {
+        bump(&self.counters.resyncs);
+        tracing::debug!(kind = K::KIND.as_str(), "periodic relist");
+        Next::List(ListFrom::Latest)
+    }
+
+    async fn watch(&mut self, rv: String) -> Result<Next, Stopped> {
+        if self.resync_due() {
+            return Ok(self.resync());
+        }
+        let params = WatchParams::default().timeout(self.options.watch_timeout_secs);
+        match self.api.watch(&params, &rv).await {
+            Ok(stream) => {
+                // Accepted: the API serves this watcher again (a quiet kind may send
+                // nothing for minutes). The backoff starts over, unless the watch fails
+                // before it delivers anything (no hot loop on a server that accepts
+                // watches and breaks them at once).
+                let before = self.backoff.clone();
+                self.succeeded();
+                self.follow(stream, rv, before).await
+            }
+            Err(error) => {
+                let failure = Failure::from_kube(&error);
+                if failure.reason == ErrorReason::Gone {
+                    self.gone(&failure).await;
+                    Ok(Next::List(ListFrom::Cache(rv)))
+                } else {
+                    self.failed(&failure, "watch").await;
+                    Ok(Next::Watch(rv))
+                }
+            }
+        }
+    }
+
+    /// Apply a watch stream's events until it ends, fails or a resync is due.
+    /// `before`: the backoff before the watch was accepted, restored if it fails before
+    /// delivering anything.
+    async fn follow(
+        &mut self,
+        stream: impl Stream<Item = kube::Result<WatchEvent<K>>>,
+        mut rv: String,
+        before: Backoff,
+    ) -> Result<Next, Stopped> {
+        let mut stream = pin!(stream);
+        let mut unproven = Some(before);
+        let idle = (self.options.watch_timeout_secs > 0).then(|| {
+            Duration::from_secs(u64::from(self.options.watch_timeout_secs)) + WATCH_IDLE_MARGIN
+        });
+        loop {
+            let resync_at = self.resync_at;
             let resync_due = async {
                 match resync_at {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
-            let item = tokio::select! {
-                item = stream.next() => item,
-                () = resync_due, if init.is_none() => break Restart::Resync,
+            let next_item = async {
+                match idle {
+                    Some(idle) => tokio::time::timeout(idle, stream.next()).await.ok(),
+                    None => Some(stream.next().await),
+                }
             };
-            match item {
-                None => break Restart::Ended,
-                Some(Ok(event)) => {
-                    backoff.reset();
-                    if handle(event, &mut init, &tx, &counters).await.is_err() {
-                        return;
+            let item = tokio::select! {
+                item = next_item => item,
+                () = resync_due => return Ok(self.resync()),
+            };
+            let event = match item {
+                // Silent for longer than the server's timeout: the connection is dead.
+                None => {
+                    tracing::debug!(kind = K::KIND.as_str(), "watch idle; reconnecting");
+                    return Ok(Next::Watch(rv));
+                }
+                // The server closed the watch (its timeout): resume where it stopped.
+                Some(None) => return Ok(Next::Watch(rv)),
+                Some(Some(Ok(event))) => event,
+                Some(Some(Err(error))) => {
+                    let failure = Failure::from_kube(&error);
+                    if failure.reason == ErrorReason::Decode {
+                        // One line kube could not read; the stream goes on (the object
+                        // keeps its previous version, as a rejected one does).
+                        bump(&self.counters.errors);
+                        self.monitor.skipped(&failure);
+                        continue;
+                    }
+                    self.restore(&mut unproven);
+                    self.failed(&failure, "watch").await;
+                    return Ok(Next::Watch(rv));
+                }
+            };
+            if !matches!(event, WatchEvent::Error(_)) {
+                unproven = None;
+            }
+            match event {
+                WatchEvent::Added(obj) | WatchEvent::Modified(obj) => {
+                    let Some(version) = version_of(&obj) else {
+                        return self.without_version().await;
+                    };
+                    rv = version;
+                    bump(&self.counters.events);
+                    if let Some(object) = convert(&obj, &self.counters) {
+                        self.send(Update::Apply(object)).await?;
                     }
                 }
-                Some(Err(error)) => {
-                    bump(&counters.errors);
-                    let gone = is_gone_on_watch_start(&error);
-                    tracing::warn!(kind = kind.as_str(), %error, gone, "watch error; the last state stays in force");
-                    if gone {
-                        break Restart::Gone;
+                WatchEvent::Deleted(obj) => {
+                    let Some(version) = version_of(&obj) else {
+                        return self.without_version().await;
+                    };
+                    rv = version;
+                    bump(&self.counters.events);
+                    self.send(Update::Delete(obj.model_key())).await?;
+                }
+                WatchEvent::Bookmark(bookmark) => {
+                    if !bookmark.metadata.resource_version.is_empty() {
+                        rv = bookmark.metadata.resource_version;
                     }
-                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                WatchEvent::Error(status) => {
+                    let failure = Failure::from_status(&status);
+                    if failure.reason == ErrorReason::Gone {
+                        self.gone(&failure).await;
+                        return Ok(Next::List(ListFrom::Cache(rv)));
+                    }
+                    self.restore(&mut unproven);
+                    self.failed(&failure, "watch").await;
+                    return Ok(Next::Watch(rv));
                 }
             }
-        };
-        match restart {
-            Restart::Resync => bump(&counters.resyncs),
-            Restart::Gone => bump(&counters.gone_restarts),
-            Restart::Ended => tokio::time::sleep(backoff.next_delay()).await,
         }
-        tracing::debug!(
-            kind = kind.as_str(),
-            ?restart,
-            "restarting the watch with a list"
-        );
+    }
+
+    /// A watch failed before delivering anything: its acceptance does not count.
+    fn restore(&mut self, unproven: &mut Option<Backoff>) {
+        if let Some(before) = unproven.take() {
+            self.backoff = before;
+        }
+    }
+
+    async fn send(&mut self, update: Update) -> Result<(), Stopped> {
+        self.monitor.succeeded();
+        self.tx.send(update).await.map_err(|_| Stopped)
+    }
+
+    /// An event without a resourceVersion: the watch cannot be resumed, relist.
+    async fn without_version(&mut self) -> Result<Next, Stopped> {
+        let failure = Failure::decode("watch event without metadata.resourceVersion");
+        self.failed(&failure, "watch").await;
+        Ok(Next::List(ListFrom::Latest))
     }
 }
 
-/// kube-runtime relists after a 410 ERROR event inside a watch stream, but retries
-/// the same resourceVersion forever when the watch request itself is answered 410.
-fn is_gone_on_watch_start(error: &watcher::Error) -> bool {
-    matches!(error, watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 410)
-}
-
-/// Apply one watcher event; `Err` when the state task is gone.
-async fn handle<K: Watched>(
-    event: Event<K>,
-    init: &mut Option<InitBuffer>,
-    tx: &mpsc::Sender<Update>,
-    counters: &Counters,
-) -> Result<(), mpsc::error::SendError<Update>> {
-    match event {
-        Event::Init => {
-            *init = Some(InitBuffer::default());
-            Ok(())
-        }
-        Event::InitApply(obj) => {
-            let buffer = init.get_or_insert_with(InitBuffer::default);
-            match convert(&obj, counters) {
-                Some(object) => buffer.objects.push(object),
-                None => buffer.keep.push(obj.model_key()),
-            }
-            Ok(())
-        }
-        Event::InitDone => {
-            let InitBuffer { objects, keep } = init.take().unwrap_or_default();
-            bump(&counters.lists);
-            tracing::debug!(
-                kind = K::KIND.as_str(),
-                objects = objects.len(),
-                "list complete"
-            );
-            tx.send(Update::Replace {
-                kind: K::KIND,
-                objects,
-                keep,
-            })
-            .await
-        }
-        Event::Apply(obj) => {
-            bump(&counters.events);
-            match convert(&obj, counters) {
-                Some(object) => tx.send(Update::Apply(object)).await,
-                None => Ok(()),
-            }
-        }
-        Event::Delete(obj) => {
-            bump(&counters.events);
-            tx.send(Update::Delete(obj.model_key())).await
-        }
-    }
+fn version_of<K: Watched>(obj: &K) -> Option<String> {
+    obj.resource_version().filter(|rv| !rv.is_empty())
 }
 
 fn convert<K: Watched>(obj: &K, counters: &Counters) -> Option<Object> {

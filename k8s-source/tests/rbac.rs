@@ -117,6 +117,7 @@ async fn watchers_make_only_the_declared_calls_through_lists_relists_and_reconne
     let api = FakeApi::start(fixture("cluster.yaml")).await;
     let options = SourceOptions {
         backoff_initial: Duration::from_millis(20),
+        gone_relist_jitter: Duration::from_millis(200),
         resync: Some(Duration::from_millis(500)),
         page_size: 2,
         ..SourceOptions::default()

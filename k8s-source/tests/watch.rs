@@ -1,7 +1,9 @@
 //! The source against a fake API server speaking the list/watch protocol: after every
 //! event the published state equals `policy::load_str` of the same objects as YAML,
 //! readiness waits for the three lists, and bookmarks, 410 Gone, dropped connections,
-//! failing requests and resyncs never publish a wrong or emptier state.
+//! failing requests and resyncs never publish a wrong or emptier state. A 410 relists
+//! within seconds whatever the backoff, the backoff starts over after a success, and
+//! refused access is counted, logged once, reported as blindness and recovered from.
 
 mod support;
 
@@ -10,17 +12,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use k8s_source::{KubeSource, KubeSourceHandle, SourceOptions};
+use k8s_source::{
+    ErrorReason, Kind, KubeSource, KubeSourceHandle, SourceHealth, SourceMetrics, SourceOptions,
+};
 use policy::ClusterState;
-use support::{FakeApi, fixture, fixture_object};
+use support::{FakeApi, Recorded, fixture, fixture_object};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Production behaviour, with short backoff so error paths run in milliseconds.
+/// Production behaviour, with short backoff and relist delays so error paths run in
+/// milliseconds.
 fn options() -> SourceOptions {
     SourceOptions {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
+        gone_relist_jitter: Duration::from_millis(200),
         resync: None,
         ..SourceOptions::default()
     }
@@ -492,8 +498,16 @@ async fn five_thousand_pods_and_one_thousand_policies_list_in_pages_and_match() 
 async fn run_sends_complete_snapshots_on_the_agent_channel_and_stops_on_cancel() {
     let api = FakeApi::start(fixture("cluster.yaml")).await;
     let (tx, mut rx) = watch::channel::<Option<Arc<ClusterState>>>(None);
+    let (health_tx, _health) = watch::channel(SourceHealth::default());
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(k8s_source::run(api.client(), options(), tx, stop.clone()));
+    let task = tokio::spawn(k8s_source::run(
+        api.client(),
+        options(),
+        SourceMetrics::default(),
+        tx,
+        health_tx,
+        stop.clone(),
+    ));
     let expected = api.expected_state();
     tokio::time::timeout(PATIENCE, rx.wait_for(|s| s.as_deref() == Some(&expected)))
         .await
@@ -536,13 +550,27 @@ async fn a_relist_broken_between_pages_never_publishes_a_partial_list() {
         .expect("synced");
     let before = rx.borrow().clone();
     let seen = record(rx.clone());
-    // The relist's second page fails as when the continue token has expired.
+    // After the 410 the relist from the watch cache fails; the paginated one that
+    // follows breaks on its second page, as when the continue token has expired; the
+    // 410 sends it to the cache again.
     api.delete_quietly("Pod", "shop", "web-2");
+    api.fail_lists("pods", &[StatusCode::FORBIDDEN]);
     api.fail_list_after("pods", 1, StatusCode::GONE);
     api.expire("pods");
     expect_yaml_state(&mut rx, &api, "after the broken and the retried relist").await;
-    // 6 pods in pages of 2: 3 pages first, 1 + a failure, then 3 again.
-    assert_eq!(api.count("list", "pods"), 3 + 2 + 3);
+    // 6 pods in pages of 2: 3 pages first, a refused cache relist, 1 page + a failure,
+    // then the whole list from the cache.
+    let lists: Vec<Recorded> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "list" && r.resource.as_deref() == Some("pods"))
+        .collect();
+    assert_eq!(lists.len(), 3 + 1 + 2 + 1);
+    for cache_list in [&lists[3], &lists[6]] {
+        assert_cache_list(cache_list);
+    }
+    assert_eq!(lists[4].query.get("limit").map(String::as_str), Some("2"));
+    assert_eq!(lists[4].query.get("resourceVersion"), None);
     assert_eq!(handle.stats().pods.lists, 2);
     let after = rx.borrow().clone();
     for snapshot in seen.lock().expect("recorder").iter() {
@@ -552,4 +580,297 @@ async fn a_relist_broken_between_pages_never_publishes_a_partial_list() {
             snapshot.pods.len()
         );
     }
+}
+
+/// A relist after a 410: one request the API server answers from its watch cache, not
+/// older than what the watcher had.
+fn assert_cache_list(request: &Recorded) {
+    let q = &request.query;
+    assert!(
+        q.get("resourceVersion")
+            .is_some_and(|rv| !rv.is_empty() && rv != "0"),
+        "{request:?}"
+    );
+    assert_eq!(
+        q.get("resourceVersionMatch").map(String::as_str),
+        Some("NotOlderThan"),
+        "{request:?}"
+    );
+    assert_eq!(q.get("limit"), None, "{request:?}");
+    assert_eq!(q.get("continue"), None, "{request:?}");
+}
+
+/// Requests of `verb` on `plural`, in order.
+fn requests_of(api: &FakeApi, verb: &str, plural: &str) -> Vec<Recorded> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.verb == verb && r.resource.as_deref() == Some(plural))
+        .collect()
+}
+
+/// Wait until `cond` holds, checking every 10 ms, at most `patience`.
+async fn wait_until(patience: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + patience;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_gone_event_relists_within_seconds_from_the_watch_cache_whatever_the_backoff() {
+    // The backoff an outage leaves behind (15-30 s before the next retry), set from the
+    // start rather than grown by a 30-second outage: a 410 must not wait for it.
+    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    let metrics = SourceMetrics::default();
+    let (handle, mut rx) = KubeSource::start_with_metrics(
+        api.client(),
+        SourceOptions {
+            backoff_initial: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(60),
+            resync: None,
+            ..SourceOptions::default()
+        },
+        metrics.clone(),
+    );
+    tokio::time::timeout(PATIENCE, handle.wait_synced())
+        .await
+        .expect("synced");
+    api.wait_requests("the watches open", |r| {
+        ["pods", "networkpolicies"].iter().all(|p| {
+            r.iter()
+                .any(|x| x.verb == "watch" && x.resource.as_deref() == Some(*p))
+        })
+    })
+    .await;
+    // Lost while the API server restarted: its new watch cache has no older history.
+    api.delete_quietly("Pod", "shop", "web-2");
+    api.expire("pods");
+    // The other kind: the new server answers the resumed watch request itself with 410.
+    api.delete_quietly("NetworkPolicy", "shop", "default-deny");
+    api.fail_watches("networkpolicies", &[StatusCode::GONE]);
+    api.drop_watches("networkpolicies");
+    let expected = api.expected_state();
+    let relisted = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| **s == expected))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(
+        relisted,
+        "no relist within 10 s of the 410s: {:?}",
+        handle.stats()
+    );
+    for plural in ["pods", "networkpolicies"] {
+        let lists = requests_of(&api, "list", plural);
+        assert_eq!(lists.len(), 2, "{plural}: the first list and one relist");
+        assert_cache_list(&lists[1]);
+    }
+    let stats = handle.stats();
+    assert_eq!(stats.pods.gone_restarts, 1);
+    assert_eq!(stats.network_policies.gone_restarts, 1);
+    assert_eq!(metrics.errors(Kind::Pod, ErrorReason::Gone), 1);
+    assert_eq!(metrics.errors(Kind::NetworkPolicy, ErrorReason::Gone), 1);
+    assert!(!handle.health().is_blind());
+}
+
+#[tokio::test]
+async fn the_backoff_starts_over_once_a_watch_is_accepted() {
+    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    let (handle, _rx) = KubeSource::start(
+        api.client(),
+        SourceOptions {
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(60),
+            blind_after: Duration::from_millis(500),
+            ..options()
+        },
+    );
+    tokio::time::timeout(PATIENCE, handle.wait_synced())
+        .await
+        .expect("synced");
+    api.wait_requests("the pod watch open", |r| {
+        r.iter()
+            .any(|x| x.verb == "watch" && x.resource.as_deref() == Some("pods"))
+    })
+    .await;
+    let mut health = handle.health_receiver();
+    // Four refused watch requests grow the backoff to 4 s (delays of 2-4 s next).
+    api.fail_watches("pods", &[StatusCode::FORBIDDEN; 4]);
+    api.drop_watches("pods");
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        health.wait_for(SourceHealth::is_blind),
+    )
+    .await
+    .expect("blind while refused")
+    .expect("source running");
+    // The fifth is accepted: a success, though no event comes.
+    tokio::time::timeout(Duration::from_secs(15), health.wait_for(|h| !h.is_blind()))
+        .await
+        .expect("seeing again once a watch is accepted")
+        .expect("source running");
+    assert_eq!(requests_of(&api, "watch", "pods").len(), 1 + 5);
+    // One more refusal: the retry follows after the initial backoff (125-250 ms), not
+    // after the grown one.
+    api.fail_watches("pods", &[StatusCode::FORBIDDEN]);
+    api.drop_watches("pods");
+    api.wait_requests_for(Duration::from_secs(15), "the retry", |r| {
+        r.iter()
+            .filter(|x| x.verb == "watch" && x.resource.as_deref() == Some("pods"))
+            .count()
+            >= 1 + 5 + 2
+    })
+    .await;
+    let watches = requests_of(&api, "watch", "pods");
+    let gap = watches[7].at - watches[6].at;
+    assert!(
+        gap < Duration::from_millis(1500),
+        "retry {gap:?} after the refusal that followed an accepted watch"
+    );
+    assert_eq!(handle.stats().pods.lists, 1, "refusals resume the watch");
+}
+
+/// Every request refused with `status` (RBAC or token lost): counted each time, logged
+/// once per kind, blind after the bound with the last state kept, and all of it undone
+/// when the server answers again, including a policy created meanwhile.
+async fn refused_access_is_reported_and_recovered_from(status: StatusCode, reason: ErrorReason) {
+    let (logs, _guard) = support::logs::capture();
+    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    let metrics = SourceMetrics::default();
+    let (handle, mut rx) = KubeSource::start_with_metrics(
+        api.client(),
+        SourceOptions {
+            blind_after: Duration::from_secs(1),
+            ..options()
+        },
+        metrics.clone(),
+    );
+    tokio::time::timeout(PATIENCE, handle.wait_synced())
+        .await
+        .expect("synced");
+    let good = rx.borrow().clone();
+    let published = handle.stats().published;
+    let mut health = handle.health_receiver();
+    assert!(!health.borrow().is_blind());
+
+    api.refuse_all(Some(status));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        health.wait_for(|h| h.blind.len() == 3),
+    )
+    .await
+    .expect("every kind blind")
+    .expect("source running");
+    let text = health.borrow().reason().expect("a reason");
+    for kind in Kind::ALL {
+        assert!(
+            text.contains(&format!("{} ({reason})", kind.plural())),
+            "{text}"
+        );
+    }
+    assert!(
+        health.borrow().blind.iter().all(|b| b.reason == reason),
+        "{text}"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "several refusals of each kind",
+        || Kind::ALL.iter().all(|k| metrics.errors(*k, reason) >= 4),
+    )
+    .await;
+    for kind in Kind::ALL {
+        assert_eq!(
+            logs.count(tracing::Level::ERROR, kind.as_str()),
+            1,
+            "{kind}: one ERROR for {} refusals; {:#?}",
+            metrics.errors(kind, reason),
+            logs.lines()
+        );
+    }
+    assert_eq!(**rx.borrow(), *good, "the last state stays");
+    assert_eq!(handle.stats().published, published, "nothing published");
+    assert!(handle.is_synced());
+
+    // Created while the agent cannot see it.
+    api.apply(fixture_object(
+        "changes.yaml",
+        "NetworkPolicy",
+        "db/deny-egress",
+    ));
+    api.refuse_all(None);
+    tokio::time::timeout(Duration::from_secs(10), health.wait_for(|h| !h.is_blind()))
+        .await
+        .expect("seeing again")
+        .expect("source running");
+    expect_yaml_state(&mut rx, &api, "after access came back").await;
+    for kind in Kind::ALL {
+        let recovered = logs
+            .lines()
+            .iter()
+            .filter(|l| {
+                l.level == tracing::Level::INFO
+                    && l.fields.get("kind").map(String::as_str) == Some(kind.as_str())
+                    && l.message.contains("succeed again")
+            })
+            .count();
+        assert_eq!(recovered, 1, "{kind}: {:#?}", logs.lines());
+        assert_eq!(logs.count(tracing::Level::ERROR, kind.as_str()), 1);
+    }
+}
+
+#[tokio::test]
+async fn forbidden_access_is_counted_logged_once_reported_blind_and_recovered_from() {
+    refused_access_is_reported_and_recovered_from(StatusCode::FORBIDDEN, ErrorReason::Forbidden)
+        .await;
+}
+
+#[tokio::test]
+async fn unauthorized_access_is_counted_logged_once_reported_blind_and_recovered_from() {
+    refused_access_is_reported_and_recovered_from(
+        StatusCode::UNAUTHORIZED,
+        ErrorReason::Unauthorized,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn run_reports_health_on_its_channel_and_sends_nothing_while_blind() {
+    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    api.refuse_all(Some(StatusCode::FORBIDDEN));
+    let (tx, mut rx) = watch::channel::<Option<Arc<ClusterState>>>(None);
+    let (health_tx, mut health) = watch::channel(SourceHealth::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(k8s_source::run(
+        api.client(),
+        SourceOptions {
+            blind_after: Duration::from_secs(1),
+            ..options()
+        },
+        SourceMetrics::default(),
+        tx,
+        health_tx,
+        stop.clone(),
+    ));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        health.wait_for(SourceHealth::is_blind),
+    )
+    .await
+    .expect("blind")
+    .expect("run running");
+    assert!(rx.borrow().is_none(), "nothing before the lists");
+    api.refuse_all(None);
+    let expected = api.expected_state();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|s| s.as_deref() == Some(&expected)))
+        .await
+        .expect("first snapshot")
+        .expect("channel open");
+    tokio::time::timeout(PATIENCE, health.wait_for(|h| !h.is_blind()))
+        .await
+        .expect("seeing again")
+        .expect("run running");
+    stop.cancel();
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("run returns on cancel")
+        .expect("run task");
 }

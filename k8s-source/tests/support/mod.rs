@@ -3,10 +3,13 @@
 //! ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events) protocol for namespaces, pods and
 //! networkpolicies, fed from YAML fixtures, with knobs for the failures a reflector
 //! must survive: expired history (410 Gone as an ERROR event or as the HTTP status of
-//! the watch request), dropped connections, failing requests and held lists. Every
-//! request is recorded with the verb it stands for.
+//! the watch request), dropped connections, failing requests, held lists and lost
+//! access (every request refused, as after the agent's ClusterRoleBinding is deleted).
+//! Every request is recorded with the verb it stands for and when it came.
 
 #![allow(dead_code)]
+
+pub mod logs;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,6 +48,7 @@ pub struct Recorded {
     pub api_group: Option<String>,
     pub resource: Option<String>,
     pub query: BTreeMap<String, String>,
+    pub at: tokio::time::Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +88,8 @@ struct Inner {
     rv: u64,
     stores: HashMap<&'static str, Store>,
     requests: Vec<Recorded>,
+    /// Every list and watch request is answered with this status while set.
+    refuse: Option<StatusCode>,
 }
 
 /// The fake API server. Stops when dropped.
@@ -157,6 +163,7 @@ impl FakeApi {
             rv: 100,
             stores,
             requests: Vec::new(),
+            refuse: None,
         }));
         for obj in objects {
             store_quietly(&mut inner.lock().expect("state"), obj);
@@ -278,6 +285,19 @@ impl FakeApi {
         let _ = inner.stores[plural].live.send(Frame::Drop);
     }
 
+    /// Answer every list and watch request with `status` (403: the agent's access is
+    /// gone; 401: its token is refused) until called with `None`. The open watches end
+    /// as their timeout would end them: the watchers' next requests are refused.
+    pub fn refuse_all(&self, status: Option<StatusCode>) {
+        let mut inner = self.lock();
+        inner.refuse = status;
+        if status.is_some() {
+            for store in inner.stores.values() {
+                let _ = store.live.send(Frame::Drop);
+            }
+        }
+    }
+
     /// Answer the next watch requests of `plural` with these HTTP statuses.
     pub fn fail_watches(&self, plural: &str, statuses: &[StatusCode]) {
         let mut inner = self.lock();
@@ -333,7 +353,18 @@ impl FakeApi {
 
     /// Wait until `pred` holds for the request log (bounded).
     pub async fn wait_requests(&self, what: &str, pred: impl Fn(&[Recorded]) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        self.wait_requests_for(Duration::from_secs(5), what, pred)
+            .await;
+    }
+
+    /// Wait at most `patience` until `pred` holds for the request log.
+    pub async fn wait_requests_for(
+        &self,
+        patience: Duration,
+        what: &str,
+        pred: impl Fn(&[Recorded]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             let notified = self.changed.notified();
             if pred(&self.lock().requests) {
@@ -421,6 +452,7 @@ async fn handle(
             api_group,
             resource,
             query: query.clone(),
+            at: tokio::time::Instant::now(),
         });
     changed.notify_waiters();
     match (verb, collection) {
@@ -431,6 +463,31 @@ async fn handle(
             &status(404, "NotFound", "the fake serves lists and watches only"),
         ),
     }
+}
+
+/// What a real API server answers when it refuses a request.
+fn refused(code: StatusCode, verb: &str, resource: &str) -> Response {
+    let group = RESOURCES
+        .iter()
+        .find(|(_, r, _)| *r == resource)
+        .map_or("", |(g, _, _)| *g);
+    let body = if code == StatusCode::UNAUTHORIZED {
+        status(401, "Unauthorized", "Unauthorized")
+    } else {
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        status(
+            code.as_u16(),
+            "Forbidden",
+            &format!(
+                "{qualified} is forbidden: User \"system:serviceaccount:kube-system:netpol-agent\" cannot {verb} resource \"{resource}\" in API group \"{group}\" at the cluster scope"
+            ),
+        )
+    };
+    json_response(code, &body)
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
@@ -456,6 +513,9 @@ async fn list(
         let _ = open.wait_for(|o| *o).await;
     }
     let mut inner = inner.lock().expect("state");
+    if let Some(code) = inner.refuse {
+        return refused(code, "list", plural);
+    }
     let rv = inner.rv;
     let store = inner.stores.get_mut(plural).expect("store");
     if let Some(code) = store.list_failures.pop_front().flatten() {
@@ -515,6 +575,11 @@ fn watch_response(
     query: &BTreeMap<String, String>,
 ) -> Response {
     let mut inner = inner.lock().expect("state");
+    // Checked under the lock the subscription is taken under, so that a watch is either
+    // refused or ended by `refuse_all`.
+    if let Some(code) = inner.refuse {
+        return refused(code, "watch", plural);
+    }
     let store = inner.stores.get_mut(plural).expect("store");
     if let Some(code) = store.watch_failures.pop_front() {
         let reason = if code == StatusCode::GONE {
