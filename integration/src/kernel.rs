@@ -230,7 +230,34 @@ impl Drop for KernelFixture {
         {
             eprintln!("fixture: removing the datapath failed: {e}");
         }
-        let _ = std::fs::remove_dir(&self.pins_root);
+        // Whatever removal left (a failed test can leave pins mid-write) goes too.
+        let _ = std::fs::remove_dir_all(&self.pins_root);
+    }
+}
+
+/// The kernel's coarse monotonic clock, the one the programs read
+/// (`bpf_ktime_get_coarse_ns` and `CLOCK_MONOTONIC_COARSE` are the same clock).
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE always exists
+    // on Linux, so the call only writes `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Waits until the programs' clock reads at least `at_ns`, so a test that needs a
+/// window to be over does not sit on a tick boundary. Panics after a minute.
+pub fn wait_for_coarse_clock(at_ns: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while coarse_now_ns() < at_ns {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coarse clock did not reach {at_ns}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

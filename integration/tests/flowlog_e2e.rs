@@ -144,10 +144,20 @@ fn real_connections_become_exactly_the_expected_lines() {
         tcp_connect(&net, 0, SocketAddr::new(web6, 8080), timeout).expect("allowed TCP over IPv6");
     expect(local, SocketAddr::new(web6, 8080), "TCP", false);
 
-    // Let the fold window pass and flush folds, so nothing stays pending.
-    std::thread::sleep(Duration::from_millis(1100));
-    enforcer.datapath().flush_folds().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Flush folds until the fold window has passed and nothing stays pending.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        enforcer.datapath().flush_folds().unwrap();
+        if enforcer.datapath().maps().pending_fold_packets() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "folds still pending after a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
     let counters = loop {
         let c = enforcer.datapath().maps().counters().unwrap();
         if stats.pipeline.load().events_received >= c.events_submitted || Instant::now() > deadline
