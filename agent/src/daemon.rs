@@ -164,6 +164,12 @@ pub async fn run(
     ) {
         source_metrics.register(metrics.registry_mut());
     }
+    let pods_unbound = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    metrics.registry_mut().register(
+        "network_policy_pods_unbound",
+        "Local pods whose host interface has not been found (not enforced until it appears)",
+        pods_unbound.clone(),
+    );
     let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
         .await
@@ -178,11 +184,16 @@ pub async fn run(
 
     let mut dp = Datapath::load(&load_options(&config)).context("loading the datapath")?;
     let reader = dp.take_event_reader().context("event reader")?;
-    let enforcer = Arc::new(Mutex::new(Enforcer::new(
-        dp,
-        resolve_options(&config),
-        snapshot,
-    )));
+    let binding = crate::binding::BindingOptions::new(&config.veth_prefix)
+        .map_err(anyhow::Error::msg)
+        .context("veth_prefix")?;
+    let enforcer = Arc::new(Mutex::new(
+        Enforcer::new(dp, resolve_options(&config), snapshot)
+            .with_binding(binding)
+            .with_unbound_gauge(pods_unbound),
+    ));
+    let links_changed = Arc::new(tokio::sync::Notify::new());
+    let link_watcher = crate::links::spawn_watcher(links_changed.clone(), shutdown.clone());
     let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
     tracing::info!(pins = %config.bpffs_pin_dir.display(), log_file = %config.log_file.display(), %metrics_addr, %health_addr, "netpol-agent running");
 
@@ -225,17 +236,24 @@ pub async fn run(
 
     let table_file = crate::guard::run_file(&config.bpffs_pin_dir, "policies.json");
     let apply_task = {
-        let (enforcer, readiness, stop, enable) = (
+        let (enforcer, readiness, stop, enable, links_changed) = (
             enforcer.clone(),
             readiness.clone(),
             shutdown.clone(),
             config.enable_network_policy,
+            links_changed.clone(),
         );
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     changed = state_rx.changed() => if changed.is_err() { break },
+                    () = links_changed.notified() => {
+                        if enable {
+                            rebind(&enforcer);
+                        }
+                        continue;
+                    }
                 }
                 let Some(state) = state_rx.borrow_and_update().clone() else {
                     continue;
@@ -306,6 +324,9 @@ pub async fn run(
     let _ = source_task.await;
     let _ = apply_task.await;
     let _ = housekeeping.await;
+    if let Some(watcher) = link_watcher {
+        let _ = watcher.join();
+    }
     if let Some((_, pipeline)) = flow_log.stop() {
         drop(pipeline);
     }
@@ -390,6 +411,20 @@ async fn housekeeping(
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
             }
+        }
+    }
+}
+
+/// A link appeared or went: bind pods whose interface is there now.
+fn rebind(enforcer: &Mutex<Enforcer>) {
+    let Ok(mut e) = enforcer.lock() else { return };
+    match e.rebind() {
+        Ok(report) if !report.attached.is_empty() || !report.detached.is_empty() => {
+            tracing::info!(attached = ?report.attached, detached = ?report.detached, unbound = report.without_interface.len(), "interfaces changed")
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::error!(error = %err, "binding pods to new interfaces failed; retried at the next change")
         }
     }
 }

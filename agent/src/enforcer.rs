@@ -1,14 +1,30 @@
-//! Turns cluster states into kernel state: resolves policies (incrementally), attaches
-//! the programs to each local pod's host-side interface, applies the planner's ordered
-//! map writes, and publishes the enrichment snapshot the flow-log pipeline reads.
+//! Turns cluster states into kernel state: resolves policies (incrementally), applies
+//! the planner's ordered map writes, binds each local pod to its host-side interfaces
+//! (see [`crate::binding`]) and attaches the programs there, and publishes the
+//! enrichment snapshot the flow-log pipeline reads.
+//!
+//! Binding rules: an interface belongs to at most one pod. A pod keeps its interfaces
+//! until it leaves (deleted, terminal, moved off the node) or the interface is gone;
+//! a vanished podIP alone changes nothing. A pod whose interface does not exist yet
+//! stays unbound (logged once, counted) and is bound by [`Enforcer::rebind`] when its
+//! interface appears: its record is written before the programs are attached, so no
+//! packet passes it unenforced.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
-
-use datapath::Datapath;
-use exporter::{EnrichmentSnapshot, PodInfo, SnapshotHandle};
-use policy::{
-    ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, ResolvedPod, Resolver,
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Instant,
 };
+
+use datapath::{
+    Datapath,
+    links::{self, LinkTable},
+};
+use exporter::{EnrichmentSnapshot, PodInfo, SnapshotHandle};
+use policy::{ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, Resolver};
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::binding::{BindingOptions, Candidate, Found, named_interfaces, routed_interface};
 
 /// What one `apply` did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,13 +44,27 @@ pub enum EnforceError {
     Datapath(#[from] datapath::DatapathError),
 }
 
+/// An interface a pod holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Bound {
+    name: String,
+    ifindex: u32,
+    found: Found,
+}
+
 pub struct Enforcer {
     dp: Datapath,
     resolver: Resolver,
     planner: Planner,
     options: ResolveOptions,
-    /// Local pods whose interface carries our programs: pod → (interface, ifindex).
-    interfaces: HashMap<PodRef, (String, u32)>,
+    binding: BindingOptions,
+    /// Local pods and the interfaces carrying our programs for them.
+    interfaces: HashMap<PodRef, Vec<Bound>>,
+    /// Interface index -> the pod holding it (one pod per interface).
+    owners: HashMap<u32, PodRef>,
+    /// Local pods without an interface, since when.
+    unbound: HashMap<PodRef, Instant>,
+    unbound_gauge: Gauge,
     snapshot: SnapshotHandle,
     last: Option<Resolved>,
     /// Added to every generation written, above any a previous agent left, so its
@@ -78,12 +108,28 @@ impl Enforcer {
             resolver: Resolver::new(),
             planner: Planner::starting_after(max_set, max_list),
             options,
+            binding: BindingOptions::default(),
             interfaces: HashMap::new(),
+            owners: HashMap::new(),
+            unbound: HashMap::new(),
+            unbound_gauge: Gauge::default(),
             snapshot,
             last: None,
             generation_base,
             reconciled: false,
         }
+    }
+
+    /// Interface naming other than the VPC CNI's default (`eni` prefix).
+    pub fn with_binding(mut self, binding: BindingOptions) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    /// The gauge `network_policy_pods_unbound` to keep current.
+    pub fn with_unbound_gauge(mut self, gauge: Gauge) -> Self {
+        self.unbound_gauge = gauge;
+        self
     }
 
     pub fn datapath(&mut self) -> &mut Datapath {
@@ -92,6 +138,13 @@ impl Enforcer {
 
     pub fn last_resolution(&self) -> Option<&Resolved> {
         self.last.as_ref()
+    }
+
+    /// Local pods still waiting for their interface.
+    pub fn unbound_pods(&self) -> Vec<PodRef> {
+        let mut pods: Vec<PodRef> = self.unbound.keys().cloned().collect();
+        pods.sort();
+        pods
     }
 
     /// Brings the kernel to the state `cluster` asks for.
@@ -109,22 +162,8 @@ impl Enforcer {
             tracing::error!(%u, "rules do not fit the datapath; the direction is denied");
             report.unenforceable.push(u.to_string());
         }
-        // Attach before the pod's record is written, so no packet of a new pod passes
-        // unenforced once its record says otherwise.
-        for pod in resolved.pods.values() {
-            if self.interfaces.contains_key(&pod.pod) {
-                continue;
-            }
-            match interface_for(pod) {
-                Some(ifname) => {
-                    let ifindex = self.dp.attach(&ifname)?;
-                    tracing::info!(pod = %pod.pod, interface = %ifname, ifindex, "attached");
-                    report.attached.push(ifname.clone());
-                    self.interfaces.insert(pod.pod.clone(), (ifname, ifindex));
-                }
-                None => report.without_interface.push(pod.pod.clone()),
-            }
-        }
+        // Entries and lists first, records of bound pods after them (the planner's
+        // order); pods bound below get their record before their programs.
         let ops = self.planner.plan(&resolved);
         report.map_writes = ops.len();
         for op in &ops {
@@ -137,14 +176,10 @@ impl Enforcer {
             .cloned()
             .collect();
         for pod in gone {
-            if let Some((ifname, ifindex)) = self.interfaces.remove(&pod) {
-                self.dp.maps().remove_pod(ifindex)?;
-                if let Err(e) = self.dp.detach(&ifname) {
-                    tracing::debug!(interface = %ifname, error = %e, "detach of a vanished interface");
-                }
-                report.detached.push(ifname);
-            }
+            self.release(&pod, &mut report)?;
         }
+        self.unbound.retain(|p, _| resolved.pods.contains_key(p));
+        self.bind(&resolved, &mut report)?;
         if !self.reconciled && report.without_interface.is_empty() {
             self.remove_stale()?;
             // Every pod's state is in this version's maps now: an older agent's
@@ -161,21 +196,231 @@ impl Enforcer {
         Ok(report)
     }
 
+    /// Looks at the links again (one appeared or went): binds pods whose interface is
+    /// now there and lets go of interfaces that are gone, with the last resolution.
+    ///
+    /// # Errors
+    /// As [`Enforcer::apply`].
+    pub fn rebind(&mut self) -> Result<ApplyReport, EnforceError> {
+        let Some(resolved) = self.last.take() else {
+            return Ok(ApplyReport::default());
+        };
+        let mut report = ApplyReport {
+            local_pods: resolved.pods.len(),
+            ..ApplyReport::default()
+        };
+        let result = self.bind(&resolved, &mut report);
+        self.last = Some(resolved);
+        result?;
+        Ok(report)
+    }
+
+    /// Drops interfaces that are gone, binds pods without one, and keeps the unbound
+    /// list, its log lines and its gauge current.
+    fn bind(&mut self, resolved: &Resolved, report: &mut ApplyReport) -> Result<(), EnforceError> {
+        let links = links::dump_links()?;
+        self.drop_vanished(&links, report)?;
+
+        // Claims: by name first (final), then by host route for pods with no name
+        // match. An interface another pod holds by name is never taken; one held by
+        // route yields to a pod it is named after.
+        let mut claims: Vec<(PodRef, Candidate)> = Vec::new();
+        let mut route_wanted = Vec::new();
+        for pod in resolved.pods.values() {
+            let named = named_interfaces(&self.binding, pod, &links);
+            let held = self.interfaces.get(&pod.pod);
+            if named.is_empty() {
+                if held.is_none() {
+                    route_wanted.push(pod);
+                }
+                continue;
+            }
+            for candidate in named {
+                if held.is_some_and(|h| h.iter().any(|b| b.ifindex == candidate.link.ifindex)) {
+                    continue;
+                }
+                claims.push((pod.pod.clone(), candidate));
+            }
+        }
+        if !route_wanted.is_empty() {
+            let routes = links::host_routes()?;
+            let mut by_interface: HashMap<u32, Vec<(PodRef, Candidate)>> = HashMap::new();
+            for pod in route_wanted {
+                if let Some(candidate) = routed_interface(pod, &links, &routes) {
+                    by_interface
+                        .entry(candidate.link.ifindex)
+                        .or_default()
+                        .push((pod.pod.clone(), candidate));
+                }
+            }
+            for (ifindex, mut wanting) in by_interface {
+                if wanting.len() > 1 {
+                    let pods: Vec<String> = wanting.iter().map(|(p, _)| p.to_string()).collect();
+                    tracing::warn!(
+                        ifindex,
+                        ?pods,
+                        "several pods route to one interface; none is bound to it"
+                    );
+                    continue;
+                }
+                claims.push(wanting.pop().expect("one claim"));
+            }
+        }
+        let named_claims: HashSet<u32> = claims
+            .iter()
+            .filter(|(_, c)| c.found == Found::ByName)
+            .map(|(_, c)| c.link.ifindex)
+            .collect();
+        for (pod, candidate) in claims {
+            let ifindex = candidate.link.ifindex;
+            if let Some(owner) = self.owners.get(&ifindex).cloned() {
+                let owner_by_name = self.interfaces.get(&owner).is_some_and(|h| {
+                    h.iter()
+                        .any(|b| b.ifindex == ifindex && b.found == Found::ByName)
+                });
+                if owner == pod || owner_by_name || candidate.found != Found::ByName {
+                    continue;
+                }
+                tracing::warn!(interface = %candidate.link.name, from = %owner, to = %pod, "interface is named after another pod; it moves to that pod");
+                self.let_go(&owner, ifindex);
+            } else if candidate.found == Found::ByHostRoute && named_claims.contains(&ifindex) {
+                continue;
+            }
+            self.attach(&pod, candidate, report)?;
+        }
+
+        let now = Instant::now();
+        for pod in resolved.pods.keys() {
+            if self.interfaces.get(pod).is_some_and(|h| !h.is_empty()) {
+                if let Some(since) = self.unbound.remove(pod) {
+                    tracing::info!(%pod, waited = ?since.elapsed(), "pod bound to its interface");
+                }
+                continue;
+            }
+            report.without_interface.push(pod.clone());
+            if !self.unbound.contains_key(pod) {
+                let expected = crate::binding::host_veth_name(
+                    &self.binding.veth_prefix,
+                    &pod.namespace,
+                    &pod.name,
+                    0,
+                );
+                tracing::warn!(%pod, %expected, "no interface for a local pod yet; it is bound when one appears");
+                self.unbound.insert(pod.clone(), now);
+            }
+        }
+        self.unbound_gauge.set(self.unbound.len() as i64);
+        Ok(())
+    }
+
+    /// Writes the pod's record into the interface's slot, then attaches the programs.
+    fn attach(
+        &mut self,
+        pod: &PodRef,
+        candidate: Candidate,
+        report: &mut ApplyReport,
+    ) -> Result<(), EnforceError> {
+        let Candidate { link, found } = candidate;
+        if let Some(record) = self.planner.record_of(pod) {
+            let record = self.kernel_record(record);
+            self.dp.maps().put_pod(link.ifindex, &record)?;
+        }
+        let ifindex = match self.dp.attach(&link.name) {
+            Ok(i) => i,
+            Err(e) => {
+                // The interface may have gone between the dump and the attach.
+                let _ = self.dp.maps().remove_pod(link.ifindex);
+                tracing::warn!(%pod, interface = %link.name, error = %e, "attach failed; retried when the links change");
+                return Ok(());
+            }
+        };
+        if ifindex != link.ifindex {
+            // Re-created under the same name since the dump: bind on the next look.
+            let _ = self.dp.maps().remove_pod(link.ifindex);
+            return Ok(());
+        }
+        tracing::info!(%pod, interface = %link.name, ifindex, ?found, "attached");
+        report.attached.push(link.name.clone());
+        self.owners.insert(ifindex, pod.clone());
+        self.interfaces.entry(pod.clone()).or_default().push(Bound {
+            name: link.name,
+            ifindex,
+            found,
+        });
+        Ok(())
+    }
+
+    /// Interfaces that are gone (or re-created under a new index): their records and
+    /// pins go; the pod is bound again when an interface of its appears.
+    fn drop_vanished(
+        &mut self,
+        links: &LinkTable,
+        report: &mut ApplyReport,
+    ) -> Result<(), EnforceError> {
+        let vanished: Vec<(PodRef, u32, String)> = self
+            .interfaces
+            .iter()
+            .flat_map(|(pod, held)| {
+                held.iter()
+                    .filter(|b| links.by_index(b.ifindex).is_none_or(|l| l.name != b.name))
+                    .map(|b| (pod.clone(), b.ifindex, b.name.clone()))
+            })
+            .collect();
+        for (pod, ifindex, name) in vanished {
+            tracing::info!(%pod, interface = %name, ifindex, "interface gone");
+            self.dp.maps().remove_pod(ifindex)?;
+            self.dp.forget_interface(ifindex)?;
+            self.let_go(&pod, ifindex);
+            report.detached.push(name);
+        }
+        Ok(())
+    }
+
+    /// Forgets that `pod` holds `ifindex` (no kernel change).
+    fn let_go(&mut self, pod: &PodRef, ifindex: u32) {
+        self.owners.remove(&ifindex);
+        if let Some(held) = self.interfaces.get_mut(pod) {
+            held.retain(|b| b.ifindex != ifindex);
+            if held.is_empty() {
+                self.interfaces.remove(pod);
+            }
+        }
+    }
+
+    /// A pod that left: its records go and our programs leave its interfaces (only
+    /// those it holds: never another pod's).
+    fn release(&mut self, pod: &PodRef, report: &mut ApplyReport) -> Result<(), EnforceError> {
+        for bound in self.interfaces.remove(pod).unwrap_or_default() {
+            self.owners.remove(&bound.ifindex);
+            self.dp.maps().remove_pod(bound.ifindex)?;
+            if let Err(e) = self.dp.detach(&bound.name) {
+                tracing::debug!(interface = %bound.name, error = %e, "detach of a vanished interface");
+                self.dp.forget_interface(bound.ifindex)?;
+            }
+            report.detached.push(bound.name);
+        }
+        Ok(())
+    }
+
+    fn kernel_record(&self, record: &datapath::abi::PodRecord) -> datapath::abi::PodRecord {
+        let mut record = *record;
+        record.generation = record.generation.wrapping_add(self.generation_base);
+        record
+    }
+
     /// Deletes what the pinned maps hold that the current state does not: records of
     /// interfaces we do not manage, entries of policy sets no record points at, and
     /// rule lists no entry uses. Reconciles against the maps, not against memory.
     fn remove_stale(&mut self) -> Result<(), EnforceError> {
-        let managed: std::collections::HashSet<u32> =
-            self.interfaces.values().map(|(_, i)| *i).collect();
+        let managed: HashSet<u32> = self.owners.keys().copied().collect();
         let maps = self.dp.maps();
         for (ifindex, _) in maps.pods() {
             if !managed.contains(&ifindex) {
                 maps.remove_pod(ifindex)?;
             }
         }
-        let live_sets: std::collections::HashSet<u32> =
-            maps.pods().iter().map(|(_, r)| r.policy_set).collect();
-        let mut live_lists = std::collections::HashSet::new();
+        let live_sets: HashSet<u32> = maps.pods().iter().map(|(_, r)| r.policy_set).collect();
+        let mut live_lists = HashSet::new();
         let mut removed = 0usize;
         for (key, prefix_len, list) in maps.entries() {
             if live_sets.contains(&u32::from_be(key.policy_set_be)) {
@@ -201,27 +446,35 @@ impl Enforcer {
     }
 
     fn write(&mut self, op: &MapOp) -> Result<(), EnforceError> {
-        let maps = self.dp.maps();
         match op {
-            MapOp::PutRuleList { id, list } => maps.put_rule_list_raw(*id, list)?,
+            MapOp::PutRuleList { id, list } => self.dp.maps().put_rule_list_raw(*id, list)?,
             MapOp::PutEntry {
                 key,
                 prefix_len,
                 list_id,
-            } => maps.put_entry(key, *prefix_len, *list_id)?,
-            MapOp::DeleteEntry { key, prefix_len } => maps.remove_entry(key, *prefix_len)?,
-            MapOp::DeleteRuleList { id } => maps.remove_rule_list(*id)?,
+            } => self.dp.maps().put_entry(key, *prefix_len, *list_id)?,
+            MapOp::DeleteEntry { key, prefix_len } => {
+                self.dp.maps().remove_entry(key, *prefix_len)?
+            }
+            MapOp::DeleteRuleList { id } => self.dp.maps().remove_rule_list(*id)?,
             MapOp::PutPod { pod, record } => {
-                if let Some((_, ifindex)) = self.interfaces.get(pod) {
-                    let ifindex = *ifindex;
-                    let mut record = *record;
-                    record.generation = record.generation.wrapping_add(self.generation_base);
+                let record = self.kernel_record(record);
+                let ifindexes: Vec<u32> = self
+                    .interfaces
+                    .get(pod)
+                    .map(|h| h.iter().map(|b| b.ifindex).collect())
+                    .unwrap_or_default();
+                for ifindex in ifindexes {
                     self.dp.maps().put_pod(ifindex, &record)?;
                 }
             }
             MapOp::DeletePod { pod } => {
-                if let Some((_, ifindex)) = self.interfaces.get(pod) {
-                    let ifindex = *ifindex;
+                let ifindexes: Vec<u32> = self
+                    .interfaces
+                    .get(pod)
+                    .map(|h| h.iter().map(|b| b.ifindex).collect())
+                    .unwrap_or_default();
+                for ifindex in ifindexes {
                     self.dp.maps().remove_pod(ifindex)?;
                 }
             }
@@ -229,32 +482,13 @@ impl Enforcer {
         Ok(())
     }
 
-    /// The interface of a local pod, if attached.
+    /// The first interface of a local pod, if bound.
     pub fn interface_of(&self, pod: &PodRef) -> Option<(&str, u32)> {
-        self.interfaces.get(pod).map(|(n, i)| (n.as_str(), *i))
+        self.interfaces
+            .get(pod)
+            .and_then(|h| h.first())
+            .map(|b| (b.name.as_str(), b.ifindex))
     }
-}
-
-/// The pod's host-side interface: named in the manifest, or the device of the route to
-/// its address in this network namespace (how the VPC CNI wires pods).
-fn interface_for(pod: &ResolvedPod) -> Option<String> {
-    if let Some(name) = &pod.interface {
-        return Some(name.clone());
-    }
-    let addr: IpAddr = pod.ipv4.map(IpAddr::V4).or(pod.ipv6.map(IpAddr::V6))?;
-    route_device(addr)
-}
-
-/// `ip route get ADDR` → the `dev` it names.
-pub fn route_device(addr: IpAddr) -> Option<String> {
-    let out = netlab::run("ip", &["-o", "route", "get", &addr.to_string()]).ok()?;
-    let mut words = out.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == "dev" {
-            return words.next().map(str::to_string);
-        }
-    }
-    None
 }
 
 /// Names for the flow-log lines: every pod with an address, and every policy id.

@@ -3,6 +3,7 @@
 //! the local lab and the Stars demo, and the inspection commands. `main.rs` only parses
 //! the command line, sets up tracing and calls into here.
 
+pub mod binding;
 pub mod daemon;
 pub mod demo;
 pub mod enforcer;
@@ -10,4 +11,5 @@ pub mod flowlog;
 pub mod guard;
 pub mod inspect;
 pub mod lab;
+pub mod links;
 pub mod source;

@@ -133,6 +133,9 @@ pub struct RunArgs {
     /// Directory under bpffs for every pin [default: /sys/fs/bpf/netpol-agent].
     #[arg(long, value_name = "DIR")]
     pub bpffs_pin_dir: Option<String>,
+    /// Host veth name prefix of the CNI (env AWS_VPC_K8S_CNI_VETHPREFIX) [default: eni].
+    #[arg(long, value_name = "PREFIX")]
+    pub veth_prefix: Option<String>,
 }
 
 macro_rules! given {
@@ -158,7 +161,7 @@ impl RunArgs {
             log_level, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
             cloudwatch_log_group, cloudwatch_log_stream, cloudwatch_retention_days,
             cloudwatch_region, cloudwatch_endpoint, cloudwatch_flush_interval, policy_dir,
-            kubeconfig, apiserver, attach_mode, bpffs_pin_dir,
+            kubeconfig, apiserver, attach_mode, bpffs_pin_dir, veth_prefix,
         )
     }
 }

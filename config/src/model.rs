@@ -76,6 +76,8 @@ pub mod defaults {
     pub const ATTACH_MODE: AttachMode = AttachMode::Auto;
     /// Ours: every pin lives under this directory.
     pub const BPFFS_PIN_DIR: &str = "/sys/fs/bpf/netpol-agent";
+    /// The VPC CNI's default host veth prefix.
+    pub const VETH_PREFIX: &str = "eni";
     /// Incumbent: log group of an EKS cluster, `{cluster}` replaced by its name.
     pub const CLOUDWATCH_EKS_GROUP: &str = "/aws/eks/{cluster}/cluster";
     /// Incumbent: log group when the cluster name is unknown (self-managed clusters).
@@ -189,6 +191,10 @@ pub struct AgentConfig {
     pub attach_mode: AttachMode,
     /// Directory under bpffs that holds every pin of ours (`--bpffs-pin-dir`).
     pub bpffs_pin_dir: PathBuf,
+    /// The CNI's host veth name prefix (`--veth-prefix`, env
+    /// `AWS_VPC_K8S_CNI_VETHPREFIX` as the VPC CNI reads it): a pod's interface is the
+    /// prefix and 11 hex digits of sha1("<namespace>.<name>").
+    pub veth_prefix: String,
 }
 
 impl Default for AgentConfig {
@@ -232,6 +238,7 @@ impl Default for AgentConfig {
             apiserver: None,
             attach_mode: d::ATTACH_MODE,
             bpffs_pin_dir: PathBuf::from(d::BPFFS_PIN_DIR),
+            veth_prefix: d::VETH_PREFIX.to_string(),
         }
     }
 }

@@ -260,6 +260,7 @@ settings! {
     apiserver: Option<String>, "--apiserver", "NETPOL_APISERVER", true;
     attach_mode: AttachMode, "--attach-mode", "NETPOL_ATTACH_MODE", false;
     bpffs_pin_dir: PathBuf, "--bpffs-pin-dir", "NETPOL_BPFFS_PIN_DIR", false;
+    veth_prefix: String, "--veth-prefix", "AWS_VPC_K8S_CNI_VETHPREFIX", false;
 }
 
 /// The setting named `key`, if any.

@@ -282,6 +282,22 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
             ))
         },
     );
+    let prefix = &config.veth_prefix;
+    check(
+        "veth_prefix",
+        if prefix.is_empty() || prefix.len() > 4 {
+            Err(format!(
+                "{prefix:?}: 1 to 4 characters (interface names hold 15: the prefix and 11 hex digits)"
+            ))
+        } else if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            Err(format!("{prefix:?}: letters, digits, '-' and '_' only"))
+        } else {
+            Ok(())
+        },
+    );
     if config.enable_cloudwatch_logs && !config.enable_policy_event_logs {
         check(
             "enable_cloudwatch_logs",

@@ -506,6 +506,7 @@ fn sample(key: &str) -> &'static str {
         "apiserver" => "https://127.0.0.1:6443",
         "attach_mode" => "tcx",
         "bpffs_pin_dir" => "/sys/fs/bpf/x",
+        "veth_prefix" => "abc",
         other => panic!("no sample for {other}: add one"),
     }
 }

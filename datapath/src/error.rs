@@ -47,6 +47,8 @@ pub enum DatapathError {
     NoSuchIfindex { ifindex: u32 },
     #[error("policy set {set} is past the largest the policy tries hold ({max})")]
     PolicySetTooLarge { set: u32, max: u32 },
+    #[error("netlink ({what}): {reason}")]
+    Netlink { what: String, reason: String },
     #[error("ring buffer: {0}")]
     Ring(std::io::Error),
 }

@@ -17,6 +17,7 @@ mod attach;
 mod entries;
 mod error;
 mod events;
+pub mod links;
 mod loader;
 mod maps;
 mod object;

@@ -191,6 +191,16 @@ impl Datapath {
         self.detach_ifindex(ifindex, Some(interface))
     }
 
+    /// Forgets an interface that is gone (deleted with its pod): its links went with it;
+    /// their pins and our bookkeeping go now, so a new interface that reuses the index
+    /// is attached afresh.
+    ///
+    /// # Errors
+    /// A pin that cannot be removed.
+    pub fn forget_interface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        self.detach_ifindex(ifindex, None)
+    }
+
     fn detach_ifindex(
         &mut self,
         ifindex: u32,

@@ -37,7 +37,13 @@ pub struct PodNet {
 impl PodNet {
     /// A node namespace and `count` pods (10.200.0.2.., fd00:200::2..).
     pub fn new(count: u8, mode: AttachMode) -> Self {
+        Self::with_host_interfaces((0..count).map(|i| format!("eni{i}")).collect(), mode)
+    }
+
+    /// As [`PodNet::new`], one pod per host interface name given.
+    pub fn with_host_interfaces(host_ifs: Vec<String>, mode: AttachMode) -> Self {
         require_root();
+        let count = u8::try_from(host_ifs.len()).expect("at most 255 pods");
         let node = NetNs::create(&unique_name("npn")).expect("node namespace");
         prepare_node(&node).expect("node sysctls");
         let mut pods = Vec::new();
@@ -45,9 +51,9 @@ impl PodNet {
             let ns = NetNs::create(&unique_name("npp")).expect("pod namespace");
             let ipv4: IpAddr = format!("10.200.0.{}", i + 2).parse().unwrap();
             let ipv6: IpAddr = format!("fd00:200::{}", i + 2).parse().unwrap();
-            let host_if = format!("eni{}", i);
+            let host_if = &host_ifs[usize::from(i)];
             let spec = PodSpec {
-                host_if: &host_if,
+                host_if,
                 ipv4: match ipv4 {
                     IpAddr::V4(a) => Some(a),
                     _ => None,
@@ -147,7 +153,7 @@ impl Drop for PodNet {
         {
             eprintln!("podnet: removing the datapath failed: {e}");
         }
-        let _ = std::fs::remove_dir(&self.pins);
+        let _ = std::fs::remove_dir_all(&self.pins);
     }
 }
 
@@ -184,7 +190,8 @@ impl Servers {
                         Ok((mut s, _)) => {
                             std::thread::spawn(move || {
                                 s.set_nonblocking(false).ok();
-                                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                                // Far above any pause a slow machine takes (three program loads in a row).
+                                s.set_read_timeout(Some(Duration::from_secs(600))).ok();
                                 let mut buf = [0u8; 256];
                                 while let Ok(n) = s.read(&mut buf) {
                                     if n == 0 || s.write_all(&buf[..n]).is_err() {

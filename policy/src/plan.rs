@@ -206,6 +206,11 @@ impl Planner {
         self.pods.iter().map(|(p, prog)| (p, &prog.record))
     }
 
+    /// The record the planner last wrote for `pod`, if it programmed the pod.
+    pub fn record_of(&self, pod: &PodRef) -> Option<&PodRecord> {
+        self.pods.get(pod).map(|p| &p.record)
+    }
+
     /// Distinct rule lists currently programmed.
     pub fn rule_list_count(&self) -> usize {
         self.lists.len()

@@ -20,7 +20,9 @@ use ipnet::IpNet;
 
 use crate::compile::{ClusterIndex, CompiledCache, PodPass, patch_compiled, policy_may_involve};
 use crate::ids::{NODE_LOCAL_POLICY_ID, PolicyIdAllocator, PolicyTable, RuleRef};
-use crate::model::{ClusterState, Direction, Namespace, NetworkPolicy, Pod, PodRef, PolicyRef};
+use crate::model::{
+    ClusterState, Direction, Namespace, NetworkPolicy, Pod, PodPhase, PodRef, PolicyRef,
+};
 use crate::prefixes::RuleOrder;
 
 /// `NETWORK_POLICY_ENFORCING_MODE` as the EKS guide describes it.
@@ -219,8 +221,14 @@ fn changed_keys<'a, K: Ord + Clone, V: PartialEq>(
     out
 }
 
+/// A pod this node enforces: on this node, not host-network, and not terminal. A
+/// Succeeded or Failed pod keeps its podIP in the API, but its interface is gone and the
+/// address may already belong to a new pod; a terminating pod stays Running (and
+/// enforced) through its grace period.
 fn is_local(pod: &Pod, options: &ResolveOptions) -> bool {
-    !pod.host_network && pod.node_name.as_deref() == Some(options.node_name.as_str())
+    !pod.host_network
+        && pod.node_name.as_deref() == Some(options.node_name.as_str())
+        && !matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed)
 }
 
 impl Resolver {

@@ -1,7 +1,15 @@
 //! The lab's view of a manifest directory: the user's Namespaces, Pods and
 //! NetworkPolicies, with each pod given a node, addresses (unless `status.podIPs`
-//! names them) and its host-side interface, written out as the agent's policy
-//! directory.
+//! names them) and its host-side interface (named as the VPC CNI names them, with the
+//! lab's prefix), written out as the agent's policy directory.
+//!
+//! Pod lifecycles the lab can stage:
+//! - `status.phase: Succeeded` or `Failed`: the pod is written for the agent with its
+//!   addresses (as the API keeps them) but not wired: no namespace, no interface. Its
+//!   address may be given to a live pod too (an address reused).
+//! - annotation `lab.netpol-agent.dev/wire: late`: the pod is written for the agent
+//!   first and wired only once the agent reports it unbound (its interface appears
+//!   after the agent saw the pod).
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +22,10 @@ use serde_yaml::Value;
 
 /// The node name every lab pod runs on.
 pub const LAB_NODE: &str = "lab-node";
-pub const INTERFACE_ANNOTATION: &str = "netpol-agent.dev/interface";
+/// The host veth prefix of the lab's "CNI", passed to its agent as `--veth-prefix`.
+pub const LAB_VETH_PREFIX: &str = "lab";
+/// A pod annotation: `late` wires the pod after the agent has seen it.
+pub const WIRE_ANNOTATION: &str = "lab.netpol-agent.dev/wire";
 
 /// A pod as the lab wires it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,6 +37,9 @@ pub struct LabPod {
     pub ipv6: Ipv6Addr,
     /// (protocol, port) the pod's servers listen on.
     pub ports: Vec<(String, u16)>,
+    /// Wired only after the agent reported the pod unbound.
+    #[serde(default)]
+    pub wire_late: bool,
 }
 
 impl LabPod {
@@ -71,15 +85,28 @@ fn meta_str<'a>(doc: &'a Value, key: &str) -> Option<&'a str> {
     doc.get("metadata")?.get(key)?.as_str()
 }
 
-/// A stable, VPC-CNI-like host interface name for a pod: `eni` and 11 hex digits.
+/// The host interface of a lab pod: the VPC CNI's name with the lab's prefix.
 pub fn host_interface_name(namespace: &str, name: &str) -> String {
-    // FNV-1a: stable across runs and builds, unlike the std hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in namespace.bytes().chain([b'/']).chain(name.bytes()) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("eni{:011x}", hash & 0xfff_ffff_ffff)
+    crate::binding::host_veth_name(LAB_VETH_PREFIX, namespace, name, 0)
+}
+
+/// A pod that has finished: the API keeps its addresses, the CNI has removed its
+/// interface.
+fn is_terminal(doc: &Value) -> bool {
+    matches!(
+        doc.get("status")
+            .and_then(|s| s.get("phase"))
+            .and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn wire_late(doc: &Value) -> bool {
+    doc.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(WIRE_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("late")
 }
 
 fn given_ips(doc: &Value) -> Vec<IpAddr> {
@@ -142,7 +169,7 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
     let mut used_v6: Vec<Ipv6Addr> = Vec::new();
     let mut pods = Vec::new();
     let mut pending = Vec::new();
-    for doc in docs.iter().filter(|d| kind(d) == "Pod") {
+    for doc in docs.iter().filter(|d| kind(d) == "Pod" && !is_terminal(d)) {
         let name = meta_str(doc, "name").unwrap_or_default().to_string();
         let namespace = meta_str(doc, "namespace").unwrap_or("default").to_string();
         let key = format!("{namespace}/{name}");
@@ -187,10 +214,10 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
             }
             used_v6.push(*a);
         }
-        pending.push((namespace, name, v4, v6, ports));
+        pending.push((namespace, name, v4, v6, ports, wire_late(doc)));
     }
     let mut next = 2u32;
-    for (namespace, name, v4, v6, ports) in pending {
+    for (namespace, name, v4, v6, ports, wire_late) in pending {
         let ipv4 = v4.unwrap_or_else(|| {
             loop {
                 let a = Ipv4Addr::new(10, 244, (next >> 8) as u8, next as u8);
@@ -215,14 +242,15 @@ pub fn plan_pods(docs: &[Value], previous: &[LabPod]) -> Result<Vec<LabPod>> {
             ipv4,
             ipv6,
             ports,
+            wire_late,
         });
     }
     Ok(pods)
 }
 
 /// The documents as the agent should see them: pods on the lab node, running, with
-/// their addresses and interface. Namespaces the pods use but the directory does not
-/// declare are added.
+/// their addresses (terminal pods as given). Namespaces the pods use but the directory
+/// does not declare are added.
 pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
     let by_key: BTreeMap<String, &LabPod> = pods.iter().map(|p| (p.key(), p)).collect();
     let mut out = Vec::new();
@@ -254,11 +282,6 @@ pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
                     &["metadata", "namespace"],
                     Value::from(namespace.clone()),
                 );
-                set(
-                    &mut doc,
-                    &["metadata", "annotations", INTERFACE_ANNOTATION],
-                    Value::from(pod.host_if.clone()),
-                );
                 set(&mut doc, &["spec", "nodeName"], Value::from(LAB_NODE));
                 set(&mut doc, &["status", "phase"], Value::from("Running"));
                 set(
@@ -275,6 +298,9 @@ pub fn agent_documents(docs: &[Value], pods: &[LabPod]) -> Vec<Value> {
                     })
                     .collect();
                 set(&mut doc, &["status", "podIPs"], Value::Sequence(ips));
+            } else if is_terminal(&doc) {
+                set(&mut doc, &["metadata", "namespace"], Value::from(namespace));
+                set(&mut doc, &["spec", "nodeName"], Value::from(LAB_NODE));
             }
         }
         out.push(doc);
@@ -333,17 +359,44 @@ mod tests {
         let pods = plan_pods(&d, &[]).unwrap();
         assert_eq!(pods[0].ipv4, Ipv4Addr::new(10, 244, 0, 2));
         assert_eq!(pods[1].ipv4, Ipv4Addr::new(10, 9, 9, 9));
-        assert!(pods[0].host_if.starts_with("eni") && pods[0].host_if.len() <= 15);
+        assert_eq!(
+            pods[0].host_if,
+            crate::binding::host_veth_name("lab", "x", "a", 0)
+        );
         let again = plan_pods(&d, &pods).unwrap();
         assert_eq!(again, pods);
         let out = agent_documents(&d, &pods);
         assert_eq!(out.len(), 3, "a Namespace for x is added");
         let pod_a = &out[1];
         assert_eq!(pod_a["spec"]["nodeName"].as_str(), Some(LAB_NODE));
-        assert_eq!(
-            pod_a["metadata"]["annotations"][INTERFACE_ANNOTATION].as_str(),
-            Some(pods[0].host_if.as_str())
+        assert!(
+            pod_a["metadata"].get("annotations").is_none(),
+            "the agent finds the interface by its name, as on a real node"
         );
+    }
+
+    #[test]
+    fn terminal_pods_keep_their_address_without_being_wired() {
+        let d = docs(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: x}\nstatus: {phase: Succeeded, podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: new, namespace: x, annotations: {lab.netpol-agent.dev/wire: late}}\nstatus: {podIP: 10.0.0.1}\n",
+        );
+        let pods = plan_pods(&d, &[]).unwrap();
+        assert_eq!(pods.len(), 1, "only the live pod is wired");
+        assert_eq!(pods[0].name, "new");
+        assert_eq!(
+            pods[0].ipv4,
+            Ipv4Addr::new(10, 0, 0, 1),
+            "the address reused"
+        );
+        assert!(pods[0].wire_late);
+        let out = agent_documents(&d, &pods);
+        let done = out
+            .iter()
+            .find(|d| meta_str(d, "name") == Some("done"))
+            .unwrap();
+        assert_eq!(done["spec"]["nodeName"].as_str(), Some(LAB_NODE));
+        assert_eq!(done["status"]["phase"].as_str(), Some("Succeeded"));
+        assert_eq!(done["status"]["podIP"].as_str(), Some("10.0.0.1"));
     }
 
     #[test]

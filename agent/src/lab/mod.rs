@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netpol-agent-lab";
 const HEALTH_ADDR: &str = "127.0.0.1:8163";
+const METRICS_ADDR: &str = "127.0.0.1:8162";
 
 /// Names of one lab's namespaces and pins, derived from its state directory so that
 /// two labs (e.g. parallel tests) never meet.
@@ -244,7 +245,7 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
         .persist();
     netlab::prepare_node(&node)?;
     let mut links = Vec::new();
-    for p in &state.pods {
+    for p in state.pods.iter().filter(|p| !p.pod.wire_late) {
         let ns = NetNs::create(&p.netns)?.persist();
         links.push(netlab::create_link(&node, &ns, &p.pod.host_if)?);
     }
@@ -254,15 +255,23 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
         &manifests::agent_documents(docs, &pods),
     )?;
     start_agent(state, opts)?;
-    wait_ready(&names.node_netns, Duration::from_secs(20))?;
-    // Every pod interface has its record (default-deny in strict mode) before the pod
-    // has an address, so no packet passes unenforced.
-    let records = datapath::pinned_pod_records(&names.pins())?;
-    for link in &links {
-        if !records.iter().any(|(i, _)| *i == link.host_ifindex) {
-            bail!("the agent has not programmed {} yet", link.host_if);
+    wait_ready(&names.node_netns, Duration::from_secs(60))?;
+    let late: Vec<&LabPodState> = state.pods.iter().filter(|p| p.pod.wire_late).collect();
+    if !late.is_empty() {
+        wait_unbound(&names.node_netns, late.len())?;
+        for p in late {
+            let ns = NetNs::create(&p.netns)?.persist();
+            links.push(netlab::create_link(&node, &ns, &p.pod.host_if)?);
         }
     }
+    // Links and pods in the same order from here on.
+    state.pods.sort_by_key(|p| p.pod.wire_late);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for link in &links {
+        wait_programmed(&names, link, deadline)?;
+    }
+    // Every pod interface has its record (default-deny in strict mode) before the pod
+    // has an address, so no packet passes unenforced.
     for (p, link) in state.pods.iter().zip(&links) {
         netlab::assign_addresses(
             &node,
@@ -287,10 +296,11 @@ fn start_agent(state: &mut LabState, opts: &UpOptions) -> Result<()> {
         format!("--policy-dir={}", LabState::policy_dir(dir).display()),
         format!("--log-file={}", LabState::flow_log(dir).display()),
         format!("--bpffs-pin-dir={}", names.pin_dir.display()),
-        "--metrics-bind-addr=127.0.0.1:8162".into(),
+        format!("--metrics-bind-addr={METRICS_ADDR}"),
         format!("--health-probe-bind-addr={HEALTH_ADDR}"),
         format!("--node-name={}", manifests::LAB_NODE),
         format!("--deny-fold-window={}", opts.deny_fold_window),
+        format!("--veth-prefix={}", manifests::LAB_VETH_PREFIX),
         "--log-level=info".into(),
     ];
     let mode = state.mode.clone();
@@ -315,6 +325,42 @@ fn wait_ready(node_netns: &str, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("the lab agent did not become ready within {timeout:?}")
+}
+
+/// Waits until the agent has programmed `link` (its pod record is in the maps).
+fn wait_programmed(names: &LabNames, link: &netlab::PodLink, deadline: Instant) -> Result<()> {
+    while !datapath::pinned_pod_records(&names.pins())?
+        .iter()
+        .any(|(i, _)| *i == link.host_ifindex)
+    {
+        if Instant::now() > deadline {
+            bail!("the agent did not program {} in time", link.host_if);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Waits until the agent reports at least `count` pods without an interface (it has
+/// seen pods the lab wires late).
+fn wait_unbound(node_netns: &str, count: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unbound = http_get_in(node_netns, METRICS_ADDR, "/metrics").and_then(|(_, body)| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("network_policy_pods_unbound "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        });
+        if unbound.is_some_and(|n| n >= count) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the agent did not report {count} pods waiting for their interface (saw {unbound:?})"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A plain HTTP/1.1 GET from inside `netns`: (status, body).
@@ -383,35 +429,34 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     state.pods = stay;
     // New pods: wired without addresses first; the agent programs them, then they get
     // their addresses and servers.
-    let mut new_links = Vec::new();
-    for pod in pods
+    let added: Vec<&LabPod> = pods
         .iter()
         .filter(|p| !previous.iter().any(|q| q.key() == p.key()))
-    {
+        .collect();
+    let mut new_links = Vec::new();
+    for pod in added.iter().filter(|p| !p.wire_late) {
         let netns = names.pod_netns(pod);
         let ns = NetNs::create(&netns)?.persist();
         let link = netlab::create_link(&node, &ns, &pod.host_if)?;
-        new_links.push((pod.clone(), netns, link));
+        new_links.push(((*pod).clone(), netns, link));
     }
     manifests::write_documents(
         &LabState::policy_dir(state_dir).join("cluster.yaml"),
         &manifests::agent_documents(&docs, &pods),
     )?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for (pod, netns, link) in new_links {
-        while !datapath::pinned_pod_records(&names.pins())?
-            .iter()
-            .any(|(i, _)| *i == link.host_ifindex)
-        {
-            if Instant::now() > deadline {
-                bail!(
-                    "the agent did not program {} ({}) in time",
-                    pod.key(),
-                    link.host_if
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    let late: Vec<&LabPod> = added.iter().copied().filter(|p| p.wire_late).collect();
+    if !late.is_empty() {
+        wait_unbound(&names.node_netns, late.len())?;
+        for pod in late {
+            let netns = names.pod_netns(pod);
+            let ns = NetNs::create(&netns)?.persist();
+            let link = netlab::create_link(&node, &ns, &pod.host_if)?;
+            new_links.push((pod.clone(), netns, link));
         }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (pod, netns, link) in new_links {
+        wait_programmed(&names, &link, deadline).with_context(|| format!("pod {}", pod.key()))?;
         netlab::assign_addresses(
             &node,
             &NetNs::open(&netns),
