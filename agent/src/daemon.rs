@@ -164,12 +164,8 @@ pub async fn run(
     ) {
         source_metrics.register(metrics.registry_mut());
     }
-    let pods_unbound = prometheus_client::metrics::gauge::Gauge::<i64>::default();
-    metrics.registry_mut().register(
-        "network_policy_pods_unbound",
-        "Local pods whose host interface has not been found (not enforced until it appears)",
-        pods_unbound.clone(),
-    );
+    let enforcement_metrics = crate::metrics::EnforcementMetrics::default();
+    enforcement_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
         .await
@@ -190,7 +186,7 @@ pub async fn run(
     let enforcer = Arc::new(Mutex::new(
         Enforcer::new(dp, resolve_options(&config), snapshot)
             .with_binding(binding)
-            .with_unbound_gauge(pods_unbound),
+            .with_unbound_gauge(enforcement_metrics.pods_unbound.clone()),
     ));
     let links_changed = Arc::new(tokio::sync::Notify::new());
     let link_watcher = crate::links::spawn_watcher(links_changed.clone(), shutdown.clone());
@@ -202,7 +198,28 @@ pub async fn run(
         config::PolicySource::Dir(dir) => {
             let dir = dir.to_path_buf();
             let stop = shutdown.clone();
-            tokio::spawn(async move { source::watch_dir(dir, state_tx, stop).await })
+            let (report_tx, mut report_rx) =
+                tokio::sync::watch::channel(source::SourceReport::default());
+            let (refused, gauge) = (
+                readiness.clone(),
+                enforcement_metrics.rejected_documents.clone(),
+            );
+            tokio::spawn(async move {
+                while report_rx.changed().await.is_ok() {
+                    let rejected = report_rx.borrow_and_update().rejected.clone();
+                    gauge.set(rejected.len() as i64);
+                    let detail = (!rejected.is_empty()).then(|| {
+                        let lines: Vec<String> = rejected.iter().map(ToString::to_string).collect();
+                        format!(
+                            "{} document(s) refused, the others apply:\n  {}",
+                            rejected.len(),
+                            lines.join("\n  ")
+                        )
+                    });
+                    refused.set_detail("policy-source", detail);
+                }
+            });
+            tokio::spawn(async move { source::watch_dir(dir, state_tx, report_tx, stop).await })
         }
         config::PolicySource::Kubernetes {
             kubeconfig,
@@ -236,12 +253,13 @@ pub async fn run(
 
     let table_file = crate::guard::run_file(&config.bpffs_pin_dir, "policies.json");
     let apply_task = {
-        let (enforcer, readiness, stop, enable, links_changed) = (
+        let (enforcer, readiness, stop, enable, links_changed, applied) = (
             enforcer.clone(),
             readiness.clone(),
             shutdown.clone(),
             config.enable_network_policy,
             links_changed.clone(),
+            enforcement_metrics.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -250,7 +268,8 @@ pub async fn run(
                     changed = state_rx.changed() => if changed.is_err() { break },
                     () = links_changed.notified() => {
                         if enable {
-                            rebind(&enforcer);
+                            let enforcer = enforcer.clone();
+                            let _ = tokio::task::spawn_blocking(move || rebind(&enforcer)).await;
                         }
                         continue;
                     }
@@ -265,19 +284,31 @@ pub async fn run(
                     readiness.set_ready(true);
                     continue;
                 }
-                let result = enforcer
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("enforcer lock poisoned"))
-                    .and_then(|mut e| {
-                        let report = e.apply(&state)?;
-                        if let Some(resolved) = e.last_resolution() {
-                            write_policy_table(&table_file, &resolved.table);
-                        }
-                        Ok(report)
-                    });
+                // Off the runtime's workers: a large state takes a while to resolve, and
+                // health and metrics must answer meanwhile.
+                let (enforcer, table_file, revision) =
+                    (enforcer.clone(), table_file.clone(), state.revision);
+                let started = std::time::Instant::now();
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut e = enforcer
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("enforcer lock poisoned"))?;
+                    let report = e.apply(&state)?;
+                    if let Some(resolved) = e.last_resolution() {
+                        write_policy_table(&table_file, &resolved.table);
+                    }
+                    Ok::<_, anyhow::Error>(report)
+                })
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("apply task failed: {e}")));
                 match result {
                     Ok(report) => {
-                        tracing::info!(pods = report.local_pods, writes = report.map_writes, attached = ?report.attached, "policies applied");
+                        let took = started.elapsed();
+                        applied.apply_duration.observe(took.as_secs_f64());
+                        applied
+                            .applied_revision
+                            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+                        tracing::info!(pods = report.local_pods, writes = report.map_writes, attached = ?report.attached, revision, ?took, "policies applied");
                         readiness.set_ready(true);
                     }
                     Err(e) => {
@@ -393,24 +424,38 @@ async fn housekeeping(
             _ = stop.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let Ok(mut e) = enforcer.lock() else { break };
-        let dp = e.datapath();
-        if !fold_window.is_zero()
-            && let Err(err) = dp.flush_folds()
-        {
-            tracing::warn!(error = %err, "flushing DENY folds failed");
-        }
-        match dp.maps().counters() {
-            Ok(c) => stats.kernel.store(&KernelCounters::from(&c)),
-            Err(err) => tracing::warn!(error = %err, "reading kernel counters failed"),
-        }
-        if last_sweep.elapsed() >= ct_period {
+        let sweep = last_sweep.elapsed() >= ct_period;
+        if sweep {
             last_sweep = tokio::time::Instant::now();
-            match dp.maps().sweep_conntrack(ct_period) {
-                Ok(n) if n > 0 => tracing::debug!(removed = n, "conntrack sweep"),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
+        }
+        let (enforcer, stats) = (enforcer.clone(), stats.clone());
+        // The enforcer's lock may be held by a long apply: wait for it off the
+        // runtime's workers.
+        let chores = tokio::task::spawn_blocking(move || {
+            let Ok(mut e) = enforcer.lock() else {
+                return false;
+            };
+            let dp = e.datapath();
+            if !fold_window.is_zero()
+                && let Err(err) = dp.flush_folds()
+            {
+                tracing::warn!(error = %err, "flushing DENY folds failed");
             }
+            match dp.maps().counters() {
+                Ok(c) => stats.kernel.store(&KernelCounters::from(&c)),
+                Err(err) => tracing::warn!(error = %err, "reading kernel counters failed"),
+            }
+            if sweep {
+                match dp.maps().sweep_conntrack(ct_period) {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "conntrack sweep"),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
+                }
+            }
+            true
+        });
+        if !matches!(chores.await, Ok(true)) {
+            break;
         }
     }
 }
@@ -460,15 +505,20 @@ async fn apply_reloads(
         }
         let next = reload.borrow_and_update().clone();
         let settings = kernel_settings(&next);
-        match enforcer
-            .lock()
-            .map_err(|_| "enforcer lock poisoned".to_string())
-            .and_then(|mut e| {
-                e.datapath()
-                    .maps()
-                    .set_settings(&settings)
-                    .map_err(|e| e.to_string())
-            }) {
+        let held = enforcer.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            held.lock()
+                .map_err(|_| "enforcer lock poisoned".to_string())
+                .and_then(|mut e| {
+                    e.datapath()
+                        .maps()
+                        .set_settings(&settings)
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match written {
             Ok(()) => tracing::info!(
                 event_scope = settings.event_scope,
                 fold_window_ns = settings.fold_window_ns,

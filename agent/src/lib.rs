@@ -12,4 +12,5 @@ pub mod guard;
 pub mod inspect;
 pub mod lab;
 pub mod links;
+pub mod metrics;
 pub mod source;

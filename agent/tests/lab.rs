@@ -127,7 +127,6 @@ fn strict_mode_denies_new_pods_until_policies_allow_and_standard_allows() {
             // enough, the client's egress is denied too until a policy opens it.
             std::fs::write(dir.join("allow.yaml"), ALLOW_CLIENT_8080).unwrap();
             lab::apply(lab.path(), &dir).unwrap();
-            std::thread::sleep(Duration::from_millis(800));
             assert_eq!(
                 tcp(&state, "shop/client", "shop/web", 8080),
                 Outcome::Timeout,
@@ -135,11 +134,12 @@ fn strict_mode_denies_new_pods_until_policies_allow_and_standard_allows() {
             );
             std::fs::write(dir.join("egress.yaml"), CLIENT_EGRESS).unwrap();
             lab::apply(lab.path(), &dir).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while tcp(&state, "shop/client", "shop/web", 8080) != Outcome::Connected {
-                assert!(Instant::now() < deadline, "allowed by policy");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            // `lab apply` returns when the change is in force.
+            assert_eq!(
+                tcp(&state, "shop/client", "shop/web", 8080),
+                Outcome::Connected,
+                "allowed by policy as soon as apply returns"
+            );
         } else {
             assert_eq!(outcome, Outcome::Connected);
         }
@@ -157,19 +157,28 @@ fn editing_a_policy_changes_enforcement_and_flow_lines() {
         Outcome::Connected
     );
     std::fs::write(dir.join("deny.yaml"), DENY_WEB).unwrap();
-    lab::apply(lab.path(), &dir).unwrap();
     let edited = Instant::now();
-    // Latency is the enforce bench's to measure; here a generous deadline.
-    while tcp(&state, "shop/client", "shop/web", 8080) != Outcome::Timeout {
-        assert!(
-            edited.elapsed() < Duration::from_secs(60),
-            "the edit was never enforced"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!(
-        "enforced {:?} after the edit (400 ms probe timeout included)",
-        edited.elapsed()
+    lab::apply(lab.path(), &dir).unwrap();
+    eprintln!("lab apply returned {:?} after the edit", edited.elapsed());
+    // `lab apply` returns when the change is in force: the very next probe sees it.
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Timeout,
+        "denied as soon as apply returns"
+    );
+    // And deleting every policy opens it again at once.
+    std::fs::remove_file(dir.join("deny.yaml")).unwrap();
+    lab::apply(lab.path(), &dir).unwrap();
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Connected,
+        "open as soon as apply returns"
+    );
+    std::fs::write(dir.join("deny.yaml"), DENY_WEB).unwrap();
+    lab::apply(lab.path(), &dir).unwrap();
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 8080),
+        Outcome::Timeout
     );
     let flow_log = LabState::flow_log(lab.path());
     let web_ip = pod(&state, "shop/web").pod.ipv4.to_string();
@@ -476,11 +485,11 @@ fn lab_stages_finished_pods_reused_addresses_and_late_interfaces() {
     std::fs::write(dir.join("pods.yaml"), PODS_WITHOUT_OLD).unwrap();
     std::fs::write(dir.join("allow81.yaml"), ALLOW_CLIENT_81).unwrap();
     let state = lab::apply(lab.path(), &dir).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tcp(&state, "shop/client", "shop/web", 81) != Outcome::Connected {
-        assert!(Instant::now() < deadline, "the change was never applied");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_eq!(
+        tcp(&state, "shop/client", "shop/web", 81),
+        Outcome::Connected,
+        "the change is in force when apply returns"
+    );
     enforced(&state, "shop/web", "old pod deleted");
     // A pod the agent sees before its interface exists: bound once the interface appears.
     std::fs::write(dir.join("late.yaml"), LATE_POD).unwrap();

@@ -55,6 +55,8 @@ struct ReadinessState {
     ready: AtomicBool,
     /// By the name of who set them.
     not_ready: Mutex<BTreeMap<String, String>>,
+    /// Shown in `/readyz`'s body without changing its status, by who set them.
+    details: Mutex<BTreeMap<String, String>>,
 }
 
 impl Readiness {
@@ -74,6 +76,42 @@ impl Readiness {
                 reasons.remove(who);
             }
         }
+    }
+
+    /// `Some(text)`: shown after the status line of `/readyz` (either answer) until
+    /// `who` calls again with `None`; readiness itself does not change.
+    pub fn set_detail(&self, who: &str, detail: Option<String>) {
+        let mut details = self
+            .0
+            .details
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match detail {
+            Some(detail) => {
+                details.insert(who.to_owned(), detail);
+            }
+            None => {
+                details.remove(who);
+            }
+        }
+    }
+
+    /// The body of a `/readyz` answer: the status line (and reasons, when not ready),
+    /// then every detail.
+    pub fn body(&self) -> (bool, String) {
+        let (ready, mut text) = match self.check() {
+            Ok(()) => (true, "ready".to_owned()),
+            Err(text) => (false, text),
+        };
+        let details = self
+            .0
+            .details
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (who, detail) in details.iter() {
+            text.push_str(&format!("\n{who}: {detail}"));
+        }
+        (ready, text)
     }
 
     /// What `/readyz` answers: 200 when true.
@@ -207,9 +245,9 @@ async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
 }
 
 async fn serve_ready(State(readiness): State<Readiness>) -> (StatusCode, String) {
-    match readiness.check() {
-        Ok(()) => (StatusCode::OK, "ready".to_owned()),
-        Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+    match readiness.body() {
+        (true, text) => (StatusCode::OK, text),
+        (false, text) => (StatusCode::SERVICE_UNAVAILABLE, text),
     }
 }
 
@@ -245,6 +283,28 @@ mod tests {
         readiness.set_not_ready_reason("kubernetes-api", None);
         readiness.set_not_ready_reason("other", None);
         assert!(readiness.is_ready());
+        assert_eq!(
+            ready(&readiness).await,
+            (StatusCode::OK, "ready".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn details_show_in_readyz_without_changing_its_status() {
+        let readiness = Readiness::default();
+        readiness.set_ready(true);
+        readiness.set_detail(
+            "policy-source",
+            Some("1 document refused: a.yaml doc 2".into()),
+        );
+        assert_eq!(
+            ready(&readiness).await,
+            (
+                StatusCode::OK,
+                "ready\npolicy-source: 1 document refused: a.yaml doc 2".to_owned()
+            )
+        );
+        readiness.set_detail("policy-source", None);
         assert_eq!(
             ready(&readiness).await,
             (StatusCode::OK, "ready".to_owned())

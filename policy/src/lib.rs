@@ -49,7 +49,7 @@ pub use error::{ApplyError, LoadError};
 pub use ids::{
     NO_POLICY_ID, NODE_LOCAL_NAME, NODE_LOCAL_POLICY_ID, PolicyIdTarget, PolicyTable, RuleRef,
 };
-pub use load::{load_dir, load_str};
+pub use load::{DocumentLoad, load_dir, load_documents, load_str};
 pub use maps::MapModel;
 pub use model::*;
 pub use plan::{MapOp, Planner, initial_pod_record, policy_key};

@@ -47,6 +47,66 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<ClusterState, LoadError> {
     Ok(state)
 }
 
+/// One document of a text, loaded on its own.
+#[derive(Debug)]
+pub struct DocumentLoad {
+    /// 1-based index in its text.
+    pub index: usize,
+    /// The objects the document holds, or why it is refused.
+    pub result: Result<ClusterState, LoadError>,
+    /// A Pod or NetworkPolicy without `metadata.namespace`: it went to `default`, as
+    /// kubectl does.
+    pub defaulted_namespace: bool,
+}
+
+/// Every document of `text`, each loaded on its own, so one bad document never hides
+/// the others (as the API server refuses one object and takes the rest). After a YAML
+/// syntax error the rest of the text cannot be split into documents: that error is the
+/// last entry.
+pub fn load_documents(source_name: &str, text: &str) -> Vec<DocumentLoad> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut out = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = Doc {
+            source_name,
+            index: i + 1,
+        };
+        let value = match serde_yaml::Value::deserialize(document) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(DocumentLoad {
+                    index: doc.index,
+                    result: Err(LoadError::Syntax {
+                        source_name: source_name.to_owned(),
+                        doc: doc.index,
+                        message: e.to_string(),
+                    }),
+                    defaulted_namespace: false,
+                });
+                break;
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let defaulted_namespace = matches!(
+            value.get("kind").and_then(serde_yaml::Value::as_str),
+            Some("Pod" | "NetworkPolicy")
+        ) && value
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .is_none();
+        let mut state = ClusterState::default();
+        let result = load_document(&mut state, &doc, value).map(|()| state);
+        out.push(DocumentLoad {
+            index: doc.index,
+            result,
+            defaulted_namespace,
+        });
+    }
+    out
+}
+
 /// Load the YAML documents of one text; `source_name` is used in errors.
 ///
 /// # Errors

@@ -319,9 +319,48 @@ pub struct ClusterState {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: BTreeMap<PodRef, Pod>,
     pub policies: BTreeMap<PolicyRef, NetworkPolicy>,
+    /// The source's revision of this state, for "applied at least this" checks: the
+    /// policy directory's newest modification time in nanoseconds; 0 when the source
+    /// has none.
+    pub revision: u64,
 }
 
 impl ClusterState {
+    /// Adds every object of `other`, or none: an object `self` already holds is a
+    /// duplicate, named in the error.
+    ///
+    /// # Errors
+    /// The first duplicate, as "Kind name".
+    pub fn merge_from(&mut self, other: &ClusterState) -> Result<(), String> {
+        if let Some(name) = other
+            .namespaces
+            .keys()
+            .find(|k| self.namespaces.contains_key(*k))
+        {
+            return Err(format!("Namespace {name}"));
+        }
+        if let Some(pod) = other.pods.keys().find(|k| self.pods.contains_key(*k)) {
+            return Err(format!("Pod {pod}"));
+        }
+        if let Some(policy) = other
+            .policies
+            .keys()
+            .find(|k| self.policies.contains_key(*k))
+        {
+            return Err(format!("NetworkPolicy {policy}"));
+        }
+        for namespace in other.namespaces.values() {
+            self.upsert_namespace(namespace.clone());
+        }
+        for pod in other.pods.values() {
+            self.upsert_pod(pod.clone());
+        }
+        for policy in other.policies.values() {
+            self.upsert_policy(policy.clone());
+        }
+        Ok(())
+    }
+
     /// A namespace's labels including `kubernetes.io/metadata.name`. A namespace that
     /// was never declared still has its automatic label.
     pub fn namespace_labels(&self, namespace: &str) -> Labels {

@@ -325,11 +325,13 @@ fn set(doc: &mut Value, path: &[&str], value: Value) {
     }
 }
 
-/// Writes the documents as one multi-document YAML file, atomically.
+/// Writes the documents as one multi-document YAML file, atomically, with its
+/// modification time set to `revision_ns` (ns since the epoch) when given: the agent's
+/// policy source reports the newest modification time it read as its revision.
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write_documents(path: &Path, docs: &[Value]) -> Result<()> {
+pub fn write_documents(path: &Path, docs: &[Value], revision_ns: Option<u64>) -> Result<()> {
     let mut text = String::new();
     for doc in docs {
         text.push_str("---\n");
@@ -337,6 +339,14 @@ pub fn write_documents(path: &Path, docs: &[Value]) -> Result<()> {
     }
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Some(ns) = revision_ns {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(when))
+            .with_context(|| format!("setting the time of {}", tmp.display()))?;
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }

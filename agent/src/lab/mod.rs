@@ -253,6 +253,7 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
     manifests::write_documents(
         &LabState::policy_dir(&state.state_dir).join("cluster.yaml"),
         &manifests::agent_documents(docs, &pods),
+        None,
     )?;
     start_agent(state, opts)?;
     wait_ready(&names.node_netns, Duration::from_secs(60))?;
@@ -341,17 +342,56 @@ fn wait_programmed(names: &LabNames, link: &netlab::PodLink, deadline: Instant) 
     Ok(())
 }
 
+/// How long `lab apply` waits for the agent to enforce what it wrote.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A gauge or counter of the lab agent's `/metrics` (no labels).
+fn agent_metric(node_netns: &str, name: &str) -> Option<u64> {
+    let (_, body) = http_get_in(node_netns, METRICS_ADDR, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| {
+            let v = v.trim();
+            v.parse::<u64>()
+                .ok()
+                .or_else(|| v.parse::<f64>().ok().map(|f| f as u64))
+        })
+}
+
+/// Waits until the agent has applied `revision` or a newer one: the change is in force.
+///
+/// # Errors
+/// Not within [`APPLY_TIMEOUT`]: the error says what the agent last applied.
+fn wait_applied(state_dir: &Path, node_netns: &str, revision: u64) -> Result<()> {
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    loop {
+        let applied = agent_metric(node_netns, "network_policy_applied_revision");
+        if applied.is_some_and(|a| a >= revision) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the lab agent did not apply the change within {APPLY_TIMEOUT:?} (applied revision {applied:?}, want {revision} or later); see {}",
+                state_dir.join("agent.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until the agent reports at least `count` pods without an interface (it has
 /// seen pods the lab wires late).
 fn wait_unbound(node_netns: &str, count: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let unbound = http_get_in(node_netns, METRICS_ADDR, "/metrics").and_then(|(_, body)| {
-            body.lines()
-                .find_map(|l| l.strip_prefix("network_policy_pods_unbound "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        });
-        if unbound.is_some_and(|n| n >= count) {
+        let unbound = agent_metric(node_netns, "network_policy_pods_unbound");
+        if unbound.is_some_and(|n| n as usize >= count) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -403,10 +443,14 @@ fn start_servers(state: &mut LabState) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the policies and labels (and adds or removes pods) while the lab is up.
+/// Replaces the policies and labels (and adds or removes pods) while the lab is up, and
+/// returns when the agent enforces the change (its applied revision is at least the one
+/// written). With the agent stopped (`stop_agent`) the change is written and enforced
+/// when the agent resumes.
 ///
 /// # Errors
-/// Bad manifests (nothing is changed then) or a failed step.
+/// Bad manifests (nothing is changed then), a failed step, or the agent not enforcing
+/// the change within a minute.
 pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     let mut state = LabState::load(state_dir)?;
     let docs = manifests::read_documents(manifests_dir)?;
@@ -440,9 +484,14 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
         let link = netlab::create_link(&node, &ns, &pod.host_if)?;
         new_links.push(((*pod).clone(), netns, link));
     }
+    // A revision newer than anything the agent applied, so "applied at least this"
+    // means this change is in force.
+    let applied = agent_metric(&names.node_netns, "network_policy_applied_revision").unwrap_or(0);
+    let revision = now_ns().max(applied.saturating_add(1));
     manifests::write_documents(
         &LabState::policy_dir(state_dir).join("cluster.yaml"),
         &manifests::agent_documents(&docs, &pods),
+        Some(revision),
     )?;
     let late: Vec<&LabPod> = added.iter().copied().filter(|p| p.wire_late).collect();
     if !late.is_empty() {
@@ -453,6 +502,9 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
             let link = netlab::create_link(&node, &ns, &pod.host_if)?;
             new_links.push((pod.clone(), netns, link));
         }
+    }
+    if state.agent_pid.is_some() {
+        wait_applied(state_dir, &names.node_netns, revision)?;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for (pod, netns, link) in new_links {
