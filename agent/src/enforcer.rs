@@ -179,7 +179,17 @@ impl Enforcer {
             self.release(&pod, &mut report)?;
         }
         self.unbound.retain(|p, _| resolved.pods.contains_key(p));
-        self.bind(&resolved, &mut report)?;
+        // Links that come and go wake `rebind`; here only pods without an interface
+        // need a look at the links.
+        if resolved
+            .pods
+            .keys()
+            .any(|p| !self.interfaces.contains_key(p))
+        {
+            self.bind(&resolved, &mut report)?;
+        } else {
+            self.unbound_gauge.set(0);
+        }
         if !self.reconciled && report.without_interface.is_empty() {
             self.remove_stale()?;
             // Every pod's state is in this version's maps now: an older agent's

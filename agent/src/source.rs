@@ -85,8 +85,13 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// One loaded document of a file: its index, objects or refusal, namespace defaulted.
-type CachedDocument = (usize, Result<ClusterState, String>, bool);
+/// One loaded document of a file: its index, its objects or why it is refused, and
+/// whether its namespace was defaulted.
+struct CachedDocument {
+    index: usize,
+    result: Result<Arc<ClusterState>, String>,
+    defaulted: bool,
+}
 
 struct CachedFile {
     stamp: Stamp,
@@ -97,16 +102,20 @@ struct CachedFile {
 /// document's last good version.
 pub struct DirReader {
     dir: PathBuf,
-    files: HashMap<PathBuf, CachedFile>,
-    last_good: HashMap<(PathBuf, usize), ClusterState>,
+    files: BTreeMap<PathBuf, CachedFile>,
+    /// Each document's last version that loaded, by (file, index).
+    last_good: HashMap<(PathBuf, usize), Arc<ClusterState>>,
+    /// What the last read saw: an unchanged directory is not merged again.
+    last_look: Option<(BTreeMap<PathBuf, Stamp>, u64)>,
 }
 
 impl DirReader {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            files: HashMap::new(),
+            files: BTreeMap::new(),
             last_good: HashMap::new(),
+            last_look: None,
         }
     }
 
@@ -143,98 +152,96 @@ impl DirReader {
         Ok((files, revision))
     }
 
-    /// Reads the directory: every document that loads, each refused one listed.
+    /// Parses `path` and keeps its documents, each good one also as its last good
+    /// version.
+    fn parse(&mut self, path: &Path, stamp: Stamp, text: &str) {
+        let name = path.display().to_string();
+        let documents: Vec<CachedDocument> = policy::load_documents(&name, text)
+            .into_iter()
+            .map(|d| CachedDocument {
+                index: d.index,
+                result: d.result.map(Arc::new).map_err(|e| e.to_string()),
+                defaulted: d.defaulted_namespace,
+            })
+            .collect();
+        self.last_good
+            .retain(|(p, i), _| p != path || documents.iter().any(|d| d.index == *i));
+        for d in &documents {
+            if let Ok(objects) = &d.result {
+                self.last_good
+                    .insert((path.to_path_buf(), d.index), objects.clone());
+            }
+        }
+        self.files
+            .insert(path.to_path_buf(), CachedFile { stamp, documents });
+    }
+
+    /// Reads the directory: every document that loads, each refused one listed;
+    /// `None` when nothing changed since the last read.
     ///
     /// # Errors
     /// The directory itself cannot be read (nothing is changed then).
-    pub fn read(&mut self) -> Result<DirRead, String> {
-        let (stamps, revision) = self.look()?;
-        self.files.retain(|path, _| stamps.contains_key(path));
-        let mut unreadable = Vec::new();
-        for (path, stamp) in &stamps {
-            if self.files.get(path).is_some_and(|f| f.stamp == *stamp) {
-                continue;
-            }
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let name = path.display().to_string();
-                    let documents = policy::load_documents(&name, &text)
-                        .into_iter()
-                        .map(|d| {
-                            (
-                                d.index,
-                                d.result.map_err(|e| e.to_string()),
-                                d.defaulted_namespace,
-                            )
-                        })
-                        .collect();
-                    self.files.insert(
-                        path.clone(),
-                        CachedFile {
-                            stamp: *stamp,
-                            documents,
-                        },
-                    );
-                }
-                // What was read of it before stays; the file is reported.
-                Err(e) => unreadable.push((path.clone(), e.to_string())),
-            }
+    pub fn read(&mut self) -> Result<Option<DirRead>, String> {
+        let look = self.look()?;
+        if self.last_look.as_ref() == Some(&look) {
+            return Ok(None);
         }
-
+        let (stamps, revision) = &look;
+        self.files.retain(|path, _| stamps.contains_key(path));
+        self.last_good
+            .retain(|(path, _), _| stamps.contains_key(path));
         let mut out = DirRead {
             state: ClusterState {
-                revision,
+                revision: *revision,
                 ..ClusterState::default()
             },
             ..DirRead::default()
         };
-        for (path, reason) in unreadable {
-            out.rejected.push(Rejected {
-                file: path,
-                index: 0,
-                reason,
-                kept_last_good: true,
-            });
-        }
-        let mut present = std::collections::HashSet::new();
-        for path in stamps.keys() {
-            let Some(file) = self.files.get(path) else {
+        for (path, stamp) in stamps {
+            if self.files.get(path).is_some_and(|f| f.stamp == *stamp) {
                 continue;
-            };
-            for (index, result, defaulted) in &file.documents {
-                let key = (path.clone(), *index);
-                present.insert(key.clone());
-                let (objects, refusal) = match result {
-                    Ok(objects) => {
-                        self.last_good.insert(key, objects.clone());
-                        (Some(objects), None)
-                    }
-                    Err(reason) => (self.last_good.get(&key), Some(reason.clone())),
-                };
-                if let Some(reason) = refusal {
-                    out.rejected.push(Rejected {
-                        file: path.clone(),
-                        index: *index,
-                        reason,
-                        kept_last_good: objects.is_some(),
-                    });
-                }
-                if let Some(objects) = objects {
-                    if let Err(duplicate) = out.state.merge_from(objects) {
+            }
+            match std::fs::read_to_string(path) {
+                Ok(text) => self.parse(path, *stamp, &text),
+                // What was read of it before stays; the file is reported.
+                Err(e) => out.rejected.push(Rejected {
+                    file: path.clone(),
+                    index: 0,
+                    reason: e.to_string(),
+                    kept_last_good: self.files.contains_key(path),
+                }),
+            }
+        }
+        for (path, file) in &self.files {
+            for d in &file.documents {
+                let objects = match &d.result {
+                    Ok(objects) => Some(objects),
+                    Err(reason) => {
+                        let last = self.last_good.get(&(path.clone(), d.index));
                         out.rejected.push(Rejected {
                             file: path.clone(),
-                            index: *index,
-                            reason: format!("{duplicate} is defined twice; the first stays"),
-                            kept_last_good: false,
+                            index: d.index,
+                            reason: reason.clone(),
+                            kept_last_good: last.is_some(),
                         });
-                    } else if *defaulted {
-                        out.defaulted_namespace.push((path.clone(), *index));
+                        last
                     }
+                };
+                let Some(objects) = objects else { continue };
+                if let Err(duplicate) = out.state.merge_from(objects) {
+                    out.rejected.push(Rejected {
+                        file: path.clone(),
+                        index: d.index,
+                        reason: format!("{duplicate} is defined twice; the first stays"),
+                        kept_last_good: false,
+                    });
+                } else if d.defaulted {
+                    out.defaulted_namespace.push((path.clone(), d.index));
                 }
             }
         }
-        self.last_good.retain(|key, _| present.contains(key));
-        Ok(out)
+        self.last_look = Some(look);
+        Ok(Some(out))
     }
 }
 
@@ -279,7 +286,6 @@ pub async fn watch_dir(
 ) {
     let mut notified = notifications(&dir);
     let mut reader = Some(DirReader::new(dir.clone()));
-    let mut last_state: Option<ClusterState> = None;
     let mut last_error: Option<String> = None;
     let mut last_rejected: Vec<Rejected> = Vec::new();
     loop {
@@ -295,7 +301,8 @@ pub async fn watch_dir(
         };
         reader = Some(r);
         match read {
-            Ok(read) => {
+            Ok(None) => last_error = None,
+            Ok(Some(read)) => {
                 last_error = None;
                 for rejected in &read.rejected {
                     if !last_rejected.contains(rejected) {
@@ -308,15 +315,12 @@ pub async fn watch_dir(
                         rejected: read.rejected.clone(),
                     });
                 }
-                if last_state.as_ref() != Some(&read.state) {
-                    for (file, index) in &read.defaulted_namespace {
-                        tracing::debug!(file = %file.display(), document = index, "no namespace given: the default namespace");
-                    }
-                    tracing::info!(dir = %dir.display(), pods = read.state.pods.len(), policies = read.state.policies.len(), refused = read.rejected.len(), revision = read.state.revision, "policy source read");
-                    last_state = Some(read.state.clone());
-                    if tx.send(Some(Arc::new(read.state))).is_err() {
-                        return;
-                    }
+                for (file, index) in &read.defaulted_namespace {
+                    tracing::debug!(file = %file.display(), document = index, "no namespace given: the default namespace");
+                }
+                tracing::info!(dir = %dir.display(), pods = read.state.pods.len(), policies = read.state.policies.len(), refused = read.rejected.len(), revision = read.state.revision, "policy source read");
+                if tx.send(Some(Arc::new(read.state))).is_err() {
+                    return;
                 }
             }
             Err(message) => {
@@ -369,7 +373,7 @@ mod tests {
         )
         .unwrap();
         let mut reader = DirReader::new(dir.path());
-        let first = reader.read().unwrap();
+        let first = reader.read().unwrap().unwrap();
         assert!(first.rejected.is_empty());
         assert_eq!(first.state.policies.len(), 2);
 
@@ -384,7 +388,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let second = reader.read().unwrap();
+        let second = reader.read().unwrap().unwrap();
         let refused: Vec<(usize, bool)> = second
             .rejected
             .iter()
@@ -422,14 +426,19 @@ mod tests {
         std::fs::write(dir.path().join("a.yaml"), NS).unwrap();
         std::fs::write(dir.path().join("b.yaml"), policy("p1", "80")).unwrap();
         let mut reader = DirReader::new(dir.path());
-        reader.read().unwrap();
-        // Corrupt the cache entry's content without touching the file's stamp: a
-        // re-read must come from the cache.
+        reader.read().unwrap().unwrap();
+        assert!(
+            reader.read().unwrap().is_none(),
+            "nothing changed, nothing read"
+        );
+        // Mark the cached document without touching the file's stamp, and touch
+        // another file: the re-read takes b.yaml from the cache.
         let b = dir.path().join("b.yaml");
-        reader.files.get_mut(&b).unwrap().documents[0].2 = true;
-        assert_eq!(reader.read().unwrap().defaulted_namespace.len(), 1);
+        reader.files.get_mut(&b).unwrap().documents[0].defaulted = true;
+        std::fs::write(dir.path().join("c.yaml"), "").unwrap();
+        assert_eq!(reader.read().unwrap().unwrap().defaulted_namespace.len(), 1);
         std::fs::remove_file(&b).unwrap();
-        let after = reader.read().unwrap();
+        let after = reader.read().unwrap().unwrap();
         assert!(after.state.policies.is_empty());
         assert!(reader.last_good.keys().all(|(p, _)| p != &b));
     }
@@ -443,7 +452,7 @@ mod tests {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}}\n",
         )
         .unwrap();
-        let read = DirReader::new(dir.path()).read().unwrap();
+        let read = DirReader::new(dir.path()).read().unwrap().unwrap();
         assert_eq!(read.rejected.len(), 1);
         assert!(
             read.rejected[0].reason.contains("Namespace shop"),
@@ -473,7 +482,7 @@ mod tests {
         std::os::unix::fs::symlink("..v1", d.join("..data")).unwrap();
         std::os::unix::fs::symlink("..data/p.yaml", d.join("p.yaml")).unwrap();
         let mut reader = DirReader::new(d);
-        let first = reader.read().unwrap();
+        let first = reader.read().unwrap().unwrap();
         assert_eq!(first.state.policies.len(), 1);
         // kubelet: a new directory, then `..data` replaced atomically.
         let v2 = d.join("..v2");
@@ -485,7 +494,7 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("..v2", d.join("..data_tmp")).unwrap();
         std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-        let second = reader.read().unwrap();
+        let second = reader.read().unwrap().unwrap();
         let names: Vec<&str> = second
             .state
             .policies

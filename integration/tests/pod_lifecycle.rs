@@ -195,7 +195,7 @@ fn pods_with_an_address_but_no_interface_never_capture_the_uplink() {
     let stuck = policy::ObjectRef::new("shop".to_string(), "stuck".to_string());
     assert_eq!(
         report.without_interface,
-        [stuck.clone()],
+        std::slice::from_ref(&stuck),
         "only the live pod without an interface waits"
     );
     assert_eq!(
@@ -302,8 +302,8 @@ fn a_pod_seen_before_its_interface_is_bound_when_the_interface_appears() {
         ]);
         let report = apply(&net, &mut enforcer, &state);
         let late_ref = policy::ObjectRef::new("shop".to_string(), "late".to_string());
-        assert_eq!(report.without_interface, [late_ref.clone()]);
-        assert_eq!(enforcer.unbound_pods(), [late_ref.clone()]);
+        assert_eq!(report.without_interface, std::slice::from_ref(&late_ref));
+        assert_eq!(enforcer.unbound_pods(), std::slice::from_ref(&late_ref));
 
         // The CNI wires the pod; the link notification wakes the enforcer.
         let mut events = {
@@ -330,7 +330,7 @@ fn a_pod_seen_before_its_interface_is_bound_when_the_interface_appears() {
             let _in_node = net.node.enter().unwrap();
             enforcer.rebind().expect("rebind")
         };
-        assert_eq!(report.attached, [late_if.clone()]);
+        assert_eq!(report.attached, std::slice::from_ref(&late_if));
         assert!(report.without_interface.is_empty());
         assert!(enforcer.unbound_pods().is_empty());
         let record = enforcer
@@ -377,7 +377,7 @@ fn a_pod_seen_before_its_interface_is_bound_when_the_interface_appears() {
                 let _in_node = net.node.enter().unwrap();
                 enforcer.rebind().expect("rebind")
             };
-            if report.detached == [late_if.clone()] {
+            if report.detached == std::slice::from_ref(&late_if) {
                 break;
             }
             assert!(
