@@ -3,7 +3,15 @@
 //! SDK. Prints the floor (reading and parsing the same files without sending) and ends
 //! with one JSON line:
 //! `{"bench":"cloudwatch","events_per_sec":…,"fill_ratio":…,"requests_per_million":…,"cpu_us_per_event":…}`.
-//! `CW_BENCH_EVENTS` sets the number of lines (default 1,000,000).
+//! `CW_BENCH_EVENTS` sets the number of lines (default 1,000,000). The endpoint must
+//! have received every line exactly once, in batches within the API limits, and the
+//! bytes the shipper counts must be those the endpoint counted.
+//!
+//! `NETPOL_BENCH_QUICK=1`: 20,000 lines (unless `CW_BENCH_EVENTS` says otherwise), and
+//! the endpoint also records every event so that a digest of the (timestamp, message)
+//! pairs it received must equal one of the lines written: byte-exact delivery. No
+//! speed figures checked; the JSON line gets `"quick":true`. Runs in seconds even in a
+//! debug build (`NETPOL_BENCH_QUICK=1 cargo test -p integration --bench cloudwatch`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -18,6 +26,37 @@ use tokio_util::sync::CancellationToken;
 
 const LIVE: &str = "network-policy-agent.log";
 const FILES: usize = 5;
+const FULL_EVENTS: usize = 1_000_000;
+const QUICK_EVENTS: usize = 20_000;
+
+/// FNV-1a over an event's timestamp and message.
+fn event_hash(timestamp_ms: i64, message: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in timestamp_ms.to_le_bytes().iter().chain(message) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// What the endpoint saw, as the proxy child reports it on stdout when it stops.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Seen {
+    requests: usize,
+    accepted_events: u64,
+    api_bytes: u64,
+    violations: usize,
+    /// Wrapping sum of `event_hash` over every accepted event (order-free), when recording.
+    digest: Option<u64>,
+}
+
+/// The lines written: count, bytes, and the digest the endpoint must end up with.
+struct Written {
+    bytes: u64,
+    /// Message bytes as the API counts them (line without newline, plus 26).
+    api_bytes: u64,
+    digest: u64,
+}
 
 fn cpu_time() -> Duration {
     // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is valid.
@@ -39,16 +78,19 @@ fn timestamp(ms: i64) -> String {
 }
 
 /// Writes `n` realistic flow lines over rotated files (the first one compressed) and the live file.
-fn write_files(dir: &Path, n: usize) -> u64 {
+fn write_files(dir: &Path, n: usize) -> Written {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let base = now - 3_600_000;
     let per_file = n.div_ceil(FILES);
     let mut total = 0;
+    let mut api_bytes = 0;
+    let mut digest = 0u64;
     for f in 0..FILES {
         let mut buf = String::with_capacity(per_file * 300);
         for i in f * per_file..((f + 1) * per_file).min(n) {
+            let start = buf.len();
             buf.push_str(&format!(
                 r#"{{"level":"info","timestamp":"{}","logger":"flow","node":"ip-10-0-1-23.ec2.internal","src_ip":"10.0.{}.{}","src_port":{},"dst_ip":"172.20.{}.10","dst_port":443,"proto":"TCP","verdict":"{}","direction":"egress","src_pod":"default/web-{}","policy":"default/allow-web"}}"#,
                 timestamp(base + (i / 300) as i64),
@@ -59,6 +101,10 @@ fn write_files(dir: &Path, n: usize) -> u64 {
                 if i % 7 == 0 { "DENY" } else { "ACCEPT" },
                 i % 50
             ));
+            let line = &buf.as_bytes()[start..];
+            let ts = cloudwatch::event::parse_timestamp(line).expect("line has a timestamp");
+            digest = digest.wrapping_add(event_hash(ts, line));
+            api_bytes += line.len() as u64 + 26;
             buf.push('\n');
         }
         total += buf.len() as u64;
@@ -77,7 +123,11 @@ fn write_files(dir: &Path, n: usize) -> u64 {
             std::fs::write(&path, buf).expect("write");
         }
     }
-    total
+    Written {
+        bytes: total,
+        api_bytes,
+        digest,
+    }
 }
 
 /// The floor: read and parse every line without sending (CPU per event).
@@ -95,7 +145,7 @@ fn read_floor(dir: &Path, n: usize) -> Duration {
     cpu_time() - start
 }
 
-fn proxy_child() {
+fn proxy_child(record: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,7 +154,7 @@ fn proxy_child() {
     rt.block_on(async {
         let proxy = Proxy::start(ProxyOptions {
             upstream: None,
-            record_events: false,
+            record_events: record,
         })
         .await
         .expect("proxy");
@@ -128,24 +178,40 @@ fn proxy_child() {
         let v = proxy.violations();
         eprintln!(
             "proxy: {} requests, {} limit violations {:?}",
-            proxy.records().len(),
+            records.len(),
             v.len(),
             v.first()
         );
+        let accepted = || records.iter().filter(|r| r.accepted);
+        let seen = Seen {
+            requests: records.len(),
+            accepted_events: accepted().map(|r| r.event_count as u64).sum(),
+            api_bytes: accepted().map(|r| r.api_bytes as u64).sum(),
+            violations: v.len(),
+            digest: record.then(|| {
+                accepted().flat_map(|r| &r.events).fold(0u64, |d, (ts, m)| {
+                    d.wrapping_add(event_hash(*ts, m.as_bytes()))
+                })
+            }),
+        };
+        println!("{}", serde_json::to_string(&seen).expect("summary"));
+        std::io::stdout().flush().expect("flush");
     });
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--proxy-child") {
-        proxy_child();
+        proxy_child(std::env::args().any(|a| a == "--record"));
         return;
     }
+    let quick = std::env::var("NETPOL_BENCH_QUICK").is_ok_and(|v| v == "1");
     let n: usize = std::env::var("CW_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if quick { QUICK_EVENTS } else { FULL_EVENTS });
     let dir = tempfile::tempdir().expect("tempdir");
-    let bytes = write_files(dir.path(), n);
+    let written = write_files(dir.path(), n);
+    let bytes = written.bytes;
     eprintln!(
         "cloudwatch bench: {n} lines, {} MB over {FILES} files (first gz)",
         bytes / 1_000_000
@@ -156,14 +222,14 @@ fn main() {
 
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .arg("--proxy-child")
+        .args(quick.then_some("--record"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn proxy child");
+    let mut child_out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut url = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut url)
-        .expect("proxy url");
+    child_out.read_line(&mut url).expect("proxy url");
     let url = url.trim().to_owned();
 
     let mut cfg = ShipperConfig::new(dir.path(), "bench", "node-bench");
@@ -204,7 +270,36 @@ fn main() {
     token.cancel();
     rt.block_on(task).expect("join").expect("run");
     drop(child.stdin.take());
-    let _ = child.wait();
+    let mut summary = String::new();
+    child_out.read_line(&mut summary).expect("proxy summary");
+    let status = child.wait().expect("proxy child");
+    assert!(status.success(), "proxy child: {status}");
+    let seen: Seen = serde_json::from_str(&summary).expect("proxy summary line");
+
+    // Every line reached the endpoint exactly once, within the API limits, and the
+    // shipper counted what the endpoint counted.
+    assert_eq!(seen.violations, 0, "batches within the API limits");
+    assert_eq!(metrics.events.get(), n as u64, "shipper: every line once");
+    assert_eq!(seen.accepted_events, n as u64, "endpoint: every line once");
+    assert_eq!(
+        seen.requests as u64,
+        metrics.batches.get(),
+        "no request retried"
+    );
+    assert_eq!(
+        (metrics.bytes.get(), seen.api_bytes),
+        (written.api_bytes, written.api_bytes),
+        "bytes as the API counts them"
+    );
+    assert_eq!(metrics.truncated.get(), 0);
+    assert_eq!(metrics.lost_files.get(), 0);
+    if let Some(digest) = seen.digest {
+        assert_eq!(
+            digest, written.digest,
+            "the endpoint got the lines byte for byte"
+        );
+        eprintln!("byte-exact: the endpoint's events match the {n} lines written");
+    }
 
     let batches = metrics.batches.get() as f64;
     let events_per_sec = n as f64 / wall.as_secs_f64();
@@ -218,7 +313,11 @@ fn main() {
         wall.as_secs_f64(),
         (bytes as f64 / n as f64) / 1_048_576.0
     );
+    if quick {
+        eprintln!("quick mode: speed not checked");
+    }
     println!(
-        "{{\"bench\":\"cloudwatch\",\"events_per_sec\":{events_per_sec:.0},\"fill_ratio\":{fill_ratio:.4},\"requests_per_million\":{requests_per_million:.1},\"cpu_us_per_event\":{cpu_us_per_event:.3}}}"
+        "{{\"bench\":\"cloudwatch\",\"events_per_sec\":{events_per_sec:.0},\"fill_ratio\":{fill_ratio:.4},\"requests_per_million\":{requests_per_million:.1},\"cpu_us_per_event\":{cpu_us_per_event:.3}{}}}",
+        if quick { ",\"quick\":true" } else { "" }
     );
 }

@@ -1,29 +1,72 @@
 //! `cargo bench -p integration --bench datapath`: ns per packet of the kernel programs
 //! through BPF_PROG_TEST_RUN, each case beside a no-op classifier measured in the same
-//! run; figures are medians of 7 runs with their spread, and net = case − floor.
-//! Needs root. Ends with one JSON line.
+//! run; figures are medians of 7 runs with their spread, and net = case − floor. Every
+//! run's verdict and the events the deny runs emit are checked. Also times loading and
+//! verifying the programs (`Datapath::load` into a fresh pin directory, the agent's
+//! default sizes; median of 5), which bounds the agent's start-up. Needs root. Ends
+//! with one JSON line.
+//!
+//! `NETPOL_BENCH_QUICK=1`: 3 runs of 2,000 repeats per case, 100 single shots, map
+//! memory with 500 peers per pod, one load; the same checks (verdicts, event
+//! accounting, entry counts), no speed targets; the JSON line gets `"quick":true`.
+//! Runs in seconds even in a debug build
+//! (`NETPOL_BENCH_QUICK=1 cargo test -p integration --bench datapath`).
 
 use std::{
     net::IpAddr,
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use datapath::testrun;
+use datapath::{Datapath, LoadOptions, PinLayout, testrun};
 use datapath_common::*;
 use integration::{
     frames::{Frame, TCP_ACK, TCP_SYN},
     kernel::*,
 };
 
-const RUNS: usize = 7;
-const REPEAT: u32 = 100_000;
-const SINGLE_SHOTS: usize = 3_000;
-/// Events one deny_1k run emits (one per repeat) must fit: 100,000 × 88 bytes.
+/// Sizes of one mode.
+struct Scale {
+    quick: bool,
+    /// Runs per case; the median is reported.
+    runs: usize,
+    /// Repeats per run (BPF_PROG_TEST_RUN's own loop).
+    repeat: u32,
+    single_shots: usize,
+    /// Peer /32s per pod in the map-memory figure.
+    memory_peers: u32,
+    /// Loads timed; the median is reported.
+    loads: usize,
+}
+
+const FULL: Scale = Scale {
+    quick: false,
+    runs: 7,
+    repeat: 100_000,
+    single_shots: 3_000,
+    memory_peers: 5_000,
+    loads: 5,
+};
+
+const QUICK: Scale = Scale {
+    quick: true,
+    runs: 3,
+    repeat: 2_000,
+    single_shots: 100,
+    memory_peers: 500,
+    loads: 1,
+};
+
+/// Events one deny_1k run emits (one per repeat) must fit: 100,000 × 88 bytes. In
+/// quick mode a whole live-reader case (3 × 2,000 × 88 bytes) fits, so no event can be
+/// lost however slowly the reader runs.
 const RING_BYTES: u32 = 16 << 20;
+/// A ring record: 8 bytes of header and the 80-byte `FlowEvent`.
+const RECORD_BYTES: u64 = 8 + size_of::<FlowEvent>() as u64;
 
 struct Stat {
     median: f64,
@@ -49,29 +92,73 @@ impl Stat {
     }
 }
 
-fn run_ns(fx: &KernelFixture, prog: &'static str, frame: &[u8], ifindex: u32, repeat: u32) -> f64 {
+/// ns per repetition of `prog` on `frame`; the run's verdict must be `want`.
+fn run_ns(
+    fx: &KernelFixture,
+    prog: &'static str,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    want: i32,
+) -> f64 {
     let p = fx.dp.as_ref().unwrap().program(prog).unwrap();
-    testrun::run(p, frame, ifindex, 1, repeat)
-        .unwrap()
-        .duration
-        .as_nanos() as f64
+    let r = testrun::run(p, frame, ifindex, 1, repeat).unwrap();
+    assert_eq!(r.action, want, "{prog}: verdict");
+    r.duration.as_nanos() as f64
 }
 
 fn measure(
     fx: &mut KernelFixture,
+    sc: &Scale,
     prog: &'static str,
     frame: &[u8],
     ifindex: u32,
+    want: i32,
     drain: bool,
 ) -> Stat {
     let mut xs = Vec::new();
-    for _ in 0..RUNS {
-        xs.push(run_ns(fx, prog, frame, ifindex, REPEAT));
+    for _ in 0..sc.runs {
+        xs.push(run_ns(fx, prog, frame, ifindex, sc.repeat, want));
         if drain && let Some(r) = fx.reader.as_mut() {
             r.drain(usize::MAX, |_| {});
         }
     }
     Stat::of(xs)
+}
+
+/// Removes a pin directory on drop (also when a check panics).
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Milliseconds `Datapath::load` takes with the agent's default sizes into a fresh pin
+/// directory (creating the maps, loading and verifying the programs, pinning).
+fn load_ms() -> f64 {
+    let root = PathBuf::from(format!(
+        "/sys/fs/bpf/{}",
+        netlab::unique_name("netpol-bench-load-")
+    ));
+    let _cleanup = PinDir(root.clone());
+    let opts = LoadOptions {
+        pins: PinLayout::new(&root),
+        ..LoadOptions::default()
+    };
+    let started = Instant::now();
+    let dp = Datapath::load(&opts).expect("load datapath");
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    for name in [
+        program_names::POD_INGRESS,
+        program_names::POD_EGRESS,
+        program_names::NOOP,
+    ] {
+        assert!(dp.program(name).is_ok(), "{name} loaded");
+    }
+    dp.remove_all().expect("remove the loaded datapath");
+    ms
 }
 
 fn bpf_stats_enabled() -> String {
@@ -81,6 +168,11 @@ fn bpf_stats_enabled() -> String {
 }
 
 fn main() {
+    let sc = if std::env::var("NETPOL_BENCH_QUICK").is_ok_and(|v| v == "1") {
+        QUICK
+    } else {
+        FULL
+    };
     let mut fx = KernelFixture::with_options(
         &["pa"],
         FixtureOptions {
@@ -135,17 +227,24 @@ fn main() {
         bpf_stats_enabled()
     );
     println!(
-        "deny ring: {} MiB, {} repeats per run, {} runs per case",
+        "deny ring: {} MiB, {} repeats per run, {} runs per case{}",
         RING_BYTES >> 20,
-        REPEAT,
-        RUNS
+        sc.repeat,
+        sc.runs,
+        if sc.quick { " (quick mode)" } else { "" }
     );
+    if sc.quick {
+        // Nothing in quick mode depends on how fast a reader drains.
+        assert!(sc.runs as u64 * u64::from(sc.repeat) * RECORD_BYTES <= u64::from(RING_BYTES));
+    }
 
     let floor = measure(
         &mut fx,
+        &sc,
         noop,
         &Frame::tcp(peer, 1, pod, 80, TCP_SYN).build(),
         pa,
+        ACT_PASS,
         false,
     );
 
@@ -161,11 +260,16 @@ fn main() {
     other.set_pod(pb, &[pod], STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
     let allow_default = measure(
         &mut other,
+        &sc,
         ingress,
         &Frame::tcp(peer, 2, pod, 80, TCP_SYN).build(),
         pb,
+        ACT_PASS,
         true,
     );
+    // Map memory with 10 pods per policy set, in this fixture's untouched policy maps
+    // (one load fewer than a fixture of its own; see `memory` below).
+    let shared_memory = map_memory(&mut other, 10, sc.memory_peers);
     drop(other);
 
     // Conntrack hit: an allowed flow's next packets.
@@ -173,9 +277,11 @@ fn main() {
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &flow), ACT_PASS);
     let ct_hit = measure(
         &mut fx,
+        &sc,
         ingress,
         &Frame::tcp(peer, 3, pod, 80, TCP_ACK).build(),
         pa,
+        ACT_PASS,
         true,
     );
 
@@ -190,9 +296,11 @@ fn main() {
     );
     let reply = measure(
         &mut fx,
+        &sc,
         ingress,
         &Frame::tcp(peer, 80, pod, 4000, TCP_ACK).build(),
         pa,
+        ACT_PASS,
         true,
     );
 
@@ -200,7 +308,7 @@ fn main() {
     let deny_frame = Frame::tcp(peer, 5, pod, 81, TCP_SYN).build();
     fx.events();
     let before = fx.counters();
-    let deny = measure(&mut fx, ingress, &deny_frame, pa, true);
+    let deny = measure(&mut fx, &sc, ingress, &deny_frame, pa, ACT_DROP, true);
     let after = fx.counters();
     assert_eq!(
         after.events_lost, before.events_lost,
@@ -208,7 +316,7 @@ fn main() {
     );
     assert_eq!(
         after.events_submitted - before.events_submitted,
-        RUNS as u64 * REPEAT as u64,
+        sc.runs as u64 * u64::from(sc.repeat),
         "every repeat was a full evaluation"
     );
 
@@ -239,13 +347,23 @@ fn main() {
     fx.dp().maps().put_pod(pa, &in_trie).unwrap();
     let trie_peer: IpAddr = "10.20.89.9".parse().unwrap();
     let trie_deny_frame = Frame::tcp(trie_peer, 5, pod, 81, TCP_SYN).build();
+    // The trie entry is found: its rule admits port 80 (the pod denies what no entry admits).
+    assert_eq!(
+        fx.run(
+            DIRECTION_INGRESS,
+            pa,
+            &Frame::tcp(trie_peer, 7, pod, 80, TCP_SYN).build()
+        ),
+        ACT_PASS
+    );
+    fx.events();
     let before = fx.counters();
-    let deny_trie = measure(&mut fx, ingress, &trie_deny_frame, pa, true);
+    let deny_trie = measure(&mut fx, &sc, ingress, &trie_deny_frame, pa, ACT_DROP, true);
     let after = fx.counters();
     assert_eq!(after.events_lost, before.events_lost);
     assert_eq!(
         after.events_submitted - before.events_submitted,
-        RUNS as u64 * REPEAT as u64,
+        sc.runs as u64 * u64::from(sc.repeat),
         "every repeat was a full evaluation"
     );
     fx.dp().maps().put_pod(pa, &hashed).unwrap();
@@ -254,6 +372,7 @@ fn main() {
     // The same with a live reader draining the ring (adaptive wake-ups), and with the
     // kernel's default wake-up on every event for comparison.
     let live = |fx: &mut KernelFixture, threshold: u64| -> Stat {
+        fx.events();
         let mut s = fx.dp().maps().settings().unwrap();
         s.wakeup_threshold_bytes = threshold;
         fx.dp().maps().set_settings(&s).unwrap();
@@ -268,23 +387,30 @@ fn main() {
                     let n = reader.drain(usize::MAX, |_| {});
                     read.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                reader.drain(usize::MAX, |_| {});
+                let n = reader.drain(usize::MAX, |_| {});
+                read.fetch_add(n as u64, Ordering::Relaxed);
                 reader
             })
         };
-        let lost_before = fx.counters().events_lost;
+        let before = fx.counters();
         let mut xs = Vec::new();
-        for _ in 0..RUNS {
-            xs.push(run_ns(fx, ingress, &deny_frame, pa, REPEAT));
+        for _ in 0..sc.runs {
+            xs.push(run_ns(fx, ingress, &deny_frame, pa, sc.repeat, ACT_DROP));
         }
         stop.store(true, Ordering::Relaxed);
         fx.reader = Some(handle.join().unwrap());
+        let after = fx.counters();
         assert_eq!(
-            fx.counters().events_lost,
-            lost_before,
+            after.events_lost, before.events_lost,
             "the live reader kept up"
         );
-        assert!(read.load(Ordering::Relaxed) > 0);
+        let events = sc.runs as u64 * u64::from(sc.repeat);
+        assert_eq!(after.events_submitted - before.events_submitted, events);
+        assert_eq!(
+            read.load(Ordering::Relaxed),
+            events,
+            "the reader got every event"
+        );
         Stat::of(xs)
     };
     let deny_live = live(&mut fx, 256 * 1024);
@@ -303,12 +429,12 @@ fn main() {
     let noop_frame = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
     let mut noop_r1 = Vec::new();
     let mut new_flow = Vec::new();
-    for _ in 0..SINGLE_SHOTS {
+    for _ in 0..sc.single_shots {
         for entry in fx.dp().maps().conntrack() {
             fx.dp().maps().remove_conntrack(&entry.key).unwrap();
         }
-        new_flow.push(run_ns(&fx, ingress, &allow_frame, pa, 1));
-        noop_r1.push(run_ns(&fx, noop, &noop_frame, pa, 1));
+        new_flow.push(run_ns(&fx, ingress, &allow_frame, pa, 1, ACT_PASS));
+        noop_r1.push(run_ns(&fx, noop, &noop_frame, pa, 1, ACT_PASS));
         fx.events();
     }
     let noop_r1 = Stat::of(noop_r1);
@@ -318,11 +444,13 @@ fn main() {
     // Map memory for 110 local pods, each allowing ingress from 5,000 peer pods (/32s),
     // all entries sharing deduplicated rule lists: the kernel's own accounting
     // (fdinfo memlock, which for these maps counts the elements actually held).
-    let memory = map_memory(&mut fx, 1);
-    let shared_memory = {
-        let mut fresh = KernelFixture::new(&["pm"]);
-        map_memory(&mut fresh, 10)
-    };
+    let memory = map_memory(&mut fx, 1, sc.memory_peers);
+    drop(fx);
+
+    // Start-up: loading and verifying the programs.
+    let mut loads: Vec<f64> = (0..sc.loads).map(|_| load_ms()).collect();
+    loads.sort_by(f64::total_cmp);
+    let load_ms = loads[loads.len() / 2];
 
     let net = |s: &Stat, f: &Stat| s.median - f.median;
     println!("floor (no-op)                  {}", floor.show());
@@ -368,7 +496,8 @@ fn main() {
         net(&new_flow, &noop_r1)
     );
     println!(
-        "map memory, 110 pods x 5,000 peer /32s ({} entries): policy entries {:.1} MiB ({:.1} MiB before them, then {:.0} bytes per entry), RULE_LISTS {:.3} MiB, pod slots {:.3} MiB",
+        "map memory, 110 pods x {} peer /32s ({} entries): policy entries {:.1} MiB ({:.1} MiB before them, then {:.0} bytes per entry), RULE_LISTS {:.3} MiB, pod slots {:.3} MiB",
+        sc.memory_peers,
         memory.entries,
         memory.lpm as f64 / 1048576.0,
         memory.fixed as f64 / 1048576.0,
@@ -383,7 +512,16 @@ fn main() {
         shared_memory.fixed as f64 / 1048576.0,
     );
     println!(
-        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x5000\":{:.1},\"lpm_memory_mib_110x5000_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"bpf_stats_enabled\":\"{}\"}}",
+        "load and verify (Datapath::load, fresh pins, default sizes): {load_ms:.1} ms (median of {}; spread {:.1}..{:.1})",
+        loads.len(),
+        loads[0],
+        loads[loads.len() - 1]
+    );
+    if sc.quick {
+        println!("quick mode: speed targets not checked");
+    }
+    println!(
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x{peers}\":{:.1},\"lpm_memory_mib_110x{peers}_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"load_ms\":{load_ms:.1},\"bpf_stats_enabled\":\"{}\"{}}}",
         memory.lpm as f64 / 1048576.0,
         shared_memory.lpm as f64 / 1048576.0,
         floor.median,
@@ -396,7 +534,9 @@ fn main() {
         new_flow.median,
         deny_live.median,
         deny_live_eager.median,
-        bpf_stats_enabled()
+        bpf_stats_enabled(),
+        if sc.quick { ",\"quick\":true" } else { "" },
+        peers = sc.memory_peers,
     );
 }
 
@@ -423,12 +563,12 @@ fn memlock(pins: &datapath::PinLayout, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The policy maps of 110 pods each admitting 5,000 peer /32s, `pods_per_set` pods
-/// sharing each policy set (the planner gives pods with equal entries one set: 1 is
-/// every pod with rules of its own, 10 is eleven workloads of ten pods).
-fn map_memory(fx: &mut KernelFixture, pods_per_set: u32) -> Memory {
+/// The policy maps of 110 pods each admitting `peers` peer /32s (5,000 in full mode),
+/// `pods_per_set` pods sharing each policy set (the planner gives pods with equal
+/// entries one set: 1 is every pod with rules of its own, 10 is eleven workloads of ten
+/// pods).
+fn map_memory(fx: &mut KernelFixture, pods_per_set: u32, peers: u32) -> Memory {
     const PODS: u32 = 110;
-    const PEERS: u32 = 5000;
     let pins = fx.dp().pins().clone();
     let policy_bytes = || -> u64 {
         [
@@ -470,7 +610,7 @@ fn map_memory(fx: &mut KernelFixture, pods_per_set: u32) -> Memory {
         if pod % pods_per_set != 0 {
             continue;
         }
-        for peer in 0..PEERS {
+        for peer in 0..peers {
             let addr = IpAddr::from([
                 10,
                 100 + (peer / 65536) as u8,
@@ -485,6 +625,11 @@ fn map_memory(fx: &mut KernelFixture, pods_per_set: u32) -> Memory {
         }
     }
     let entries = fx.dp().maps().entries().len() as u64;
+    assert_eq!(
+        entries - entries_before,
+        u64::from(PODS / pods_per_set * peers),
+        "one entry per set and peer"
+    );
     let bytes = policy_bytes();
     Memory {
         entries,
