@@ -403,10 +403,9 @@ impl Enforcer {
         for bound in self.interfaces.remove(pod).unwrap_or_default() {
             self.owners.remove(&bound.ifindex);
             self.dp.maps().remove_pod(bound.ifindex)?;
-            if let Err(e) = self.dp.detach(&bound.name) {
-                tracing::debug!(interface = %bound.name, error = %e, "detach of a vanished interface");
-                self.dp.forget_interface(bound.ifindex)?;
-            }
+            // By index: a new interface under the same name (the pod re-created) is
+            // not ours to detach.
+            self.dp.detach_ifindex_named(bound.ifindex, &bound.name)?;
             report.detached.push(bound.name);
         }
         Ok(())

@@ -191,6 +191,21 @@ impl Datapath {
         self.detach_ifindex(ifindex, Some(interface))
     }
 
+    /// Detaches our programs from the interface with index `ifindex` (named `interface`),
+    /// and removes their pins. Unlike [`Datapath::detach`], never touches another
+    /// interface that took the name since.
+    ///
+    /// # Errors
+    /// A failed detach.
+    pub fn detach_ifindex_named(
+        &mut self,
+        ifindex: u32,
+        interface: &str,
+    ) -> Result<(), DatapathError> {
+        let same = attach::ifindex(interface).is_ok_and(|i| i == ifindex);
+        self.detach_ifindex(ifindex, same.then_some(interface))
+    }
+
     /// Forgets an interface that is gone (deleted with its pod): its links went with it;
     /// their pins and our bookkeeping go now, so a new interface that reuses the index
     /// is attached afresh.
