@@ -1,35 +1,52 @@
-//! The persisted position: which file (inode plus first-line hash) and how many bytes of
-//! its uncompressed content were shipped; replaced atomically (temp, fsync, rename, fsync
-//! of the directory).
+//! The persisted position: which file (device, inode and first-line fingerprint) and how
+//! many bytes of its uncompressed content were shipped, plus the keys of the files
+//! shipped to their end before it (so none is sent again, whatever happens to the
+//! checkpointed file); replaced atomically (temp, fsync, rename, fsync of the directory).
+//!
+//! Format version 2 adds `dev` and `done` to version 1 (`inode`, `first_line_hash`,
+//! `offset`); a version-1 checkpoint loads with `dev` unknown and no `done` list.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ShipperError;
+use crate::files::FileKey;
 
-/// A position in the file set: everything before `offset` in the file recognised by
-/// `inode` and `first_line_hash` (and everything in earlier files) was accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How many finished files a checkpoint remembers (newest kept): more than the rotated
+/// files a node keeps with the default settings (8).
+pub const MAX_DONE: usize = 64;
+
+/// A position in the file set: everything before `offset` in the file `file` (and every
+/// earlier file, `done` among them) was accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Checkpoint {
-    /// Inode of the plain file (a `.gz` of it is recognised by the hash alone).
-    pub inode: u64,
-    /// FNV-1a of the file's first line, without its newline.
-    pub first_line_hash: u64,
+    /// The file being read (`dev` 0: unknown, from a version-1 checkpoint).
+    pub file: FileKey,
     /// Bytes of uncompressed content shipped, always at a line boundary.
     pub offset: u64,
+    /// Files shipped to their end before `file`, oldest first, at most [`MAX_DONE`].
+    pub done: Arc<[FileKey]>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     version: u32,
-    #[serde(flatten)]
-    checkpoint: Checkpoint,
+    inode: u64,
+    first_line_hash: u64,
+    offset: u64,
+    #[serde(default)]
+    dev: u64,
+    #[serde(default)]
+    done: Vec<FileKey>,
 }
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Versions [`load`] reads.
+const READABLE: [u32; 2] = [1, 2];
 
 /// The default checkpoint path: `<dir>/.<live>.cloudwatch-checkpoint`.
 pub fn default_path(dir: &Path, live: &str) -> PathBuf {
@@ -45,7 +62,15 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>, ShipperError> {
         Err(e) => return Err(ShipperError::io("read", path, e)),
     };
     match serde_json::from_slice::<OnDisk>(&bytes) {
-        Ok(d) if d.version == VERSION => Ok(Some(d.checkpoint)),
+        Ok(d) if READABLE.contains(&d.version) => Ok(Some(Checkpoint {
+            file: FileKey {
+                dev: d.dev,
+                inode: d.inode,
+                fingerprint: d.first_line_hash,
+            },
+            offset: d.offset,
+            done: d.done.into(),
+        })),
         Ok(d) => {
             tracing::warn!(path = %path.display(), version = d.version, "unknown checkpoint version; shipping from the oldest file");
             Ok(None)
@@ -59,9 +84,14 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>, ShipperError> {
 
 /// Replaces the checkpoint atomically and durably.
 pub fn store(path: &Path, checkpoint: &Checkpoint, fsync: bool) -> Result<(), ShipperError> {
+    let done = &checkpoint.done[checkpoint.done.len().saturating_sub(MAX_DONE)..];
     let body = serde_json::to_vec(&OnDisk {
         version: VERSION,
-        checkpoint: *checkpoint,
+        inode: checkpoint.file.inode,
+        first_line_hash: checkpoint.file.fingerprint,
+        offset: checkpoint.offset,
+        dev: checkpoint.file.dev,
+        done: done.to_vec(),
     })
     .map_err(|source| ShipperError::CheckpointEncode {
         path: path.to_owned(),
@@ -96,13 +126,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = default_path(dir.path(), "network-policy-agent.log");
         assert_eq!(load(&path).expect("load"), None);
+        let key = |inode| FileKey {
+            dev: 7,
+            inode,
+            fingerprint: u64::MAX - inode,
+        };
         let cp = Checkpoint {
-            inode: 42,
-            first_line_hash: u64::MAX - 1,
+            file: key(42),
             offset: 1234,
+            done: vec![key(40), key(41)].into(),
         };
         store(&path, &cp, true).expect("store");
-        assert_eq!(load(&path).expect("load"), Some(cp));
+        assert_eq!(load(&path).expect("load"), Some(cp.clone()));
         let next = Checkpoint { offset: 2000, ..cp };
         store(&path, &next, true).expect("store");
         assert_eq!(load(&path).expect("load"), Some(next));
@@ -111,6 +146,48 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 1, "no temp file left behind: {names:?}");
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_loads_with_unknown_device_and_no_done_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cp");
+        std::fs::write(
+            &path,
+            br#"{"version":1,"inode":42,"first_line_hash":99,"offset":1234}"#,
+        )
+        .expect("write");
+        let cp = load(&path).expect("load").expect("a checkpoint");
+        assert_eq!(
+            cp.file,
+            FileKey {
+                dev: 0,
+                inode: 42,
+                fingerprint: 99
+            }
+        );
+        assert_eq!(cp.offset, 1234);
+        assert!(cp.done.is_empty());
+    }
+
+    #[test]
+    fn only_the_newest_done_files_are_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cp");
+        let done: Vec<FileKey> = (0..MAX_DONE as u64 + 10)
+            .map(|i| FileKey {
+                dev: 1,
+                inode: i,
+                fingerprint: i,
+            })
+            .collect();
+        let cp = Checkpoint {
+            done: done.clone().into(),
+            ..Checkpoint::default()
+        };
+        store(&path, &cp, false).expect("store");
+        let back = load(&path).expect("load").expect("a checkpoint");
+        assert_eq!(&back.done[..], &done[10..]);
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! The flow-log files on disk: which names belong to the set (live, rotated, compressed),
-//! in what order they are read, how each is opened, and how a file is recognised (inode
-//! plus a hash of its first line).
+//! in what order they are read, how each is opened, and how a file is recognised: a
+//! [`FileKey`] of device, inode and a fingerprint of its first line (FNV-1a of the
+//! uncompressed bytes, so a file keeps its identity when it is gzipped).
 //!
-//! The file sink's naming is mirrored in [`parse_name`], the one place to swap for a
-//! shared parser.
+//! The naming contract itself is the file sink's, [`exporter::sink::names`]: this
+//! module only adapts it, so the writer and the shipper can never disagree.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use exporter::sink::names;
+use serde::{Deserialize, Serialize};
 
 /// What a directory entry is to the shipper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,19 +30,11 @@ pub fn parse_name(live: &str, name: &str) -> Option<FileName> {
     if name == live {
         return Some(FileName::Live);
     }
-    let rest = name.strip_prefix(live)?.strip_prefix('.')?;
-    let (digits, compressed) = match rest.strip_suffix(".gz") {
-        Some(d) => (d, true),
-        None => (rest, false),
-    };
-    if digits.len() < 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let seq = digits.parse().ok()?;
-    Some(if compressed {
-        FileName::Compressed(seq)
+    let r = names::parse_rotated_name(live, name)?;
+    Some(if r.compressed {
+        FileName::Compressed(r.seq)
     } else {
-        FileName::Rotated(seq)
+        FileName::Rotated(r.seq)
     })
 }
 
@@ -53,40 +49,38 @@ pub struct Entry {
     pub compressed: bool,
 }
 
-/// Lists the set in reading order: rotated ascending by sequence, then the live file.
-/// When both `<seq>` and `<seq>.gz` exist (compression under way) the plain file wins.
+/// Lists the set in reading order ([`names::list_shipping_order`]): rotated ascending by
+/// sequence, then the live file. When both `<seq>` and `<seq>.gz` exist (compression
+/// under way) the plain file wins.
 pub fn list(dir: &Path, live: &str) -> std::io::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    let mut live_entry = None;
-    for dent in std::fs::read_dir(dir)? {
-        let dent = dent?;
-        let name = dent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        match parse_name(live, name) {
-            Some(FileName::Live) => {
-                live_entry = Some(Entry {
-                    seq: None,
-                    path: dent.path(),
-                    compressed: false,
-                })
-            }
-            Some(FileName::Rotated(seq)) => entries.push(Entry {
-                seq: Some(seq),
-                path: dent.path(),
-                compressed: false,
-            }),
-            Some(FileName::Compressed(seq)) => entries.push(Entry {
-                seq: Some(seq),
-                path: dent.path(),
-                compressed: true,
-            }),
-            None => {}
-        }
+    Ok(names::list_shipping_order(&dir.join(live))?
+        .into_iter()
+        .map(|f| Entry {
+            seq: f.rotated.map(|r| r.seq),
+            compressed: f.rotated.is_some_and(|r| r.compressed),
+            path: f.path,
+        })
+        .collect())
+}
+
+/// Who a file is: device and inode of a plain file, and the fingerprint of its first
+/// line. A compressed file is recognised by the fingerprint alone (gzip makes a new
+/// inode); `dev` 0 means unknown (a checkpoint written before devices were recorded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileKey {
+    pub dev: u64,
+    pub inode: u64,
+    /// FNV-1a of the first line, without its newline.
+    pub fingerprint: u64,
+}
+
+impl FileKey {
+    /// True when a file with this device, inode and fingerprint (`compressed`: the
+    /// fingerprint alone) is the file this key names.
+    pub fn names(&self, dev: u64, inode: u64, fingerprint: u64, compressed: bool) -> bool {
+        fingerprint == self.fingerprint
+            && (compressed || (inode == self.inode && (self.dev == 0 || dev == self.dev)))
     }
-    entries.sort_by_key(|e| (e.seq, e.compressed));
-    entries.dedup_by_key(|e| e.seq);
-    entries.extend(live_entry);
-    Ok(entries)
 }
 
 /// FNV-1a, 64 bits: a stable hash (unlike std's) for recognising a file by its first line.
@@ -100,16 +94,17 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Opens a file of the set for reading its uncompressed content; returns the reader
-/// and the inode of the file opened.
-pub fn open(path: &Path, compressed: bool) -> std::io::Result<(Box<dyn Read + Send>, u64)> {
+/// and the inode and device of the file opened.
+pub fn open(path: &Path, compressed: bool) -> std::io::Result<(Box<dyn Read + Send>, u64, u64)> {
     let file = File::open(path)?;
-    let inode = file.metadata()?.ino();
+    let meta = file.metadata()?;
+    let (inode, dev) = (meta.ino(), meta.dev());
     let reader: Box<dyn Read + Send> = if compressed {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    Ok((reader, inode))
+    Ok((reader, inode, dev))
 }
 
 /// The longest first line we read to recognise a file.
@@ -118,7 +113,7 @@ const MAX_FIRST_LINE: u64 = 1 << 20;
 /// The hash of a file's first complete line (without its newline), or `None` when the
 /// file has no complete line yet.
 pub fn first_line_hash(path: &Path, compressed: bool) -> std::io::Result<Option<u64>> {
-    let (reader, _) = open(path, compressed)?;
+    let (reader, _, _) = open(path, compressed)?;
     let mut r = BufReader::new(reader.take(MAX_FIRST_LINE));
     let mut line = Vec::new();
     r.read_until(b'\n', &mut line)?;
@@ -127,6 +122,27 @@ pub fn first_line_hash(path: &Path, compressed: bool) -> std::io::Result<Option<
     }
     line.pop();
     Ok(Some(fnv1a(&line)))
+}
+
+/// The fingerprint of an open plain file's first complete line, read with positioned
+/// reads (the file's own position is untouched); `None` without a complete line.
+pub fn first_line_hash_at(file: &File) -> std::io::Result<Option<u64>> {
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut at = 0u64;
+    while at < MAX_FIRST_LINE {
+        let n = file.read_at(&mut chunk, at)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&chunk[..i]);
+            return Ok(Some(fnv1a(&line)));
+        }
+        line.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

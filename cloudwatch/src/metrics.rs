@@ -55,6 +55,36 @@ impl DropReason {
     }
 }
 
+/// Why lines were lost before they could be read (`cloudwatch_lines_lost_total{reason}`).
+/// Every count is a lower bound: lines written and then overwritten between two looks
+/// at a file leave no trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// A file was truncated in place (copytruncate, `: > file`) while the shipper held
+    /// part of a line of it.
+    Truncated,
+    /// A rotated file left the disk before it was read: one line per file, as the agent
+    /// never rotates an empty file.
+    RotatedOut,
+}
+
+impl LossReason {
+    /// All reasons, in metric order.
+    pub const ALL: [LossReason; 2] = [Self::Truncated, Self::RotatedOut];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::RotatedOut => "rotated_out",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Counters shared by the shipper's tasks (cheap clones of atomics).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -70,6 +100,9 @@ pub struct Metrics {
     pub truncated: Counter,
     /// Files that left the disk (rotated out) before they were shipped.
     pub lost_files: Counter,
+    lines_lost: [Counter; 2],
+    /// Blank lines skipped (PutLogEvents refuses an empty message).
+    pub blank_lines: Counter,
     /// Bytes on disk not acknowledged yet.
     pub backlog_bytes: Gauge<i64, AtomicI64>,
     /// Unix time, in seconds, of the last accepted call (0: never).
@@ -106,6 +139,11 @@ impl Metrics {
         );
     }
 
+    /// The lost-lines counter of one reason.
+    pub fn lines_lost(&self, reason: LossReason) -> &Counter<u64, AtomicU64> {
+        &self.lines_lost[reason.index()]
+    }
+
     /// Sum of all drops.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().map(Counter::get).sum()
@@ -139,6 +177,19 @@ impl Metrics {
             "Flow-log files rotated out before they were shipped",
             self.lost_files.clone(),
         );
+        reg.register(
+            "blank_lines",
+            "Blank lines skipped: PutLogEvents refuses an empty message",
+            self.blank_lines.clone(),
+        );
+        for reason in LossReason::ALL {
+            reg.sub_registry_with_label(("reason".into(), reason.as_str().into()))
+                .register(
+                    "lines_lost",
+                    "Lines lost before they could be read, by reason (a lower bound)",
+                    self.lines_lost(reason).clone(),
+                );
+        }
         reg.register(
             "backlog_bytes",
             "Bytes on disk not acknowledged yet",
@@ -197,5 +248,18 @@ mod tests {
             "{text}"
         );
         assert_eq!(m.dropped_total(), 2);
+        m.lines_lost(LossReason::Truncated).inc();
+        m.blank_lines.inc_by(2);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+        assert!(
+            text.contains("cloudwatch_lines_lost_total{reason=\"truncated\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cloudwatch_lines_lost_total{reason=\"rotated_out\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("cloudwatch_blank_lines_total 2"), "{text}");
     }
 }

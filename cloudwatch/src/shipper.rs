@@ -88,11 +88,12 @@ impl Shipper {
 
         let (tx, rx) = mpsc::channel::<Batch>(config.max_in_flight);
         let reader = {
-            let (config, metrics, shutdown, unacked) = (
+            let (config, metrics, shutdown, unacked, start) = (
                 config.clone(),
                 metrics.clone(),
                 shutdown.clone(),
                 unacked.clone(),
+                start.clone(),
             );
             tokio::task::spawn_blocking(move || {
                 read_loop(&config, start, &tx, &metrics, &shutdown, &unacked)
@@ -116,7 +117,7 @@ impl Shipper {
         )
         .await;
 
-        let last = *cp_tx.borrow();
+        let last = cp_tx.borrow().clone();
         drop(cp_tx);
         let writer_res = writer.await;
         if let Some(cp) = last {
@@ -162,7 +163,7 @@ fn read_loop(
         (i64::from(d) * 86_400_000).min(MAX_EVENT_AGE_MS)
     });
     let mut reader = loop {
-        match LineReader::open(&config.dir, &config.live_name, start) {
+        match LineReader::open(&config.dir, &config.live_name, start.clone()) {
             Ok(r) => break r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the flow-log files yet; retrying");
@@ -174,7 +175,7 @@ fn read_loop(
     };
     let mut builder = BatchBuilder::new(config.batch);
     let mut line = Vec::with_capacity(4096);
-    let mut last_pos: Option<Checkpoint> = start;
+    let mut last_pos: Option<Checkpoint> = start.clone();
     let mut sent_pos: Option<Checkpoint> = start;
     let mut opened_at = Instant::now();
     let mut last_ts = wall_ms();
@@ -210,7 +211,7 @@ fn read_loop(
             if (!builder.is_empty() || last_pos != sent_pos)
                 && !hand_over(
                     &mut builder,
-                    last_pos,
+                    last_pos.clone(),
                     &mut too_old,
                     &mut too_new,
                     &mut truncated,
@@ -224,8 +225,20 @@ fn read_loop(
         if lost > 0 {
             metrics.lost_files.inc_by(lost);
         }
+        for (reason, n) in reader.take_lost_lines() {
+            if n > 0 {
+                metrics.lines_lost(reason).inc_by(n);
+            }
+        }
         match reader.next_line(&mut line) {
             Ok(Poll::Line(pos)) => {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    // PutLogEvents refuses an empty message (minimum length 1) and a
+                    // whitespace-only one carries nothing: skipped, counted.
+                    metrics.blank_lines.inc();
+                    last_pos = Some(pos);
+                    continue;
+                }
                 let ts = parse_timestamp(&line).unwrap_or(last_ts);
                 last_ts = ts;
                 if ts < now - max_age_ms {
@@ -242,14 +255,14 @@ fn read_loop(
                     if !builder.fits(&event) {
                         if !hand_over(
                             &mut builder,
-                            last_pos,
+                            last_pos.clone(),
                             &mut too_old,
                             &mut too_new,
                             &mut truncated,
                         ) {
                             return;
                         }
-                        sent_pos = last_pos;
+                        sent_pos = last_pos.clone();
                     }
                     if builder.is_empty() {
                         opened_at = Instant::now();
@@ -264,14 +277,14 @@ fn read_loop(
                     if !builder.is_empty() && opened_at.elapsed() >= config.flush_interval {
                         if !hand_over(
                             &mut builder,
-                            last_pos,
+                            last_pos.clone(),
                             &mut too_old,
                             &mut too_new,
                             &mut truncated,
                         ) {
                             return;
                         }
-                        sent_pos = last_pos;
+                        sent_pos = last_pos.clone();
                     }
                 }
             }
@@ -286,14 +299,14 @@ fn read_loop(
                 if due {
                     if !hand_over(
                         &mut builder,
-                        last_pos,
+                        last_pos.clone(),
                         &mut too_old,
                         &mut too_new,
                         &mut truncated,
                     ) {
                         return;
                     }
-                    sent_pos = last_pos;
+                    sent_pos = last_pos.clone();
                 }
                 if last_backlog.elapsed() >= Duration::from_secs(1) {
                     last_backlog = Instant::now();
@@ -514,13 +527,13 @@ async fn checkpoint_writer(
     fsync: bool,
     mut rx: watch::Receiver<Option<Checkpoint>>,
 ) {
-    let mut written = *rx.borrow_and_update();
+    let mut written = rx.borrow_and_update().clone();
     while rx.changed().await.is_ok() {
-        let cp = *rx.borrow_and_update();
+        let cp = rx.borrow_and_update().clone();
         if cp == written {
             continue;
         }
-        let Some(c) = cp else { continue };
+        let Some(c) = cp.clone() else { continue };
         let p = path.clone();
         match tokio::task::spawn_blocking(move || checkpoint::store(&p, &c, fsync)).await {
             Ok(Ok(())) => written = cp,

@@ -1,4 +1,5 @@
-//! The rotated-file naming contract shared with the CloudWatch shipper and tests:
+//! The rotated-file naming contract, owned here and used by both the writer (this sink)
+//! and the CloudWatch shipper (`cloudwatch::files` adapts it, never copies it):
 //! `<live name>.<seq>` and, once compressed, `<live name>.<seq>.gz`, where `<seq>` is
 //! a zero-padded 8-digit counter that only grows (next = highest found + 1). These
 //! names never match the Fluent Bit glob `network-policy-agent*.log`.
