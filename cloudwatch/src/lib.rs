@@ -4,7 +4,7 @@
 //! Data flow: [`files`] names the set → [`reader`] yields whole lines in order from a
 //! [`checkpoint`] → [`event`] makes each line an event → [`batch`] packs them at the
 //! [`limits`] → [`shipper`] keeps several calls in flight through [`sink`], retried by the
-//! [`retry`] policy, and commits the checkpoint in file order; [`metrics`] counts it all.
+//! [`retry`] policy (outages warned by [`outage`]), and commits the checkpoint in file order; [`metrics`] counts it all.
 //!
 //! The agent calls [`Shipper::new`] with a [`ShipperConfig`], registers
 //! [`Shipper::metrics`] (see [`Metrics::register`]), and awaits [`Shipper::run`] with a
@@ -31,6 +31,7 @@ pub mod event;
 pub mod files;
 pub mod limits;
 pub mod metrics;
+pub mod outage;
 pub mod reader;
 pub mod retry;
 pub mod shipper;

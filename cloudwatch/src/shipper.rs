@@ -18,6 +18,7 @@ use crate::error::ShipperError;
 use crate::event::{Event, build_message, parse_timestamp};
 use crate::limits::{MAX_EVENT_AGE_MS, MAX_EVENT_FUTURE_MS};
 use crate::metrics::{DropReason, Metrics};
+use crate::outage::Outages;
 use crate::reader::{LineReader, Poll};
 use crate::retry::{Backoff, BackoffConfig, FailureCause};
 use crate::sink::CloudWatchSink;
@@ -372,6 +373,7 @@ async fn send_loop(
     unacked: &AtomicU64,
 ) {
     let abandon = CancellationToken::new();
+    let outages = Arc::new(Outages::default());
     let mut inflight: VecDeque<InFlight> = VecDeque::new();
     let mut reader_done = false;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -407,7 +409,7 @@ async fn send_loop(
                     inflight.push_back((handle, batch.end, batch.bytes));
                 }
                 Some(batch) => {
-                    let task = deliver(sink.clone(), batch.events, metrics.clone(), config.backoff, abandon.clone());
+                    let task = deliver(sink.clone(), batch.events, metrics.clone(), config.backoff, abandon.clone(), outages.clone());
                     inflight.push_back((tokio::spawn(task), batch.end, batch.bytes));
                 }
                 None => reader_done = true,
@@ -436,12 +438,14 @@ async fn deliver(
     metrics: Metrics,
     backoff: BackoffConfig,
     abandon: CancellationToken,
+    outages: Arc<Outages>,
 ) -> Outcome {
     let mut stack = vec![events];
     while let Some(chunk) = stack.pop() {
         let mut backoff = Backoff::new(backoff);
         let mut created = false;
         let mut attempts = 0u32;
+        let mut detail = String::new();
         loop {
             attempts += 1;
             let res = tokio::select! {
@@ -450,6 +454,9 @@ async fn deliver(
             };
             let cause = match res {
                 Ok(rejected) => {
+                    if let Some(report) = outages.success(Instant::now()) {
+                        outages.log(&report, "PutLogEvents", "");
+                    }
                     metrics.batches.inc();
                     metrics.events.inc_by(chunk.len() as u64);
                     metrics
@@ -461,52 +468,54 @@ async fn deliver(
                     metrics.record_drop(DropReason::RejectedExpired, rejected.expired);
                     break;
                 }
-                Err(e) => match e.cause {
-                    FailureCause::InvalidParameter => {
-                        metrics.retries(e.cause).inc();
-                        if chunk.len() > 1 {
-                            tracing::warn!(events = chunk.len(), error = %e.detail, "CloudWatch refused a batch as invalid: splitting it");
-                            let mut first = chunk;
-                            let second = first.split_off(first.len() / 2);
-                            stack.push(second);
-                            stack.push(first);
-                        } else {
-                            tracing::warn!(error = %e.detail, "CloudWatch refused an event as invalid: dropped");
-                            metrics.record_drop(DropReason::InvalidParameter, 1);
+                Err(e) => {
+                    detail.clone_from(&e.detail);
+                    match e.cause {
+                        FailureCause::InvalidParameter => {
+                            metrics.retries(e.cause).inc();
+                            if chunk.len() > 1 {
+                                tracing::warn!(events = chunk.len(), error = %e.detail, "CloudWatch refused a batch as invalid: splitting it");
+                                let mut first = chunk;
+                                let second = first.split_off(first.len() / 2);
+                                stack.push(second);
+                                stack.push(first);
+                            } else {
+                                tracing::warn!(error = %e.detail, "CloudWatch refused an event as invalid: dropped");
+                                metrics.record_drop(DropReason::InvalidParameter, 1);
+                            }
+                            break;
                         }
-                        break;
-                    }
-                    FailureCause::NotFound if !created => {
-                        created = true;
-                        metrics.retries(e.cause).inc();
-                        match sink.create_destination().await {
-                            Ok(()) => continue,
-                            Err(ce) => ce.cause,
+                        FailureCause::NotFound if !created => {
+                            created = true;
+                            metrics.retries(e.cause).inc();
+                            match sink.create_destination().await {
+                                Ok(()) => continue,
+                                Err(ce) => ce.cause,
+                            }
                         }
-                    }
-                    FailureCause::Credentials => {
-                        tracing::error!(operation = e.operation, error = %e.detail, "CloudWatch Logs refused our credentials; backing off");
-                        e.cause
-                    }
-                    FailureCause::Other => {
-                        tracing::error!(operation = e.operation, error = %e.detail, "CloudWatch Logs call failed; backing off");
-                        e.cause
-                    }
-                    cause => {
-                        if attempts == 1 {
-                            tracing::warn!(operation = e.operation, cause = cause.as_str(), error = %e.detail, "CloudWatch Logs call failed; retrying with backoff");
-                        } else {
-                            tracing::debug!(
-                                operation = e.operation,
-                                cause = cause.as_str(),
-                                attempts,
-                                "retrying"
-                            );
+                        FailureCause::Credentials => {
+                            tracing::error!(operation = e.operation, error = %e.detail, "CloudWatch Logs refused our credentials; backing off");
+                            e.cause
                         }
-                        cause
+                        FailureCause::Other => {
+                            tracing::error!(operation = e.operation, error = %e.detail, "CloudWatch Logs call failed; backing off");
+                            e.cause
+                        }
+                        cause => cause,
                     }
-                },
+                }
             };
+            if cause.is_retried_as_is() {
+                let lines = if attempts == 1 { chunk.len() as u64 } else { 0 };
+                if let Some(report) = outages.failure(Instant::now(), cause, lines) {
+                    outages.log(&report, "PutLogEvents", &detail);
+                }
+            }
+            tracing::debug!(
+                cause = cause.as_str(),
+                attempts,
+                "CloudWatch Logs call failed; retrying"
+            );
             if cause == FailureCause::NotFound {
                 created = false;
             }
