@@ -28,6 +28,12 @@ impl Metrics {
         Self { registry }
     }
 
+    /// Serves `registry` as it is, without the flow-log pipeline's metrics (for a
+    /// process that ships files without running the pipeline, `cloudwatch-ship`).
+    pub fn from_registry(registry: Registry) -> Self {
+        Self { registry }
+    }
+
     /// The registry, so the agent can add its own metrics.
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry

@@ -3,12 +3,54 @@
 //! `CLUSTER_NAME`, `MY_NODE_NAME`, `CW_LIVE_NAME`, `CW_FORMAT`=json|incumbent,
 //! `CW_FLUSH_MS`, `CW_MAX_EVENTS`, `CW_MAX_IN_FLIGHT`, `CW_BACKOFF_BASE_MS`,
 //! `CW_BACKOFF_CAP_MS`, `CW_REQUEST_TIMEOUT_MS`). Stops on SIGTERM or SIGINT.
+//!
+//! Flags, as the agent names them: `--metrics-bind-addr ADDR` serves `/metrics` (the
+//! shipper's `cloudwatch_*` counters) and `--health-probe-bind-addr ADDR` serves
+//! `/healthz` and `/readyz`, through the agent's own listeners (`exporter::http`). Off
+//! unless a flag is given (the agent's ports would clash on a node running both); with
+//! one flag the other listener takes the agent's default address.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cloudwatch::{MessageFormat, Shipper, ShipperConfig};
+use exporter::http::{HttpConfig, HttpServers, Readiness};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+
+/// The listener addresses given on the command line; `None`: no listener.
+fn http_flags(args: impl Iterator<Item = String>) -> Result<Option<HttpConfig>, String> {
+    let mut config = HttpConfig::default();
+    let mut any = false;
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg, None),
+        };
+        let slot = match flag.as_str() {
+            "--metrics-bind-addr" => &mut config.metrics_addr,
+            "--health-probe-bind-addr" => &mut config.health_addr,
+            other => return Err(format!("unknown argument {other}")),
+        };
+        let value = inline
+            .or_else(|| args.next())
+            .ok_or_else(|| format!("{flag} needs an address"))?;
+        *slot = parse_addr(&value).map_err(|e| format!("{flag} {value}: {e}"))?;
+        any = true;
+    }
+    Ok(any.then_some(config))
+}
+
+/// `host:port`, or `:port` for every address, as the agent accepts.
+fn parse_addr(v: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}").parse(),
+        None => v.parse(),
+    }
+}
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -82,7 +124,35 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let http = match http_flags(std::env::args().skip(1)) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cloudwatch-ship: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shutdown = CancellationToken::new();
+    if let Some(http) = http {
+        let mut registry = Registry::default();
+        shipper.metrics().register(&mut registry);
+        let metrics = Arc::new(exporter::Metrics::from_registry(registry));
+        let readiness = Readiness::default();
+        let servers = match HttpServers::bind(&http, metrics, readiness.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cloudwatch-ship: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!(metrics = %servers.metrics_addr(), health = %servers.health_addr(), "serving /metrics and health");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = servers.serve(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "metrics or health listener failed");
+            }
+        });
+        readiness.set_ready(true);
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         let Ok(mut term) =
