@@ -145,6 +145,7 @@ pub async fn run(
         node_name: config.node_name.clone().unwrap_or_default().into(),
         ..EnrichmentSnapshot::default()
     });
+    exporter::sink::warn_if_min_file_age_below_tailer_refresh(config.log_file_min_age);
     let pipeline = Pipeline::new(pipeline_config(&config), snapshot.clone(), &config.log_file)
         .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
     let stats = pipeline.shared_stats();

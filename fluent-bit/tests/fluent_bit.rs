@@ -318,6 +318,30 @@ fn refresh_interval_discovers_a_new_file_before_it_can_rotate() {
     }
 }
 
+/// The agent warns at start-up when `--log-file-min-age` is below this interval: the
+/// shipped configurations and the agent's threshold must move together.
+#[test]
+fn the_agents_min_age_warning_threshold_is_the_shipped_refresh_interval() {
+    for (name, cfg) in all_configs() {
+        let refresh = seconds(name, &tail(name, &cfg), "refresh_interval");
+        assert_eq!(
+            Duration::from_secs(refresh),
+            exporter::sink::FLUENT_BIT_REFRESH_INTERVAL,
+            "{name}: Refresh_Interval {refresh} s; change exporter::sink::FLUENT_BIT_REFRESH_INTERVAL with it"
+        );
+        let below = Duration::from_secs(refresh) - Duration::from_millis(1);
+        assert!(
+            exporter::sink::min_file_age_warning(below).is_some(),
+            "{name}"
+        );
+        assert!(
+            exporter::sink::min_file_age_warning(Duration::from_secs(refresh)).is_none(),
+            "{name}"
+        );
+        assert!(exporter::sink::min_file_age_warning(defaults::LOG_FILE_MIN_AGE).is_none());
+    }
+}
+
 #[test]
 fn tail_keeps_offsets_and_buffers_outside_the_read_only_log_directory() {
     for (name, cfg) in all_configs() {

@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A live file is never rotated younger than this, so a tail reader that rescans the
 /// directory every few seconds always discovers it.
 pub const DEFAULT_MIN_FILE_AGE: Duration = Duration::from_secs(30);
+/// The tail input's `Refresh_Interval` in the shipped Fluent Bit configuration
+/// (`fluent-bit/fluent-bit.conf` and `.yaml`; a test there keeps them equal): how often
+/// Fluent Bit rescans the directory for a new live file.
+pub const FLUENT_BIT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// A rotated file is compressed only this long after its rotation, so tail readers
 /// finish its end first (Fluent Bit's Rotate_Wait is 5 s).
 pub const DEFAULT_COMPRESS_GRACE: Duration = Duration::from_secs(60);
@@ -119,9 +123,45 @@ pub fn ensure_operational_log_apart(
     Ok(())
 }
 
+/// The start-up warning for a minimum file age below the shipped Fluent Bit
+/// configuration's refresh interval; `None` when the age is at least that interval.
+pub fn min_file_age_warning(min_file_age: Duration) -> Option<String> {
+    (min_file_age < FLUENT_BIT_REFRESH_INTERVAL).then(|| {
+        format!(
+            "--log-file-min-age {min_file_age:?} is below the Refresh_Interval of the shipped Fluent Bit configuration ({FLUENT_BIT_REFRESH_INTERVAL:?}): a live file can be rotated away before Fluent Bit rescans the directory and sees it, and Fluent Bit then never reads its lines (the agent's own CloudWatch shipper is not affected); keep it at least {FLUENT_BIT_REFRESH_INTERVAL:?} (default {DEFAULT_MIN_FILE_AGE:?})"
+        )
+    })
+}
+
+/// Logs [`min_file_age_warning`] at warn, once, at start-up; returns whether it did.
+pub fn warn_if_min_file_age_below_tailer_refresh(min_file_age: Duration) -> bool {
+    let Some(text) = min_file_age_warning(min_file_age) else {
+        return false;
+    };
+    tracing::warn!(min_file_age = ?min_file_age, refresh_interval = ?FLUENT_BIT_REFRESH_INTERVAL, "{text}");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minimum_file_age_below_the_fluent_bit_refresh_interval_is_warned_about() {
+        for age in [0, 1, 4] {
+            let text = min_file_age_warning(Duration::from_secs(age)).expect("warned");
+            assert!(text.contains("Refresh_Interval"), "{text}");
+            assert!(text.contains("never reads its lines"), "{text}");
+        }
+        assert!(min_file_age_warning(FLUENT_BIT_REFRESH_INTERVAL).is_none());
+        assert!(min_file_age_warning(DEFAULT_MIN_FILE_AGE).is_none());
+        assert!(warn_if_min_file_age_below_tailer_refresh(
+            Duration::from_secs(1)
+        ));
+        assert!(!warn_if_min_file_age_below_tailer_refresh(
+            DEFAULT_MIN_FILE_AGE
+        ));
+    }
 
     #[test]
     fn operational_logs_may_not_share_the_flow_file_or_its_glob() {

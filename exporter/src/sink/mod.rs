@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::{DEFAULT_FLOW_LOG_PATH, FileSinkConfig, ensure_operational_log_apart};
+pub use config::{
+    DEFAULT_FLOW_LOG_PATH, FLUENT_BIT_REFRESH_INTERVAL, FileSinkConfig,
+    ensure_operational_log_apart, min_file_age_warning, warn_if_min_file_age_below_tailer_refresh,
+};
 pub use names::{
     RotatedName, ShippingFile, list_shipping_order, parse_rotated_name, rotated_file_name,
 };
