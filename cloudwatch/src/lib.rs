@@ -22,6 +22,10 @@
 //! Lines are delivered at least once; duplicates come only from requests whose answer
 //! was lost (a reset after the service accepted them, a timeout, a kill). The crate's
 //! feature `testkit` adds the fault-injecting proxy and the moto launcher its tests use.
+//!
+//! Order: CloudWatch Logs orders a stream by timestamp only, and requests run
+//! concurrently, so lines with equal timestamps may come back in another order than
+//! written; sort by timestamp, then by the flow fields (see the exporter README).
 
 pub mod batch;
 pub mod checkpoint;
