@@ -1,5 +1,6 @@
 //! The `netpol-agent` command: parses the command line, sets up the operational log
-//! (stderr, or its own file; never the flow-log file) and dispatches.
+//! (stderr, or its own daily-rotated file; never the flow-log file; see `agent::logging`)
+//! and dispatches.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -7,6 +8,7 @@ use agent::lab::{
     self,
     probe::{Family, ProbeSpec, Protocol},
 };
+use agent::logging::{self, LogGuard, Output};
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -142,27 +144,37 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => {
-            let config = config::load(&args, &config::process_env)?;
-            init_tracing(&config.log_level.to_string());
-            run_daemon(*args, config)
-        }
+        Command::Run(args) => run(*args),
         Command::Config {
             command: ConfigCommand::Validate { file },
         } => {
-            let diagnostics = config::validate_file(&file);
+            let (diagnostics, omitted) = match config::check_file(&file) {
+                Ok(report) => (report.diagnostics, report.omitted),
+                Err(_) => (config::validate_file(&file), 0),
+            };
             for d in &diagnostics {
                 println!("{d}");
+            }
+            if omitted > 0 {
+                println!(
+                    "{}: ... and {omitted} more error(s) not shown (the first {} are)",
+                    file.display(),
+                    config::MAX_REPORTED
+                );
             }
             if diagnostics.is_empty() {
                 println!("{}: ok", file.display());
                 Ok(())
             } else {
-                bail!("{}: {} error(s)", file.display(), diagnostics.len())
+                bail!(
+                    "{}: {} error(s)",
+                    file.display(),
+                    diagnostics.len() + omitted
+                )
             }
         }
         Command::Lab { command, state_dir } => {
-            init_tracing("warn");
+            let _log = init_interactive_log()?;
             lab_command(command, state_dir)
         }
         Command::Ebpf {
@@ -185,7 +197,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Demo { state_dir } => {
-            init_tracing("warn");
+            let _log = init_interactive_log()?;
             println!(
                 "Stars demo (EKS user guide) on a local lab: real namespaces, real eBPF enforcement, real flow logs."
             );
@@ -299,11 +311,60 @@ fn run_daemon(args: config::RunArgs, config: config::AgentConfig) -> Result<()> 
     })
 }
 
-fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NETPOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// `run`: the configuration, the operational log, the listen addresses, then the daemon.
+/// Once the log is up, a failure that stops the agent is logged (one JSON line when the
+/// log is JSON) and, when the log is a file, also printed on stderr; the exit code is 1.
+fn run(args: config::RunArgs) -> Result<()> {
+    let config = config::load(&args, &config::process_env)?;
+    let plan = logging::plan_for_process(
+        config.log_level,
+        config.log_format,
+        config.operational_log_file.as_deref(),
+    );
+    let log = logging::init(&plan)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        filter = %plan.filter,
+        format = %plan.format,
+        "netpol-agent starting"
+    );
+    let Err(error) = check_listen_addresses(&config).and_then(|()| run_daemon(args, config)) else {
+        return Ok(());
+    };
+    tracing::error!("{error:#}");
+    // Writes what the file writer still holds; `exit` runs no destructors.
+    drop::<LogGuard>(log);
+    if plan.output != Output::Stderr {
+        eprintln!("Error: {error:#}");
+    }
+    std::process::exit(1);
+}
+
+/// A listen address with a host that is not one of this host's (network namespace's)
+/// addresses fails first with "address not available", naming the setting and the
+/// address, before anything is loaded. Binding port 0 of the host tests the address
+/// without touching the configured port.
+fn check_listen_addresses(config: &config::AgentConfig) -> Result<()> {
+    for (key, addr) in [
+        ("metrics_bind_addr", config.metrics_bind_addr),
+        ("health_probe_bind_addr", config.health_probe_bind_addr),
+    ] {
+        let Some(host) = addr.host else { continue };
+        if let Err(e) = std::net::TcpListener::bind((host, 0))
+            && e.kind() == std::io::ErrorKind::AddrNotAvailable
+        {
+            bail!(
+                "address not available: {key} {addr}: {host} is not an address of this host ({e}); use one of its addresses or :{} for all",
+                addr.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The log of the interactive commands (lab, demo): warnings and errors, text on a
+/// terminal and JSON otherwise, as for `run`.
+fn init_interactive_log() -> Result<LogGuard> {
+    let plan = logging::plan_for_process(config::LogLevel::Warn, None, None);
+    Ok(logging::init(&plan)?)
 }

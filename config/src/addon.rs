@@ -8,7 +8,10 @@
 
 use crate::error::{Pos, Severity};
 use crate::node::{Entry, Node, Value};
-use crate::settings::closest;
+use std::collections::HashMap;
+
+use crate::file::MAX_REPORTED;
+use crate::settings::{closest, shorten};
 use crate::values::{EnforcingMode, LogLevel};
 
 /// Top-level keys of the vpc-cni add-on schema that do not concern the network policy
@@ -152,19 +155,20 @@ pub(crate) fn check(root: &Node) -> (Vec<Override>, Vec<Finding>) {
                     .iter()
                     .chain(OTHER_TOP_LEVEL_KEYS)
                     .copied();
-                out.unknown(entry.key_pos, other, other, closest(other, known));
+                out.unknown(entry.key_pos, other, other, known);
             }
         }
     }
     (out.overrides, out.findings)
 }
 
-/// The entries of a mapping with duplicates reported (the last one wins, as in JSON parsers).
+/// The entries of a mapping with duplicates reported (the last one wins, as in JSON
+/// parsers), in the order of their last occurrence.
 fn unique<'a>(entries: &'a [Entry], prefix: &str, out: &mut Checker) -> Vec<&'a Entry> {
-    let mut kept: Vec<&Entry> = Vec::new();
-    for entry in entries {
-        if let Some(first) = kept.iter().position(|e| e.key == entry.key) {
-            let first_pos = kept[first].key_pos;
+    // Each key's latest occurrence so far: its index and position.
+    let mut latest: HashMap<&str, (usize, Pos)> = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some((_, first_pos)) = latest.insert(&entry.key, (index, entry.key_pos)) {
             out.error(
                 entry.key_pos,
                 &join(prefix, &entry.key),
@@ -173,11 +177,14 @@ fn unique<'a>(entries: &'a [Entry], prefix: &str, out: &mut Checker) -> Vec<&'a 
                     first_pos.line, first_pos.column
                 ),
             );
-            kept.remove(first);
         }
-        kept.push(entry);
     }
-    kept
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(index, entry)| latest.get(entry.key.as_str()).map(|(i, _)| i) == Some(index))
+        .map(|(_, entry)| entry)
+        .collect()
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -192,6 +199,8 @@ fn join(prefix: &str, key: &str) -> String {
 struct Checker {
     overrides: Vec<Override>,
     findings: Vec<Finding>,
+    /// Unknown keys given a "did you mean" search so far.
+    hinted: usize,
 }
 
 impl Checker {
@@ -199,7 +208,7 @@ impl Checker {
         let message = if key.is_empty() {
             message
         } else {
-            format!("{key}: {message}")
+            format!("{}: {message}", shorten(key))
         };
         self.findings.push(Finding {
             pos,
@@ -209,12 +218,29 @@ impl Checker {
         });
     }
 
-    fn unknown(&mut self, pos: Pos, path: &str, key: &str, suggestion: Option<&str>) {
+    /// An unknown key; the first [`MAX_REPORTED`] get a "did you mean" search among `known`
+    /// (no more are shown).
+    fn unknown<'k>(
+        &mut self,
+        pos: Pos,
+        path: &str,
+        key: &str,
+        known: impl IntoIterator<Item = &'k str>,
+    ) {
+        let suggestion = if self.hinted < MAX_REPORTED {
+            self.hinted += 1;
+            closest(key, known)
+        } else {
+            None
+        };
         let hint = suggestion.map_or_else(String::new, |s| format!(" (did you mean {s:?}?)"));
         self.error(
             pos,
             path,
-            format!("unknown key {key:?} in the add-on configuration{hint}"),
+            format!(
+                "unknown key {:?} in the add-on configuration{hint}",
+                shorten(key)
+            ),
         );
     }
 
@@ -233,7 +259,7 @@ impl Checker {
                 Some((_, kind, setting)) => self.value(inner, &path, *kind, *setting),
                 None => {
                     let known = NODE_AGENT_KEYS.iter().map(|(k, _, _)| *k);
-                    self.unknown(inner.key_pos, &path, &inner.key, closest(&inner.key, known));
+                    self.unknown(inner.key_pos, &path, &inner.key, known);
                 }
             }
         }

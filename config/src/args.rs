@@ -3,7 +3,9 @@
 //! with the same parsers as the environment, so a bad flag and a bad variable read alike.
 //!
 //! Boolean flags follow the incumbent (Go pflag): `--enable-network-policy` alone means
-//! true, `--enable-network-policy=false` sets false.
+//! true, `--enable-network-policy=false` sets false. Numeric flags take negative numbers
+//! as values (`--log-file-max-size -1`), so the answer names the setting's range rather
+//! than an unknown flag `-1`.
 
 use std::path::PathBuf;
 
@@ -40,13 +42,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<String>,
     /// Rotate the flow-log file at this size, in MB [default: 200].
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", allow_negative_numbers = true)]
     pub log_file_max_size: Option<String>,
     /// Rotated flow-log files kept [default: 8].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub log_file_max_backups: Option<String>,
     /// Remove rotated flow-log files older than this many days, 0 = never [default: 30].
-    #[arg(long, value_name = "DAYS")]
+    #[arg(long, value_name = "DAYS", allow_negative_numbers = true)]
     pub log_file_max_age: Option<String>,
     /// Minimum age of the live flow-log file before rotation [default: 30s].
     #[arg(long, value_name = "DURATION")]
@@ -67,11 +69,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub deny_fold_window: Option<String>,
     /// Kernel ring buffer bytes, a power of two [default: 4194304].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub ring_buffer_size: Option<String>,
     /// Entries each kernel policy hash holds before the trie takes over, 1024 to
     /// 4194304 [default: 262144].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub policy_hash_entries: Option<String>,
     /// Metrics listen address [default: :8162].
     #[arg(long, value_name = "ADDR")]
@@ -80,19 +82,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub health_probe_bind_addr: Option<String>,
     /// Conntrack sweep period, seconds or a duration [default: 300].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub conntrack_cache_cleanup_period: Option<String>,
     /// Conntrack map entries, 32768 to 1048576 [default: 524288].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub conntrack_cache_table_size: Option<String>,
     /// trace|debug|info|warn|error: operational log level [default: debug].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Operational log file [default: stderr].
+    /// text|json: operational log format [default: json when the log is not a terminal,
+    /// text on one].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Operational log file, rotated daily (PATH.YYYY-MM-DD); never the flow-log file
+    /// [default: stderr].
     #[arg(long, value_name = "PATH")]
     pub operational_log_file: Option<String>,
     /// Accepted for compatibility with the incumbent [default: 3].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_concurrent_reconciles: Option<String>,
     /// Cluster name (env CLUSTER_NAME); names the CloudWatch log group.
     #[arg(long, value_name = "NAME")]
@@ -107,7 +114,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub cloudwatch_log_stream: Option<String>,
     /// Retention for a log group the agent creates (1, 3, 5, 7, 14, 30, … 3653 days).
-    #[arg(long, value_name = "DAYS")]
+    #[arg(long, value_name = "DAYS", allow_negative_numbers = true)]
     pub cloudwatch_retention_days: Option<String>,
     /// AWS Region for CloudWatch [default: the SDK's chain].
     #[arg(long, value_name = "REGION")]
@@ -158,7 +165,7 @@ impl RunArgs {
             flow_log_scope, flow_log_format, deny_fold_window, ring_buffer_size, policy_hash_entries,
             metrics_bind_addr,
             health_probe_bind_addr, conntrack_cache_cleanup_period, conntrack_cache_table_size,
-            log_level, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
+            log_level, log_format, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
             cloudwatch_log_group, cloudwatch_log_stream, cloudwatch_retention_days,
             cloudwatch_region, cloudwatch_endpoint, cloudwatch_flush_interval, policy_dir,
             kubeconfig, apiserver, attach_mode, bpffs_pin_dir, veth_prefix,

@@ -131,13 +131,22 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A config file or add-on JSON has errors (every one is listed).
-    #[error("{} has {} error(s):\n{}", path.display(), diagnostics.len(), join_lines(diagnostics))]
+    /// A config file or add-on JSON has errors (the first hundred are listed, the rest
+    /// counted).
+    #[error(
+        "{} has {} error(s):\n{}{}",
+        path.display(),
+        diagnostics.len() + omitted,
+        join_lines(diagnostics),
+        more_line(*omitted)
+    )]
     File {
         /// The file.
         path: PathBuf,
-        /// Its errors, in file order.
+        /// Its first errors, in file order.
         diagnostics: Vec<Diagnostic>,
+        /// How many more errors it has.
+        omitted: usize,
     },
     /// Settings from the environment, flags or a file have bad values (every one is listed).
     #[error("invalid configuration:\n{}", join_lines(problems))]
@@ -145,6 +154,17 @@ pub enum ConfigError {
         /// The bad settings.
         problems: Vec<Problem>,
     },
+}
+
+/// The line that ends a cut list of errors: `... and 49900 more error(s)`; empty when
+/// nothing was cut.
+#[must_use]
+pub fn more_line(omitted: usize) -> String {
+    if omitted == 0 {
+        String::new()
+    } else {
+        format!("\n  ... and {omitted} more error(s) not shown")
+    }
 }
 
 fn join_lines<T: fmt::Display>(items: &[T]) -> String {

@@ -3,7 +3,7 @@
 //! origin of each value, and `validate_file`, which reports every error with its line and
 //! column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -12,12 +12,20 @@ use crate::error::{ConfigError, Diagnostic, Origin, Pos, Severity};
 use crate::json::{self, SyntaxError};
 use crate::model::AgentConfig;
 use crate::node::{Entry, Node, Value};
-use crate::settings::{SETTINGS, closest, set_from_node, set_from_text, setting};
+use crate::settings::{SETTINGS, closest, set_from_node, set_from_text, setting, shorten};
 use crate::validate::{CROSS_FIELD, problems};
 use crate::yaml;
 
 /// Where each setting's value came from; settings left at their default are absent.
 pub type Origins = BTreeMap<&'static str, Origin>;
+
+/// At most this many findings of a file are reported (the first, in file order); the
+/// rest are only counted ([`FileReport::omitted`]), so a huge broken file answers quickly
+/// with a readable list.
+pub const MAX_REPORTED: usize = 100;
+
+/// The UTF-8 byte order mark some editors (and Windows tools) put at the start of a file.
+const BOM: char = '\u{feff}';
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,29 +48,37 @@ impl fmt::Display for FileKind {
 /// The syntax a file is read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `.json`, or content starting with `{` when the extension says nothing.
+    /// `.json`, or content starting with `{` when the name has no extension.
     Json,
-    /// `.yaml`, `.yml`, or anything else.
+    /// `.yaml`, `.yml`, or other content when the name has no extension.
     Yaml,
 }
 
 impl Format {
-    /// By extension; without a known one, by the first non-blank character.
-    #[must_use]
-    pub fn of(path: &Path, text: &str) -> Self {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("json") => Self::Json,
+    /// By extension (`.json`, `.yaml`, `.yml`, any case); a name without an extension (a
+    /// ConfigMap key, `/dev/stdin`) by its first non-blank character.
+    ///
+    /// # Errors
+    /// Any other extension, with a message naming the accepted ones.
+    pub fn of(path: &Path, text: &str) -> Result<Self, String> {
+        let Some(extension) = path.extension() else {
+            return Ok(
+                if text.trim_start_matches(BOM).trim_start().starts_with('{') {
+                    Self::Json
+                } else {
+                    Self::Yaml
+                },
+            );
+        };
+        match extension.to_str() {
+            Some(e) if e.eq_ignore_ascii_case("json") => Ok(Self::Json),
             Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => {
-                Self::Yaml
+                Ok(Self::Yaml)
             }
-            _ if text
-                .trim_start_matches('\u{feff}')
-                .trim_start()
-                .starts_with('{') =>
-            {
-                Self::Json
-            }
-            _ => Self::Yaml,
+            _ => Err(format!(
+                "unknown file extension {:?}: a config file ends in .yaml, .yml or .json (a name without an extension is read as JSON when it starts with '{{', else as YAML)",
+                format!(".{}", extension.to_string_lossy())
+            )),
         }
     }
 }
@@ -74,8 +90,10 @@ pub struct FileReport {
     pub path: PathBuf,
     /// What it was recognised as.
     pub kind: FileKind,
-    /// Every finding, in file order.
+    /// The first [`MAX_REPORTED`] findings, in file order.
     pub diagnostics: Vec<Diagnostic>,
+    /// How many more findings there were past those.
+    pub omitted: usize,
 }
 
 impl FileReport {
@@ -88,9 +106,9 @@ impl FileReport {
     }
 }
 
-/// Checks a config file or an EKS add-on configuration JSON and returns every finding,
-/// each with its line and column (`file.json:3:25: error: ...`). An unreadable file gives
-/// one diagnostic at 1:1.
+/// Checks a config file or an EKS add-on configuration JSON and returns its findings (the
+/// first [`MAX_REPORTED`]; [`check_file`] also counts the rest), each with its line and
+/// column (`file.json:3:25: error: ...`). An unreadable file gives one diagnostic at 1:1.
 #[must_use]
 pub fn validate_file(path: &Path) -> Vec<Diagnostic> {
     match check_file(path) {
@@ -153,21 +171,49 @@ pub fn check_text(path: &Path, text: &str) -> FileReport {
     }
     diagnostics.sort_by_key(|d| d.pos);
     diagnostics.dedup();
+    let omitted = applied.omitted + diagnostics.len().saturating_sub(MAX_REPORTED);
+    diagnostics.truncate(MAX_REPORTED);
     FileReport {
         path: path.to_path_buf(),
         kind: applied.kind,
         diagnostics,
+        omitted,
     }
 }
 
 /// What applying one file did.
 pub(crate) struct Applied {
     pub kind: FileKind,
+    /// Among them the first [`MAX_REPORTED`] by position (not sorted).
     pub diagnostics: Vec<Diagnostic>,
+    /// Findings left out of `diagnostics`.
+    pub omitted: usize,
     /// Whether the whole document was read (only recoverable syntax errors, if any).
     pub tree_complete: bool,
     /// For add-on files: our setting key -> the add-on key it came from.
     pub addon_keys: BTreeMap<&'static str, String>,
+}
+
+/// Findings of one source that come in file order: the first [`MAX_REPORTED`] are kept (so
+/// they hold the first of the file whatever other sources add), the rest only counted.
+#[derive(Default)]
+struct Bounded {
+    kept: Vec<Diagnostic>,
+    dropped: usize,
+}
+
+impl Bounded {
+    fn full(&self) -> bool {
+        self.kept.len() >= MAX_REPORTED
+    }
+
+    fn push(&mut self, diagnostic: Diagnostic) {
+        if self.full() {
+            self.dropped += 1;
+        } else {
+            self.kept.push(diagnostic);
+        }
+    }
 }
 
 fn diag(path: &Path, pos: Pos, key: &str, message: String) -> Diagnostic {
@@ -216,17 +262,25 @@ pub(crate) fn apply_text(
     config: &mut AgentConfig,
     origins: &mut Origins,
 ) -> Applied {
-    let mut diagnostics = Vec::new();
+    // A byte order mark is not content: positions count from the character after it.
+    let text = text.strip_prefix(BOM).unwrap_or(text);
+    let mut syntax = Bounded::default();
     let root = match Format::of(path, text) {
-        Format::Json => {
+        Err(message) => {
+            syntax.push(diag(path, Pos::new(1, 1), "", message));
+            None
+        }
+        Ok(Format::Json) => {
             let (root, errors) = json::parse(text);
-            diagnostics.extend(errors.into_iter().map(|e| syntax_diag(path, e)));
+            for e in errors {
+                syntax.push(syntax_diag(path, e));
+            }
             root
         }
-        Format::Yaml => match yaml::parse(text) {
+        Ok(Format::Yaml) => match yaml::parse(text) {
             Ok(root) => Some(root),
             Err(e) => {
-                diagnostics.push(syntax_diag(path, e));
+                syntax.push(syntax_diag(path, e));
                 None
             }
         },
@@ -239,24 +293,31 @@ pub(crate) fn apply_text(
         };
         return Applied {
             kind,
-            diagnostics,
+            diagnostics: syntax.kept,
+            omitted: syntax.dropped,
             tree_complete: false,
             addon_keys: BTreeMap::new(),
         };
     };
     let kind = detect(&root);
     let mut addon_keys = BTreeMap::new();
+    let mut tree = Bounded::default();
     match kind {
-        FileKind::AgentConfig => apply_agent_tree(path, &root, config, origins, &mut diagnostics),
+        FileKind::AgentConfig => apply_agent_tree(path, &root, config, origins, &mut tree),
         FileKind::AddonConfig => {
-            let (overrides, findings) = addon::check(&root);
-            diagnostics.extend(findings.into_iter().map(|f| Diagnostic {
-                path: path.to_path_buf(),
-                pos: f.pos,
-                severity: f.severity,
-                key: (!f.key.is_empty()).then_some(f.key),
-                message: f.message,
-            }));
+            let (overrides, mut findings) = addon::check(&root);
+            // The add-on checker walks the tree, not the file, in order.
+            findings.sort_by_key(|f| f.pos);
+            for f in findings {
+                tree.push(Diagnostic {
+                    path: path.to_path_buf(),
+                    pos: f.pos,
+                    severity: f.severity,
+                    key: (!f.key.is_empty()).then_some(f.key),
+                    message: f.message,
+                });
+            }
+            let mut bad = Vec::new();
             for o in overrides {
                 match set_from_text(config, o.setting, &o.text) {
                     Some(Ok(())) => {
@@ -271,28 +332,35 @@ pub(crate) fn apply_text(
                     }
                     Some(Err(message)) => {
                         let text = format!("{}: {message}", o.addon_key);
-                        diagnostics.push(diag(path, o.pos, &o.addon_key, text));
+                        bad.push(diag(path, o.pos, &o.addon_key, text));
                     }
                     None => {}
                 }
             }
+            // Few (one per mapped add-on key): kept whole, the final cut is by position.
+            tree.kept.extend(bad);
         }
     }
+    let mut diagnostics = syntax.kept;
+    diagnostics.append(&mut tree.kept);
     Applied {
         kind,
         diagnostics,
+        omitted: syntax.dropped + tree.dropped,
         tree_complete: true,
         addon_keys,
     }
 }
 
-/// Applies our config-file format: a mapping of setting keys.
+/// Applies our config-file format: a mapping of setting keys. Its findings come in file
+/// order; once `diagnostics` is full, the rest are only counted (and get no "did you mean"
+/// search).
 fn apply_agent_tree(
     path: &Path,
     root: &Node,
     config: &mut AgentConfig,
     origins: &mut Origins,
-    diagnostics: &mut Vec<Diagnostic>,
+    diagnostics: &mut Bounded,
 ) {
     let entries: &[Entry] = match &root.value {
         Value::Map(entries) => entries,
@@ -310,7 +378,7 @@ fn apply_agent_tree(
             return;
         }
     };
-    let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+    let mut seen: HashMap<&str, Pos> = HashMap::new();
     for entry in entries {
         let key = entry.key.as_str();
         if let Some(first) = seen.get(key) {
@@ -319,8 +387,10 @@ fn apply_agent_tree(
                 entry.key_pos,
                 key,
                 format!(
-                    "{key}: duplicate key (first at line {} column {})",
-                    first.line, first.column
+                    "{}: duplicate key (first at line {} column {})",
+                    shorten(key),
+                    first.line,
+                    first.column
                 ),
             ));
         }
@@ -345,6 +415,7 @@ fn apply_agent_tree(
                     format!("{key}: {message}"),
                 ));
             }
+            None if diagnostics.full() => diagnostics.dropped += 1,
             None => {
                 let hint = match closest(key, SETTINGS.iter().map(|s| s.key)) {
                     Some(known) => format!(" (did you mean {known:?}?)"),
@@ -359,7 +430,7 @@ fn apply_agent_tree(
                     path,
                     entry.key_pos,
                     key,
-                    format!("unknown key {key:?}{hint}"),
+                    format!("unknown key {:?}{hint}", shorten(key)),
                 ));
             }
         }
@@ -373,15 +444,17 @@ mod tests {
     #[test]
     fn format_follows_the_extension_then_the_first_character() {
         let of = |name: &str, text: &str| Format::of(Path::new(name), text);
-        assert_eq!(of("a.json", "x: 1"), Format::Json);
-        assert_eq!(of("a.JSON", ""), Format::Json);
-        assert_eq!(of("a.yaml", "{}"), Format::Yaml);
-        assert_eq!(of("a.yml", "{}"), Format::Yaml);
+        assert_eq!(of("a.json", "x: 1"), Ok(Format::Json));
+        assert_eq!(of("a.JSON", ""), Ok(Format::Json));
+        assert_eq!(of("a.yaml", "{}"), Ok(Format::Yaml));
+        assert_eq!(of("a.yml", "{}"), Ok(Format::Yaml));
         assert_eq!(
             of("addon", "  {\"enableNetworkPolicy\": \"true\"}"),
-            Format::Json
+            Ok(Format::Json)
         );
-        assert_eq!(of("agent.conf", "log_level: info"), Format::Yaml);
+        assert_eq!(of("config", "log_level: info"), Ok(Format::Yaml));
+        let err = of("agent.conf", "log_level: info").expect_err("unknown extension");
+        assert!(err.contains("\".conf\""), "{err}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct SyntaxError {
 const MAX_DEPTH: usize = 128;
 
 /// Reads `text` as one JSON document. Returns the tree when the syntax allows building
-/// one (possibly after recoverable errors) and every syntax error found.
+/// one (possibly after recoverable errors) and every syntax error found. An empty
+/// document (blank) is `Null`, as in YAML.
 #[must_use]
 pub fn parse(text: &str) -> (Option<Node>, Vec<SyntaxError>) {
     let mut parser = Parser {
@@ -55,8 +56,11 @@ impl Parser {
         }
         self.skip_ws().ok()?;
         if self.peek().is_none() {
-            self.fail_here("the file is empty: expected a JSON object such as {}");
-            return None;
+            // As an empty YAML file: no settings, every default.
+            return Some(Node {
+                pos: Pos::new(1, 1),
+                value: Value::Null,
+            });
         }
         let root = self.value(0).ok()?;
         self.skip_ws().ok()?;
@@ -486,7 +490,6 @@ mod tests {
             ("{\"a\": 01}", Pos::new(1, 7), "not a valid JSON number"),
             ("{\"a\": \"x}", Pos::new(1, 7), "not closed"),
             ("{\"a\": 1", Pos::new(1, 8), "not closed"),
-            ("", Pos::new(1, 1), "empty"),
             ("{} {}", Pos::new(1, 4), "after the end"),
         ];
         for (text, pos, needle) in cases {

@@ -22,12 +22,14 @@ mod yaml;
 
 pub use args::RunArgs;
 pub use error::{ConfigError, Diagnostic, Origin, Pos, Problem, Severity};
-pub use file::{FileKind, FileReport, Format, Origins, check_file, check_text, validate_file};
+pub use file::{
+    FileKind, FileReport, Format, MAX_REPORTED, Origins, check_file, check_text, validate_file,
+};
 pub use load::{ADDON_CONFIG_ENV, CONFIG_ENV, Loaded, load, load_with_origins, process_env};
 pub use model::{AgentConfig, PolicySource, defaults};
 pub use settings::{SETTINGS, SettingInfo, setting};
 pub use validate::{RETENTION_DAYS, check_log_group, check_log_stream, check_retention_days};
 pub use values::{
-    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogLevel, format_duration,
-    parse_bool, parse_duration,
+    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel,
+    format_duration, parse_bool, parse_duration,
 };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::RunArgs;
 use crate::error::{ConfigError, Origin, Problem, Severity};
-use crate::file::{Origins, apply_text};
+use crate::file::{MAX_REPORTED, Origins, apply_text};
 use crate::model::AgentConfig;
 use crate::settings::{SETTINGS, set_from_text};
 use crate::validate::problems;
@@ -121,17 +121,21 @@ fn apply_file(
         source,
     })?;
     let applied = apply_text(path, &text, config, origins);
-    let errors: Vec<_> = applied
+    let mut errors: Vec<_> = applied
         .diagnostics
         .into_iter()
         .filter(|d| d.severity == Severity::Error)
         .collect();
-    if errors.is_empty() {
+    if errors.is_empty() && applied.omitted == 0 {
         Ok(())
     } else {
+        errors.sort_by_key(|d| d.pos);
+        let omitted = applied.omitted + errors.len().saturating_sub(MAX_REPORTED);
+        errors.truncate(MAX_REPORTED);
         Err(ConfigError::File {
             path: path.to_path_buf(),
             diagnostics: errors,
+            omitted,
         })
     }
 }

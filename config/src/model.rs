@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogLevel};
+use crate::values::{
+    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel,
+};
 
 /// Default values, one named constant per setting that has one.
 pub mod defaults {
@@ -154,8 +156,11 @@ pub struct AgentConfig {
     pub conntrack_cache_table_size: u32,
     /// Operational log verbosity (`--log-level`).
     pub log_level: LogLevel,
-    /// Operational log file (`--operational-log-file`); unset means stderr. Never the
-    /// flow-log file.
+    /// Operational log format (`--log-format`, text|json); unset means json when the
+    /// operational log is not a terminal (a DaemonSet's `kubectl logs`, a file), text on one.
+    pub log_format: Option<LogFormat>,
+    /// Operational log file (`--operational-log-file`); unset means stderr. Rotated daily
+    /// (lines go to `PATH.YYYY-MM-DD`). Never the flow-log file.
     pub operational_log_file: Option<PathBuf>,
     /// Accepted for compatibility with the incumbent (`--max-concurrent-reconciles`).
     pub max_concurrent_reconciles: u32,
@@ -223,6 +228,7 @@ impl Default for AgentConfig {
             conntrack_cache_cleanup_period: d::CONNTRACK_CACHE_CLEANUP_PERIOD,
             conntrack_cache_table_size: d::CONNTRACK_CACHE_TABLE_SIZE,
             log_level: d::LOG_LEVEL,
+            log_format: None,
             operational_log_file: None,
             max_concurrent_reconciles: d::MAX_CONCURRENT_RECONCILES,
             cluster_name: None,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::model::AgentConfig;
 use crate::node::{Node, Value};
+use crate::validate::range_message;
 use crate::values::{
-    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogLevel, parse_bool,
+    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel, parse_bool,
     parse_duration,
 };
 
@@ -155,6 +156,7 @@ macro_rules! enum_setting {
 }
 enum_setting!(
     LogLevel,
+    LogFormat,
     FlowLogScope,
     LineFormat,
     EnforcingMode,
@@ -179,6 +181,13 @@ impl<T: SettingValue> SettingValue for Option<T> {
     }
 }
 
+/// A whole number the setting's type cannot hold (`-1` for a size) is reported with the
+/// setting's real range, as the same value in range of the type would be; `fallback`
+/// otherwise.
+fn in_range_terms(key: &str, number: i128, fallback: String) -> String {
+    range_message(key, number).unwrap_or(fallback)
+}
+
 /// Declares the settings table and the setters generated from it.
 macro_rules! settings {
     ($($field:ident: $ty:ty, $flag:literal, $env:literal, $incumbent:literal;)*) => {
@@ -200,7 +209,12 @@ macro_rules! settings {
         ) -> Option<Result<(), String>> {
             match key {
                 $(stringify!($field) => Some(
-                    <$ty as SettingValue>::from_node(node).map(|v| config.$field = v),
+                    <$ty as SettingValue>::from_node(node)
+                        .map(|v| config.$field = v)
+                        .map_err(|e| match node.value {
+                            Value::Int(i) => in_range_terms(stringify!($field), i.into(), e),
+                            _ => e,
+                        }),
                 ),)*
                 _ => None,
             }
@@ -214,7 +228,12 @@ macro_rules! settings {
         ) -> Option<Result<(), String>> {
             match key {
                 $(stringify!($field) => Some(
-                    <$ty as SettingValue>::from_text(text).map(|v| config.$field = v),
+                    <$ty as SettingValue>::from_text(text)
+                        .map(|v| config.$field = v)
+                        .map_err(|e| match text.trim().parse::<i128>() {
+                            Ok(n) => in_range_terms(stringify!($field), n, e),
+                            Err(_) => e,
+                        }),
                 ),)*
                 _ => None,
             }
@@ -245,6 +264,7 @@ settings! {
     conntrack_cache_cleanup_period: Duration, "--conntrack-cache-cleanup-period", "NETPOL_CONNTRACK_CACHE_CLEANUP_PERIOD", true;
     conntrack_cache_table_size: u32, "--conntrack-cache-table-size", "NETPOL_CONNTRACK_CACHE_TABLE_SIZE", true;
     log_level: LogLevel, "--log-level", "NETPOL_LOG_LEVEL", true;
+    log_format: Option<LogFormat>, "--log-format", "NETPOL_LOG_FORMAT", false;
     operational_log_file: Option<PathBuf>, "--operational-log-file", "NETPOL_OPERATIONAL_LOG_FILE", false;
     max_concurrent_reconciles: u32, "--max-concurrent-reconciles", "NETPOL_MAX_CONCURRENT_RECONCILES", true;
     cluster_name: Option<String>, "--cluster-name", "CLUSTER_NAME", true;
@@ -269,16 +289,40 @@ pub fn setting(key: &str) -> Option<&'static SettingInfo> {
     SETTINGS.iter().find(|s| s.key == key)
 }
 
+/// Keys longer than this get no "did you mean" hint: no setting is near them, and the
+/// edit distance of a huge key would take long.
+pub(crate) const MAX_HINT_KEY_LEN: usize = 64;
+
+/// `key` as a message shows it: cut after [`MAX_HINT_KEY_LEN`] characters (with `…`), so
+/// a megabyte-long key does not make a megabyte-long message.
+pub(crate) fn shorten(key: &str) -> std::borrow::Cow<'_, str> {
+    match key.char_indices().nth(MAX_HINT_KEY_LEN) {
+        None => key.into(),
+        Some((end, _)) => format!("{}…", &key[..end]).into(),
+    }
+}
+
 /// The known key closest to `unknown` (for "did you mean" hints), if it is close enough.
+/// Keys longer than [`MAX_HINT_KEY_LEN`] are not compared.
 pub(crate) fn closest<'a>(
     unknown: &str,
     known: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    if unknown.len() > MAX_HINT_KEY_LEN {
+        return None;
+    }
     let unknown_norm = normalize(unknown);
+    let unknown_chars = unknown_norm.chars().count();
     known
         .into_iter()
-        .map(|k| (edit_distance(&unknown_norm, &normalize(k)), k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .filter_map(|k| {
+            let limit = (k.len() / 3).max(2);
+            let k_norm = normalize(k);
+            // The distance is at least the difference in length.
+            (unknown_chars.abs_diff(k_norm.chars().count()) <= limit)
+                .then(|| (edit_distance(&unknown_norm, &k_norm), k))
+                .filter(|(d, _)| *d <= limit)
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
@@ -361,7 +405,11 @@ mod tests {
         let err = set_from_node(&mut c, "log_file_max_backups", &node(Value::Int(-1)))
             .expect("known")
             .expect_err("negative");
-        assert!(err.contains("out of range"), "{err}");
+        assert!(err.contains("-1 is outside 0 to 10000"), "{err}");
+        let err = set_from_node(&mut c, "cluster_name", &node(Value::Int(-1)))
+            .expect("known")
+            .expect_err("not a string");
+        assert!(err.contains("expected a string"), "{err}");
         set_from_node(&mut c, "metrics_bind_addr", &node(Value::Int(9100)))
             .expect("known")
             .expect("a bare port is an address");

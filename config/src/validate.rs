@@ -2,6 +2,7 @@
 //! days, and settings that only make sense together. Each finding names the setting it is
 //! about so the caller can point at where that value came from.
 
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::{AgentConfig, defaults};
@@ -16,6 +17,7 @@ pub const RETENTION_DAYS: &[u32] = &[
 /// name. A file checker skips them when that other value was already rejected.
 pub const CROSS_FIELD: &[&str] = &[
     "health_probe_bind_addr",
+    "operational_log_file",
     "cluster_name",
     "enable_cloudwatch_logs",
 ];
@@ -91,6 +93,140 @@ fn check_range(value: Duration, min: Duration, max: Duration) -> Result<(), Stri
     }
 }
 
+/// Largest flow-log file size, in MB (1 TiB).
+const LOG_FILE_MAX_SIZE_MB_MAX: u64 = 1024 * 1024;
+/// Most rotated flow-log files kept.
+const LOG_FILE_MAX_BACKUPS_MAX: u32 = 10_000;
+/// The ring buffer's smallest and largest size, in bytes.
+const RING_BUFFER_SIZE_RANGE: std::ops::RangeInclusive<u32> = 4096..=1 << 30;
+
+/// What is wrong with `number` as the value of the whole-number setting `key`, in terms
+/// of the setting's real range; `None` for other settings or a number in range. Also
+/// used for numbers the setting's type cannot hold (`--log-file-max-size=-1`), so those
+/// read like any other value out of range.
+#[must_use]
+pub(crate) fn range_message(key: &str, number: i128) -> Option<String> {
+    let within = |range: std::ops::RangeInclusive<i128>| range.contains(&number);
+    let message = match key {
+        "log_file_max_size" if !within(1..=LOG_FILE_MAX_SIZE_MB_MAX.into()) => {
+            format!("{number} MB is outside 1 to {LOG_FILE_MAX_SIZE_MB_MAX} MB")
+        }
+        "log_file_max_backups" if !within(0..=LOG_FILE_MAX_BACKUPS_MAX.into()) => {
+            format!("{number} is outside 0 to {LOG_FILE_MAX_BACKUPS_MAX}")
+        }
+        "log_file_max_age" if !within(0..=u32::MAX.into()) => {
+            format!("{number} days is outside 0 (never) to {}", u32::MAX)
+        }
+        "ring_buffer_size"
+            if !u32::try_from(number)
+                .is_ok_and(|n| n.is_power_of_two() && RING_BUFFER_SIZE_RANGE.contains(&n)) =>
+        {
+            format!(
+                "{number} bytes: the ring buffer size must be a power of two from {} to {}",
+                RING_BUFFER_SIZE_RANGE.start(),
+                RING_BUFFER_SIZE_RANGE.end()
+            )
+        }
+        "policy_hash_entries" => {
+            let range = &defaults::POLICY_HASH_ENTRIES_RANGE;
+            if within((*range.start()).into()..=(*range.end()).into()) {
+                return None;
+            }
+            format!(
+                "{number} entries: must be between {} and {}",
+                range.start(),
+                range.end()
+            )
+        }
+        "conntrack_cache_table_size" => {
+            let range = &defaults::CONNTRACK_CACHE_TABLE_SIZE_RANGE;
+            if within((*range.start()).into()..=(*range.end()).into()) {
+                return None;
+            }
+            format!(
+                "{number} entries: must be between {} (32K) and {} (1024K), as for the incumbent",
+                range.start(),
+                range.end()
+            )
+        }
+        "conntrack_cache_cleanup_period" if !within(1..=86_400) => {
+            format!("{number}s is outside 1s to 86400s")
+        }
+        "max_concurrent_reconciles" if !within(1..=u32::MAX.into()) => {
+            format!("{number}: must be at least 1 (and at most {})", u32::MAX)
+        }
+        "cloudwatch_retention_days" if !within(0..=u32::MAX.into()) => {
+            let allowed: Vec<String> = RETENTION_DAYS.iter().map(u32::to_string).collect();
+            format!(
+                "{number} is not a CloudWatch retention period; allowed days are {}",
+                allowed.join(", ")
+            )
+        }
+        _ => return None,
+    };
+    Some(message)
+}
+
+/// `path` made absolute (against the current directory) with `.` and `..` resolved as
+/// text, then with its directory resolved on disk when it exists (symbolic links).
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    match (out.parent(), out.file_name()) {
+        (Some(dir), Some(name)) => match std::fs::canonicalize(dir) {
+            Ok(dir) => dir.join(name),
+            Err(_) => out,
+        },
+        _ => out,
+    }
+}
+
+/// Whether `a` and `b` name the same file: the same path once normalised, or the same
+/// file on disk (a hard link, a symbolic link) when both exist.
+#[must_use]
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if resolved(a) == resolved(b) {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The operational log file names a file (not a directory) other than the flow-log file.
+fn check_operational_log_file(path: &Path, log_file: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.file_name().is_none() || path.as_os_str().as_bytes().ends_with(b"/") || path.is_dir() {
+        return Err(format!(
+            "{} is a directory, not a file (write e.g. /var/log/netpol-agent/agent.log)",
+            path.display()
+        ));
+    }
+    if same_file(path, log_file) {
+        return Err(format!(
+            "{} is the flow-log file (log_file {}): operational_log_file and log_file must be different files",
+            path.display(),
+            log_file.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Every problem in `config`, as (setting key, message); empty when valid.
 #[must_use]
 pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
@@ -110,28 +246,18 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
             Ok(())
         },
     );
-    check(
-        "log_file_max_size",
-        if (1..=1024 * 1024).contains(&config.log_file_max_size) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} MB is outside 1 to 1048576 MB",
-                config.log_file_max_size
-            ))
-        },
-    );
-    check(
-        "log_file_max_backups",
-        if config.log_file_max_backups <= 10_000 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is more than 10000",
-                config.log_file_max_backups
-            ))
-        },
-    );
+    for (key, number) in [
+        ("log_file_max_size", i128::from(config.log_file_max_size)),
+        ("log_file_max_backups", config.log_file_max_backups.into()),
+    ] {
+        check(key, range_message(key, number).map_or(Ok(()), Err));
+    }
+    if let Some(operational) = &config.operational_log_file {
+        check(
+            "operational_log_file",
+            check_operational_log_file(operational, &config.log_file),
+        );
+    }
     check(
         "log_file_min_age",
         check_range(config.log_file_min_age, Duration::ZERO, secs(3600)),
@@ -152,44 +278,23 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
         "deny_fold_window",
         check_range(config.deny_fold_window, Duration::ZERO, secs(60)),
     );
-    check(
-        "ring_buffer_size",
-        if config.ring_buffer_size.is_power_of_two()
-            && (4096..=1 << 30).contains(&config.ring_buffer_size)
-        {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} bytes: the ring buffer size must be a power of two from 4096 to 1073741824",
-                config.ring_buffer_size
-            ))
-        },
-    );
-    check(
-        "policy_hash_entries",
-        if defaults::POLICY_HASH_ENTRIES_RANGE.contains(&config.policy_hash_entries) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} entries: must be between 1024 and 4194304",
-                config.policy_hash_entries
-            ))
-        },
-    );
+    for (key, number) in [
+        ("ring_buffer_size", config.ring_buffer_size.into()),
+        ("policy_hash_entries", config.policy_hash_entries.into()),
+    ] {
+        check(key, range_message(key, number).map_or(Ok(()), Err));
+    }
     check(
         "conntrack_cache_cleanup_period",
         check_range(config.conntrack_cache_cleanup_period, secs(1), secs(86_400)),
     );
     check(
         "conntrack_cache_table_size",
-        if defaults::CONNTRACK_CACHE_TABLE_SIZE_RANGE.contains(&config.conntrack_cache_table_size) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} entries: must be between 32768 (32K) and 1048576 (1024K), as for the incumbent",
-                config.conntrack_cache_table_size
-            ))
-        },
+        range_message(
+            "conntrack_cache_table_size",
+            config.conntrack_cache_table_size.into(),
+        )
+        .map_or(Ok(()), Err),
     );
     check(
         "health_probe_bind_addr",

@@ -264,6 +264,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// How operational log lines are written (never the flow log).
+    LogFormat {
+        /// Human-readable lines; coloured only on a terminal.
+        Text => "text",
+        /// One JSON object per line (what the incumbent writes).
+        Json => "json",
+    }
+}
+
+text_enum! {
     /// Which verdicts become flow-log lines.
     FlowLogScope {
         /// ACCEPT and DENY.

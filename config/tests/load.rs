@@ -422,7 +422,9 @@ fn a_broken_config_file_fails_load_with_every_error() {
         ..RunArgs::default()
     };
     match load(&args, &no_env) {
-        Err(ConfigError::File { path, diagnostics }) => {
+        Err(ConfigError::File {
+            path, diagnostics, ..
+        }) => {
             assert_eq!(path, file);
             assert_eq!(diagnostics.len(), 2, "{diagnostics:?}");
             assert_eq!(
@@ -491,6 +493,7 @@ fn sample(key: &str) -> &'static str {
         "conntrack_cache_cleanup_period" => "60",
         "conntrack_cache_table_size" => "32768",
         "log_level" => "warn",
+        "log_format" => "text",
         "operational_log_file" => "/tmp/op.log",
         "max_concurrent_reconciles" => "1",
         "cluster_name" => "c1",

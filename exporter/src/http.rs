@@ -167,9 +167,22 @@ impl HttpServers {
         readiness: Readiness,
     ) -> Result<Self, ExporterError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ExporterError::Bind { what, addr, source })?;
+            let listener = TcpListener::bind(addr).await.map_err(|source| {
+                // The system's words for EADDRNOTAVAIL ("Cannot assign requested address")
+                // do not say which address is wrong, nor why.
+                let source = if source.kind() == std::io::ErrorKind::AddrNotAvailable {
+                    std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "address not available: {} is not an address of this host ({source})",
+                            addr.ip()
+                        ),
+                    )
+                } else {
+                    source
+                };
+                ExporterError::Bind { what, addr, source }
+            })?;
             let bound = listener
                 .local_addr()
                 .map_err(|source| ExporterError::Bind { what, addr, source })?;
@@ -254,6 +267,31 @@ async fn serve_ready(State(readiness): State<Readiness>) -> (StatusCode, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_address_not_of_this_host_says_address_not_available() {
+        // TEST-NET-1: bind() fails locally; nothing is ever sent.
+        let addr: SocketAddr = "192.0.2.1:0".parse().expect("addr");
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return; // this host has the address after all
+        }
+        let config = HttpConfig {
+            metrics_addr: addr,
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
+        };
+        let metrics = Arc::new(Metrics::new(Default::default()));
+        let err = HttpServers::bind(&config, metrics, Readiness::default())
+            .await
+            .expect_err("not an address of this host");
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "192.0.2.1:0: address not available: 192.0.2.1 is not an address of this host"
+            ),
+            "{text}"
+        );
+        assert!(text.starts_with("binding the metrics listener"), "{text}");
+    }
 
     async fn ready(readiness: &Readiness) -> (StatusCode, String) {
         serve_ready(State(readiness.clone())).await
