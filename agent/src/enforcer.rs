@@ -468,27 +468,25 @@ impl Enforcer {
             MapOp::DeleteRuleList { id } => self.dp.maps().remove_rule_list(*id)?,
             MapOp::PutPod { pod, record } => {
                 let record = self.kernel_record(record);
-                let ifindexes: Vec<u32> = self
-                    .interfaces
-                    .get(pod)
-                    .map(|h| h.iter().map(|b| b.ifindex).collect())
-                    .unwrap_or_default();
-                for ifindex in ifindexes {
+                for ifindex in self.ifindexes_of(pod) {
                     self.dp.maps().put_pod(ifindex, &record)?;
                 }
             }
             MapOp::DeletePod { pod } => {
-                let ifindexes: Vec<u32> = self
-                    .interfaces
-                    .get(pod)
-                    .map(|h| h.iter().map(|b| b.ifindex).collect())
-                    .unwrap_or_default();
-                for ifindex in ifindexes {
+                for ifindex in self.ifindexes_of(pod) {
                     self.dp.maps().remove_pod(ifindex)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The interfaces `pod` holds (none while unbound).
+    fn ifindexes_of(&self, pod: &PodRef) -> Vec<u32> {
+        self.interfaces
+            .get(pod)
+            .map(|h| h.iter().map(|b| b.ifindex).collect())
+            .unwrap_or_default()
     }
 
     /// The first interface of a local pod, if bound.
