@@ -357,6 +357,10 @@ mod tests {
     use super::*;
 
     const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+
+    fn policy_names(state: &ClusterState) -> Vec<&str> {
+        state.policies.keys().map(|k| k.name.as_str()).collect()
+    }
     fn policy(name: &str, port: &str) -> String {
         format!(
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  podSelector: {{}}\n  ingress: [{{ports: [{{port: {port}}}]}}]\n"
@@ -400,12 +404,7 @@ mod tests {
             "{:?}",
             second.rejected[0]
         );
-        let names: Vec<&str> = second
-            .state
-            .policies
-            .keys()
-            .map(|k| k.name.as_str())
-            .collect();
+        let names = policy_names(&second.state);
         assert_eq!(
             names,
             ["p1", "p2"],
@@ -495,12 +494,7 @@ mod tests {
         std::os::unix::fs::symlink("..v2", d.join("..data_tmp")).unwrap();
         std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
         let second = reader.read().unwrap().unwrap();
-        let names: Vec<&str> = second
-            .state
-            .policies
-            .keys()
-            .map(|k| k.name.as_str())
-            .collect();
+        let names = policy_names(&second.state);
         assert_eq!(names, ["p9"]);
     }
 }

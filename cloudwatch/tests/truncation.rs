@@ -77,7 +77,12 @@ async fn copytruncate_mid_run_and_across_a_restart_sends_every_line_once() {
         m2.events.get() >= 300
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Files are read in order, the live file last: once its last line is accepted,
+    // any older file sent again would already have been seen.
+    wait_for("the live file's last line", Duration::from_secs(30), || {
+        accepted_ids(&proxy).contains_key(&2299)
+    })
+    .await;
     running.stop().await;
 
     let seen = accepted_ids(&proxy);

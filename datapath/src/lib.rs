@@ -30,8 +30,8 @@ pub use error::DatapathError;
 pub use events::{AsyncEventReader, EventReader, decode_event};
 pub use loader::{Datapath, LoadOptions};
 pub use maps::{
-    ConntrackEntry, PolicyMaps, RuleListId, monotonic_now_ns, pinned_pod_records, policy_key,
-    rule_list,
+    ConntrackEntry, PolicyMaps, RuleListId, coarse_monotonic_now_ns, monotonic_now_ns,
+    pinned_pod_records, policy_key, rule_list,
 };
 pub use pins::PinLayout;
 

@@ -235,18 +235,8 @@ impl Drop for KernelFixture {
     }
 }
 
-/// The kernel's coarse monotonic clock, the one the programs read
-/// (`bpf_ktime_get_coarse_ns` and `CLOCK_MONOTONIC_COARSE` are the same clock).
-pub fn coarse_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE always exists
-    // on Linux, so the call only writes `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// The programs' clock (re-exported for the tests).
+pub use datapath::coarse_monotonic_now_ns as coarse_now_ns;
 
 /// Waits until the programs' clock reads at least `at_ns`, so a test that needs a
 /// window to be over does not sit on a tick boundary. Panics after a minute.
