@@ -21,7 +21,8 @@ use exporter::{
 use policy::{ClusterState, EnforcingMode, ResolveOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::{enforcer::Enforcer, flowlog::FlowLogThread, guard::InstanceGuard, source};
+use crate::{flowlog::FlowLogThread, guard::InstanceGuard, source};
+use enforcer::Enforcer;
 
 /// Bytes pending in the ring before the kernel wakes the reader.
 const WAKEUP_THRESHOLD_BYTES: u64 = 64 * 1024;
@@ -165,7 +166,7 @@ pub async fn run(
     ) {
         source_metrics.register(metrics.registry_mut());
     }
-    let enforcement_metrics = crate::metrics::EnforcementMetrics::default();
+    let enforcement_metrics = enforcer::metrics::EnforcementMetrics::default();
     enforcement_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
@@ -181,7 +182,7 @@ pub async fn run(
 
     let mut dp = Datapath::load(&load_options(&config)).context("loading the datapath")?;
     let reader = dp.take_event_reader().context("event reader")?;
-    let binding = crate::binding::BindingOptions::new(&config.veth_prefix)
+    let binding = enforcer::binding::BindingOptions::new(&config.veth_prefix)
         .map_err(anyhow::Error::msg)
         .context("veth_prefix")?;
     let enforcer = Arc::new(Mutex::new(
@@ -190,7 +191,7 @@ pub async fn run(
             .with_unbound_gauge(enforcement_metrics.pods_unbound.clone()),
     ));
     let links_changed = Arc::new(tokio::sync::Notify::new());
-    let link_watcher = crate::links::spawn_watcher(links_changed.clone(), shutdown.clone());
+    let link_watcher = enforcer::link_watch::spawn_watcher(links_changed.clone(), shutdown.clone());
     let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
     tracing::info!(pins = %config.bpffs_pin_dir.display(), log_file = %config.log_file.display(), %metrics_addr, %health_addr, "netpol-agent running");
 

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use agent::binding::host_veth_name;
+use enforcer::binding::host_veth_name;
 use netlab::{NetNs, prepare_node, unique_name};
 use policy::{EnforcingMode, ResolveOptions, Resolver};
 use tokio_util::sync::CancellationToken;

@@ -11,9 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::{enforcer::Enforcer, flowlog::FlowLogThread};
+use agent::flowlog::FlowLogThread;
 use datapath::AttachMode;
 use datapath_common::VERDICT_DENY;
+use enforcer::Enforcer;
 use exporter::{EnrichmentSnapshot, Pipeline, PipelineConfig, snapshot_handle};
 use integration::podnet::*;
 use policy::{EnforcingMode, ResolveOptions};

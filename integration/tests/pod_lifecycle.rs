@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent::{binding::host_veth_name, enforcer::Enforcer};
 use datapath::{AttachMode, links::LinkEvents};
 use datapath_common::{STATE_DEFAULT_ALLOW, STATE_POLICIES_APPLIED};
+use enforcer::{Enforcer, binding::host_veth_name};
 use exporter::{EnrichmentSnapshot, snapshot_handle};
 use integration::podnet::*;
 use netlab::{NetNs, PodSpec, unique_name, wire_pod};
@@ -60,11 +60,7 @@ fn client_and_web(mode: EnforcingMode) -> (PodNet, Enforcer) {
     (net, enforcer)
 }
 
-fn apply(
-    net: &PodNet,
-    enforcer: &mut Enforcer,
-    state: &ClusterState,
-) -> agent::enforcer::ApplyReport {
+fn apply(net: &PodNet, enforcer: &mut Enforcer, state: &ClusterState) -> enforcer::ApplyReport {
     let _in_node = net.node.enter().unwrap();
     enforcer.apply(state).expect("apply")
 }

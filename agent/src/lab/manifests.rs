@@ -87,7 +87,7 @@ fn meta_str<'a>(doc: &'a Value, key: &str) -> Option<&'a str> {
 
 /// The host interface of a lab pod: the VPC CNI's name with the lab's prefix.
 pub fn host_interface_name(namespace: &str, name: &str) -> String {
-    crate::binding::host_veth_name(LAB_VETH_PREFIX, namespace, name, 0)
+    enforcer::binding::host_veth_name(LAB_VETH_PREFIX, namespace, name, 0)
 }
 
 /// A pod that has finished: the API keeps its addresses, the CNI has removed its
@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(pods[1].ipv4, Ipv4Addr::new(10, 9, 9, 9));
         assert_eq!(
             pods[0].host_if,
-            crate::binding::host_veth_name("lab", "x", "a", 0)
+            enforcer::binding::host_veth_name("lab", "x", "a", 0)
         );
         let again = plan_pods(&d, &pods).unwrap();
         assert_eq!(again, pods);

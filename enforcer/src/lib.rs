@@ -9,6 +9,13 @@
 //! stays unbound (logged once, counted) and is bound by [`Enforcer::rebind`] when its
 //! interface appears: its record is written before the programs are attached, so no
 //! packet passes it unenforced.
+//!
+//! Modules: [`binding`] (which host interface is a pod's), [`link_watch`] (wakes the
+//! daemon when links come and go), [`metrics`] (what was applied, what waits).
+
+pub mod binding;
+pub mod link_watch;
+pub mod metrics;
 
 use std::{
     collections::{HashMap, HashSet},
