@@ -99,20 +99,10 @@ pub fn resolve_options(config: &AgentConfig) -> ResolveOptions {
 
 /// This network namespace's own addresses (the node's, for kubelet probes).
 fn node_addresses() -> Vec<IpAddr> {
-    let Ok(out) = netlab::run("ip", &["-o", "addr", "show"]) else {
-        return Vec::new();
-    };
-    out.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            words.find(|w| *w == "inet" || *w == "inet6")?;
-            let cidr = words.next()?;
-            let addr: IpAddr = cidr.split('/').next()?.parse().ok()?;
-            (!addr.is_loopback()
-                && !matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80))
-            .then_some(addr)
-        })
-        .collect()
+    datapath::links::local_addresses().unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "reading the node's addresses failed; none are allowed as node-local");
+        Vec::new()
+    })
 }
 
 /// The running daemon's shared parts, for tests and the lab.

@@ -1,6 +1,7 @@
 //! The host's links and routes as rtnetlink reports them (no `ip` subprocess): which
 //! interfaces are pod veths (kind veth, peer in another network namespace), the exact
-//! host routes to pod addresses, and a subscription to link changes.
+//! host routes to pod addresses, the node's own addresses, and a subscription to link
+//! changes.
 
 use std::{collections::HashMap, net::IpAddr, os::fd::AsRawFd, time::Duration};
 
@@ -9,6 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
     link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
@@ -219,6 +221,41 @@ pub fn host_routes() -> Result<HashMap<IpAddr, u32>, DatapathError> {
             if let (Some(destination), Some(oif)) = (destination, oif) {
                 out.insert(destination, oif);
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The addresses of this network namespace's interfaces, without loopback and IPv6
+/// link-local ones: the node's own addresses, for kubelet probes.
+///
+/// # Errors
+/// [`DatapathError::Netlink`] when the dump fails.
+pub fn local_addresses() -> Result<Vec<IpAddr>, DatapathError> {
+    let messages = dump(
+        "dump addresses",
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+    )?;
+    let mut out = Vec::new();
+    for message in messages {
+        let RouteNetlinkMessage::NewAddress(address) = message else {
+            continue;
+        };
+        // IFA_LOCAL is the interface's own address on point-to-point links, where
+        // IFA_ADDRESS is the peer's; elsewhere the two are equal.
+        let mut local = None;
+        let mut any = None;
+        for attribute in &address.attributes {
+            match attribute {
+                AddressAttribute::Local(a) => local = Some(*a),
+                AddressAttribute::Address(a) => any = Some(*a),
+                _ => {}
+            }
+        }
+        let Some(addr) = local.or(any) else { continue };
+        let link_local_v6 = matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80);
+        if !addr.is_loopback() && !link_local_v6 && !out.contains(&addr) {
+            out.push(addr);
         }
     }
     Ok(out)
