@@ -137,6 +137,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
             format!("allow-app-{k}"),
             PolicySpec {
                 pod_selector: select(&[("app", format!("app-{k}"))]),
+                subject_pods: None,
                 ingress: vec![PolicyRule {
                     peers: vec![Peer::Pods {
                         pod_selector: Some(select(&[("app", format!("app-{}", (k + 1) % APPS))])),
@@ -155,6 +156,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
             format!("allow-team-{t}"),
             PolicySpec {
                 pod_selector: select(&[("app", format!("app-{}", 2 * t))]),
+                subject_pods: None,
                 ingress: vec![PolicyRule {
                     peers: vec![Peer::Pods {
                         pod_selector: Some(select(&[
@@ -180,6 +182,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
             format!("egress-cidr-{c}"),
             PolicySpec {
                 pod_selector: select(&[("app", format!("app-{c}"))]),
+                subject_pods: None,
                 ingress: Vec::new(),
                 egress: vec![PolicyRule {
                     peers: vec![Peer::IpBlock(IpBlock {
@@ -205,6 +208,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
         "dns".into(),
         PolicySpec {
             pod_selector: LabelSelector::everything(),
+            subject_pods: None,
             ingress: Vec::new(),
             egress: vec![PolicyRule {
                 peers: vec![Peer::Pods {
@@ -630,6 +634,7 @@ fn except_case(count: u32, options: &ResolveOptions) -> f64 {
         name: "except-many".into(),
         spec: PolicySpec {
             pod_selector: LabelSelector::everything(),
+            subject_pods: None,
             ingress: vec![PolicyRule {
                 peers: vec![Peer::IpBlock(IpBlock {
                     cidr: "10.0.0.0/8".parse().unwrap(),

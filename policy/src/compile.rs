@@ -74,7 +74,7 @@ impl<'s> ClusterIndex<'s> {
             .map(|ps| {
                 ps.iter()
                     .copied()
-                    .filter(|p| p.affects(direction) && p.spec.pod_selector.matches(&pod.labels))
+                    .filter(|p| p.affects(direction) && p.selects(pod))
                     .collect()
             })
             .unwrap_or_default()

@@ -35,8 +35,11 @@
 //! ```
 
 mod compile;
+pub mod endpoints;
 pub mod error;
+pub mod explain;
 pub mod ids;
+pub mod lint;
 pub mod load;
 mod manifest;
 pub mod maps;
@@ -45,6 +48,7 @@ pub mod plan;
 mod prefixes;
 pub mod resolve;
 
+pub use endpoints::{PolicyEndpoint, load_policy_endpoint};
 pub use error::{ApplyError, LoadError};
 pub use ids::{
     NO_POLICY_ID, NODE_LOCAL_NAME, NODE_LOCAL_POLICY_ID, PolicyIdTarget, PolicyTable, RuleRef,

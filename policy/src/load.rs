@@ -355,6 +355,7 @@ fn policy(doc: &Doc<'_>, m: PolicyManifest) -> Result<NetworkPolicy, LoadError> 
         name,
         spec: PolicySpec {
             pod_selector: selector(doc, "spec.podSelector", spec.pod_selector)?,
+            subject_pods: None,
             ingress,
             egress,
             policy_types: spec.policy_types,

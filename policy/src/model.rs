@@ -2,7 +2,7 @@
 //! (networking.k8s.io/v1, the full spec), already validated by `load` or built by
 //! the agent, plus label-selector matching.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -273,7 +273,12 @@ pub struct PolicyRule {
 /// `spec` of a NetworkPolicy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicySpec {
+    /// Selects the policy's pods, unless `subject_pods` is set.
     pub pod_selector: LabelSelector,
+    /// An explicit set of selected pods, by name within the policy's namespace, in
+    /// place of `pod_selector`: a policy read from PolicyEndpoints, whose controller
+    /// already chose the pods (`podSelectorEndpoints`). `None` for a NetworkPolicy.
+    pub subject_pods: Option<BTreeSet<String>>,
     pub ingress: Vec<PolicyRule>,
     pub egress: Vec<PolicyRule>,
     /// As written; `None` takes the Kubernetes default (see `affects`).
@@ -303,6 +308,16 @@ impl NetworkPolicy {
                 Direction::Egress => !self.spec.egress.is_empty(),
             },
         }
+    }
+
+    /// Does the policy select `pod`? Only pods of its own namespace, chosen by
+    /// `spec.subject_pods` when set, else by `spec.pod_selector`.
+    pub fn selects(&self, pod: &Pod) -> bool {
+        pod.namespace == self.namespace
+            && match &self.spec.subject_pods {
+                Some(names) => names.contains(&pod.name),
+                None => self.spec.pod_selector.matches(&pod.labels),
+            }
     }
 
     pub fn rules(&self, direction: Direction) -> &[PolicyRule] {
