@@ -1,0 +1,181 @@
+//! DENY folding: a denied flow sends one event per fold window, with the packets and
+//! bytes denied since the last one; `fold_flush` sends what is pending in folds that
+//! went quiet and deletes folds idle for two windows.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
+
+use aya_ebpf::{
+    bindings::{__sk_buff, BPF_NOEXIST},
+    programs::TcContext,
+};
+use datapath_common::*;
+
+use super::{
+    Judged,
+    events::emit_event,
+    globals::{coarse_now, counters, settings},
+};
+use crate::maps::FOLDS;
+
+/// Fold keys one `fold_flush` run reads.
+const FLUSH_BATCH: usize = 32;
+
+impl Judged<'_> {
+    /// Drop the packet and account for it in exactly one event (now or folded).
+    #[inline(always)]
+    pub(super) fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
+        let window = settings().fold_window_ns;
+        if window == 0 {
+            self.emit(
+                key,
+                self.direction,
+                VERDICT_DENY,
+                &decision,
+                self.segs,
+                self.len,
+                self.now,
+            );
+            return VERDICT_DENY;
+        }
+        let mut fold_key = *key;
+        fold_key.direction = self.direction;
+        match FOLDS.get_ptr_mut(&fold_key) {
+            Some(fold) => {
+                // SAFETY: map value valid for this run; counts change only through
+                // atomic adds and exchanges.
+                let fold = unsafe { &mut *fold };
+                fold.last_packet_ns = self.now;
+                match fold_step(window, fold.window_start_ns, self.now) {
+                    FoldStep::Accumulate => {
+                        if fold.first_pending_ns == 0 {
+                            fold.first_pending_ns = self.now;
+                        }
+                        atomic_add(&mut fold.pending_packets, self.segs);
+                        atomic_add(&mut fold.pending_bytes, self.len);
+                    }
+                    FoldStep::Emit => {
+                        let taken = atomic_take(&mut fold.pending_packets);
+                        let taken_bytes = atomic_take(&mut fold.pending_bytes);
+                        let first = if taken > 0 && fold.first_pending_ns != 0 {
+                            fold.first_pending_ns
+                        } else {
+                            self.now
+                        };
+                        fold.first_pending_ns = 0;
+                        fold.window_start_ns = self.now;
+                        self.emit(
+                            key,
+                            self.direction,
+                            VERDICT_DENY,
+                            &decision,
+                            taken + self.segs,
+                            taken_bytes + self.len,
+                            first,
+                        );
+                    }
+                }
+            }
+            None => {
+                let fold = FoldValue {
+                    window_start_ns: self.now,
+                    first_pending_ns: 0,
+                    last_packet_ns: self.now,
+                    pending_packets: 0,
+                    pending_bytes: 0,
+                    policy_id: decision.policy_id,
+                    reason: decision.reason,
+                    _pad: [0; 3],
+                };
+                if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err()
+                    && let Some(c) = counters()
+                {
+                    c.events_unfolded_fold_full += 1;
+                }
+                self.emit(
+                    key,
+                    self.direction,
+                    VERDICT_DENY,
+                    &decision,
+                    self.segs,
+                    self.len,
+                    self.now,
+                );
+            }
+        }
+        VERDICT_DENY
+    }
+}
+
+/// See `fold_flush` in main.rs.
+#[inline(always)]
+pub fn flush_folds(ctx: &TcContext) -> i32 {
+    let window = settings().fold_window_ns;
+    let now = coarse_now();
+    let mut read = 0;
+    for i in 0..FLUSH_BATCH {
+        if !flush_fold(
+            ctx.skb.skb,
+            (i * core::mem::size_of::<FlowKey>()) as u32,
+            window,
+            now,
+        ) {
+            break;
+        }
+        read += 1;
+    }
+    read
+}
+
+/// Flushes the fold whose key is at `offset` of the packet data; false when there
+/// is no key there. A BPF subprogram: its branches end at its return, so the
+/// verifier's work grows with the batch size instead of multiplying per key.
+#[inline(never)]
+fn flush_fold(skb: *mut __sk_buff, offset: u32, window: u64, now: u64) -> bool {
+    let ctx = TcContext::new(skb);
+    let Ok(key) = ctx.load::<FlowKey>(offset as usize) else {
+        return false;
+    };
+    let Some(fold) = FOLDS.get_ptr_mut(&key) else {
+        return true;
+    };
+    // SAFETY: map value valid for this run; counts change only atomically.
+    let fold = unsafe { &mut *fold };
+    if !fold_due(window, fold.window_start_ns, now) {
+        return true;
+    }
+    let taken = atomic_take(&mut fold.pending_packets);
+    if taken > 0 {
+        let bytes = atomic_take(&mut fold.pending_bytes);
+        let first = fold.first_pending_ns;
+        fold.first_pending_ns = 0;
+        emit_event(
+            &settings(),
+            &key,
+            VERDICT_DENY,
+            fold.policy_id,
+            fold.reason,
+            taken,
+            bytes,
+            0,
+            first,
+        );
+    } else if fold_expired(window, fold.last_packet_ns, now) {
+        let _ = FOLDS.remove(&key);
+    }
+    true
+}
+
+/// Atomic add (BPF `lock xadd`): other CPUs may count into the same fold.
+#[inline(always)]
+fn atomic_add(v: &mut u64, n: u64) {
+    // SAFETY: the u64 is 8-byte aligned inside the map value (offset asserted in
+    // datapath-common) and lives for the program run.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(v, n) };
+}
+
+/// Atomic exchange with 0 (BPF_XCHG): takes a count without losing a racing add.
+#[inline(always)]
+fn atomic_take(v: &mut u64) -> u64 {
+    // SAFETY: as for atomic_add.
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(v, 0) }
+}
