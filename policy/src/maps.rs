@@ -126,6 +126,18 @@ impl MapModel {
         direction: Direction,
         peer: IpAddr,
     ) -> Option<&RuleList> {
+        self.longest_match_entry(record, direction, peer)
+            .map(|(_, list)| list)
+    }
+
+    /// `longest_match` with the peer prefix whose entry matched (what `explain`
+    /// reports as the peer).
+    pub fn longest_match_entry(
+        &self,
+        record: &PodRecord,
+        direction: Direction,
+        peer: IpAddr,
+    ) -> Option<(IpNet, &RuleList)> {
         let (max, family) = if peer.is_ipv4() {
             (32, FAMILY_IPV4)
         } else {
@@ -137,7 +149,10 @@ impl MapModel {
             }
             let net = IpNet::new(peer, len).ok()?.trunc();
             let key = policy_key(record.policy_set, direction, net);
-            self.entries.get(&key).and_then(|id| self.lists.get(id))
+            self.entries
+                .get(&key)
+                .and_then(|id| self.lists.get(id))
+                .map(|list| (net, list))
         })
     }
 

@@ -1,0 +1,445 @@
+//! `lint`: the EKS user guide's cautions about NetworkPolicy, and the usual mistakes,
+//! as warnings naming the policies and the pods. Reachability (IMDS, the EKS Pod
+//! Identity agent, DNS) is decided by the explain engine, so by the agent's own rules.
+//!
+//! - `imds-blocked`: egress isolation blocks the EC2 instance metadata service
+//!   (169.254.169.254, or fd00:ec2::254 for a pod without IPv4) on TCP 80; pods using
+//!   the instance role's credentials or IMDS fail.
+//! - `pod-identity-blocked`: the same for the EKS Pod Identity agent
+//!   (169.254.170.23 and fd00:ec2::23, per family the pod has).
+//! - `dns-blocked`: a pod cannot reach the CoreDNS pods (kube-system, `k8s-app:
+//!   kube-dns`) on UDP or TCP 53: its egress or CoreDNS's ingress denies it. Strict
+//!   mode denies every pod no policy selects, CoreDNS included. When the input holds no
+//!   CoreDNS pod, one is assumed (addresses 192.0.2.53 and 2001:db8::53).
+//! - `host-network-selected`: a policy selects host-network pods; no policy can cover
+//!   them (they share the node's network).
+//! - `selects-no-pod`: a policy whose pod selector matches no pod of its namespace.
+//! - `ip-block-covers-pods`: an ipBlock holding pod addresses (pod addresses change;
+//!   select pods by label). `0.0.0.0/0` and `::/0` mean "anywhere" and are not reported.
+//! - `named-port-undeclared`: a named port that no pod it could mean declares (for
+//!   ingress, the pods the policy selects; for egress, any pod).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::explain::{Endpoint, Explainer, Explanation};
+use crate::model::{
+    ClusterState, Direction, NetworkPolicy, Peer, Pod, PodPhase, PodRef, PolicyRef, PortRef,
+    Protocol,
+};
+use crate::resolve::EnforcingMode;
+
+/// EC2 instance metadata service (IMDS), IPv4 and IPv6.
+pub const IMDS_V4: &str = "169.254.169.254";
+pub const IMDS_V6: &str = "fd00:ec2::254";
+/// EKS Pod Identity agent, IPv4 and IPv6.
+pub const POD_IDENTITY_V4: &str = "169.254.170.23";
+pub const POD_IDENTITY_V6: &str = "fd00:ec2::23";
+/// The namespace and label of the CoreDNS pods.
+pub const DNS_NAMESPACE: &str = "kube-system";
+pub const DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+/// The CoreDNS pod assumed when the input holds none.
+const ASSUMED_DNS_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: coredns-assumed-by-lint, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec: {nodeName: lint}
+status: {phase: Running, podIPs: [{ip: 192.0.2.53}, {ip: "2001:db8::53"}]}
+"#;
+
+/// What a warning is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Caution {
+    ImdsBlocked,
+    PodIdentityBlocked,
+    DnsBlocked,
+    HostNetworkSelected,
+    SelectsNoPod,
+    IpBlockCoversPods,
+    NamedPortUndeclared,
+}
+
+impl Caution {
+    /// A stable short name (`--json`, documentation).
+    pub const fn code(self) -> &'static str {
+        match self {
+            Caution::ImdsBlocked => "imds-blocked",
+            Caution::PodIdentityBlocked => "pod-identity-blocked",
+            Caution::DnsBlocked => "dns-blocked",
+            Caution::HostNetworkSelected => "host-network-selected",
+            Caution::SelectsNoPod => "selects-no-pod",
+            Caution::IpBlockCoversPods => "ip-block-covers-pods",
+            Caution::NamedPortUndeclared => "named-port-undeclared",
+        }
+    }
+}
+
+/// One warning: the policies it is about (none for strict mode's default deny alone),
+/// the pods it concerns, and a sentence saying what and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub caution: Caution,
+    pub policies: Vec<PolicyRef>,
+    pub pods: Vec<PodRef>,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "warning[{}]: {}", self.caution.code(), self.message)
+    }
+}
+
+/// Lints `state` as the agent would enforce it in `mode`.
+pub fn lint(state: &ClusterState, mode: EnforcingMode) -> Vec<Warning> {
+    lint_with(&Explainer::new(state, mode))
+}
+
+/// Lints the state an explainer holds.
+pub fn lint_with(explainer: &Explainer) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    warnings.extend(metadata_endpoints(explainer));
+    warnings.extend(dns(explainer));
+    let state = explainer.state();
+    for policy in state.policies.values() {
+        warnings.extend(selection(state, policy));
+        warnings.extend(ip_blocks(state, policy));
+        warnings.extend(named_ports(state, policy));
+    }
+    warnings
+}
+
+fn names<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The policies that denied `e` (the source's egress isolation, the destination's
+/// ingress isolation), in order, without repeats.
+fn denying_policies(e: &Explanation) -> Vec<PolicyRef> {
+    let mut out: Vec<PolicyRef> = Vec::new();
+    for verdict in [&e.egress, &e.ingress] {
+        for p in verdict.isolated_by() {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
+fn isolation_text(policies: &[PolicyRef]) -> String {
+    if policies.is_empty() {
+        "strict mode's default deny (no policy selects them)".to_owned()
+    } else {
+        format!("the isolation of {}", names(policies))
+    }
+}
+
+/// Pods (grouped by the policies that deny them) for which `endpoint` on TCP 80 is
+/// denied, per family the pod has.
+fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
+    let checks = [
+        (
+            Caution::ImdsBlocked,
+            IMDS_V4,
+            IMDS_V6,
+            "the EC2 instance metadata service (IMDS)",
+            "pods that use the instance role's credentials or IMDS fail",
+        ),
+        (
+            Caution::PodIdentityBlocked,
+            POD_IDENTITY_V4,
+            POD_IDENTITY_V6,
+            "the EKS Pod Identity agent",
+            "pods that get AWS credentials through EKS Pod Identity fail",
+        ),
+    ];
+    let mut warnings = Vec::new();
+    for (caution, v4, v6, what, effect) in checks {
+        let mut groups: BTreeMap<(Vec<PolicyRef>, IpAddr), Vec<PodRef>> = BTreeMap::new();
+        for pod in explainer.enforced_pods() {
+            let has_v4 = pod.ips.iter().any(IpAddr::is_ipv4);
+            let mut targets: Vec<&str> = Vec::new();
+            if has_v4 {
+                targets.push(v4);
+            }
+            let skip_imds_v6 = caution == Caution::ImdsBlocked && has_v4;
+            if pod.ips.iter().any(IpAddr::is_ipv6) && !skip_imds_v6 {
+                targets.push(v6);
+            }
+            for target in targets {
+                let ip: IpAddr = target.parse().expect("a constant address");
+                let Ok(found) = explainer.explain(
+                    &Endpoint::Pod(pod.key()),
+                    &Endpoint::Ip(ip),
+                    Protocol::Tcp,
+                    80,
+                ) else {
+                    continue;
+                };
+                for e in found.iter().filter(|e| !e.allowed()) {
+                    groups
+                        .entry((denying_policies(e), ip))
+                        .or_default()
+                        .push(pod.key());
+                }
+            }
+        }
+        for ((policies, ip), mut pods) in groups {
+            pods.dedup();
+            let message = format!(
+                "{ip}:80 ({what}) is blocked by {} for pods {}: {effect}; allow it with an egress ipBlock {ip}/{} on TCP 80 if they need it",
+                isolation_text(&policies),
+                names(&pods),
+                if ip.is_ipv4() { 32 } else { 128 },
+            );
+            warnings.push(Warning {
+                caution,
+                policies,
+                pods,
+                message,
+            });
+        }
+    }
+    warnings
+}
+
+fn is_dns_pod(pod: &Pod) -> bool {
+    pod.namespace == DNS_NAMESPACE
+        && pod.labels.get(DNS_LABEL.0).map(String::as_str) == Some(DNS_LABEL.1)
+}
+
+/// Pods that cannot reach every CoreDNS pod on UDP and TCP 53.
+fn dns(explainer: &Explainer) -> Vec<Warning> {
+    let has_dns = explainer
+        .state()
+        .pods
+        .values()
+        .any(|p| is_dns_pod(p) && p.in_peer_sets());
+    let assumed;
+    let engine = if has_dns {
+        explainer
+    } else {
+        let mut state = explainer.state().clone();
+        let extra = crate::load::load_str("lint: assumed CoreDNS pod", ASSUMED_DNS_POD)
+            .expect("the assumed CoreDNS pod loads");
+        if state.merge_from(&extra).is_err() {
+            return Vec::new();
+        }
+        assumed = Explainer::new(&state, explainer.mode());
+        &assumed
+    };
+    let dns_pods: Vec<PodRef> = engine
+        .state()
+        .pods
+        .values()
+        .filter(|p| is_dns_pod(p) && p.in_peer_sets())
+        .map(Pod::key)
+        .collect();
+    let mut groups: BTreeMap<(Vec<PolicyRef>, Vec<Protocol>), Vec<PodRef>> = BTreeMap::new();
+    for pod in explainer.enforced_pods().filter(|p| !is_dns_pod(p)) {
+        let mut policies: Vec<PolicyRef> = Vec::new();
+        let mut blocked: Vec<Protocol> = Vec::new();
+        for protocol in [Protocol::Udp, Protocol::Tcp] {
+            for dns_pod in &dns_pods {
+                let Ok(found) = engine.explain(
+                    &Endpoint::Pod(pod.key()),
+                    &Endpoint::Pod(dns_pod.clone()),
+                    protocol,
+                    53,
+                ) else {
+                    continue;
+                };
+                for e in found.iter().filter(|e| !e.allowed()) {
+                    if !blocked.contains(&protocol) {
+                        blocked.push(protocol);
+                    }
+                    for p in denying_policies(e) {
+                        if !policies.contains(&p) {
+                            policies.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        if !blocked.is_empty() {
+            policies.sort();
+            groups
+                .entry((policies, blocked))
+                .or_default()
+                .push(pod.key());
+        }
+    }
+    let assumed_note = if has_dns {
+        ""
+    } else {
+        " (no CoreDNS pod in the input: one was assumed)"
+    };
+    groups
+        .into_iter()
+        .map(|((policies, protocols), pods)| {
+            let protocols: Vec<&str> = protocols
+                .iter()
+                .map(|p| match p {
+                    Protocol::Udp => "UDP 53",
+                    Protocol::Tcp => "TCP 53",
+                    Protocol::Sctp => "SCTP 53",
+                })
+                .collect();
+            let mode_note = if explainer.mode() == EnforcingMode::Strict {
+                "; in strict mode every endpoint a pod reaches needs a policy, CoreDNS included"
+            } else {
+                ""
+            };
+            Warning {
+                caution: Caution::DnsBlocked,
+                message: format!(
+                    "pods {} cannot reach DNS (CoreDNS in {DNS_NAMESPACE}, {}: {}) on {}: denied by {}{mode_note}{assumed_note}",
+                    names(&pods),
+                    DNS_LABEL.0,
+                    DNS_LABEL.1,
+                    protocols.join(" and "),
+                    isolation_text(&policies),
+                ),
+                policies,
+                pods,
+            }
+        })
+        .collect()
+}
+
+/// The pods `policy` selects (its namespace, its pod selector), finished ones aside.
+fn selected<'s>(state: &'s ClusterState, policy: &NetworkPolicy) -> Vec<&'s Pod> {
+    state
+        .pods
+        .values()
+        .filter(|p| {
+            p.namespace == policy.namespace
+                && !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
+                && policy.spec.pod_selector.matches(&p.labels)
+        })
+        .collect()
+}
+
+/// `selects-no-pod` and `host-network-selected`.
+fn selection(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
+    let pods = selected(state, policy);
+    if pods.is_empty() {
+        return vec![Warning {
+            caution: Caution::SelectsNoPod,
+            policies: vec![policy.key()],
+            pods: Vec::new(),
+            message: format!(
+                "policy {} selects no pod of namespace {}: check its podSelector and namespace",
+                policy.key(),
+                policy.namespace
+            ),
+        }];
+    }
+    let host: Vec<PodRef> = pods
+        .iter()
+        .filter(|p| p.host_network)
+        .map(|p| p.key())
+        .collect();
+    if host.is_empty() {
+        return Vec::new();
+    }
+    vec![Warning {
+        caution: Caution::HostNetworkSelected,
+        policies: vec![policy.key()],
+        message: format!(
+            "policy {} selects host-network pods {}: no policy applies to them (they use the node's network; strict mode's default deny does not reach them either)",
+            policy.key(),
+            names(&host)
+        ),
+        pods: host,
+    }]
+}
+
+/// `ip-block-covers-pods`: an ipBlock (other than "anywhere") holding pod addresses.
+fn ip_blocks(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for direction in Direction::BOTH {
+        let field = match direction {
+            Direction::Ingress => "from",
+            Direction::Egress => "to",
+        };
+        for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
+            for (peer_index, peer) in rule.peers.iter().enumerate() {
+                let Peer::IpBlock(block) = peer else { continue };
+                if block.cidr.prefix_len() == 0 {
+                    continue;
+                }
+                let covered: Vec<PodRef> = state
+                    .pods
+                    .values()
+                    .filter(|p| {
+                        p.in_peer_sets()
+                            && p.ips.iter().any(|ip| {
+                                block.cidr.contains(ip)
+                                    && !block.except.iter().any(|e| e.contains(ip))
+                            })
+                    })
+                    .map(Pod::key)
+                    .collect();
+                if covered.is_empty() {
+                    continue;
+                }
+                warnings.push(Warning {
+                    caution: Caution::IpBlockCoversPods,
+                    policies: vec![policy.key()],
+                    message: format!(
+                        "policy {} {direction} rule {rule_index} {field}[{peer_index}]: ipBlock {} holds the addresses of pods {}: pod addresses change with every restart, select pods with podSelector/namespaceSelector instead",
+                        policy.key(),
+                        block.cidr,
+                        names(&covered)
+                    ),
+                    pods: covered,
+                });
+            }
+        }
+    }
+    warnings
+}
+
+/// `named-port-undeclared`: a port name no pod it could mean declares.
+fn named_ports(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
+    let selected_pods = selected(state, policy);
+    let mut warnings = Vec::new();
+    for direction in Direction::BOTH {
+        for (rule_index, rule) in policy.rules(direction).iter().enumerate() {
+            for port in &rule.ports {
+                let Some(PortRef::Name(name)) = &port.port else {
+                    continue;
+                };
+                let declared = |p: &&Pod| p.named_port(name, port.protocol).is_some();
+                let (found, whose) = match direction {
+                    Direction::Ingress => (
+                        selected_pods.iter().any(declared),
+                        "the pods the policy selects",
+                    ),
+                    Direction::Egress => (state.pods.values().any(|p| declared(&p)), "any pod"),
+                };
+                if found {
+                    continue;
+                }
+                warnings.push(Warning {
+                    caution: Caution::NamedPortUndeclared,
+                    policies: vec![policy.key()],
+                    pods: selected_pods.iter().map(|p| p.key()).collect(),
+                    message: format!(
+                        "policy {} {direction} rule {rule_index}: port {name:?}/{:?} is declared by none of {whose}: the port admits nothing",
+                        policy.key(),
+                        port.protocol
+                    ),
+                });
+            }
+        }
+    }
+    warnings
+}
