@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{Family, Probe, cluster, datapath_allows, grid, literal, options, oracle, probes};
+use common::{
+    Family, Probe, cluster, controller, datapath_allows, grid, literal, options, oracle, probes,
+};
 use datapath_common::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use policy::{
     ClusterState, EnforcingMode, MapModel, ObjectRef, Planner, PodPhase, Resolver, load_str,
@@ -49,11 +51,54 @@ fn mismatches(state: &ClusterState, maps: &MapModel, mode: EnforcingMode) -> Vec
         .collect()
 }
 
+/// Probes whose verdict differs when the same policies reach the agent as the
+/// PolicyEndpoints the EKS controller would derive from them (`common::controller`).
+fn policy_endpoint_differences(
+    state: &ClusterState,
+    maps: &MapModel,
+    family: Family,
+    mode: EnforcingMode,
+) -> Vec<String> {
+    let via = controller::via_policy_endpoints(state, common::NODE, family.node_ip());
+    let pe_maps = program(&via, family, mode);
+    probes(state)
+        .into_iter()
+        .filter_map(|probe| {
+            let want = datapath_allows(maps, state, &probe);
+            let got = datapath_allows(&pe_maps, &via, &probe);
+            (want != got).then(|| format!("{probe:?}: PolicyEndpoints {got}, NetworkPolicy {want}"))
+        })
+        .collect()
+}
+
+/// What a scenario gives when its policies reach the agent as PolicyEndpoints.
+#[derive(Clone, Copy, Debug)]
+enum ViaEndpoints {
+    /// The same verdict on every probe.
+    Same,
+    /// The controller's derivation loses what the policy says (named ports it cannot
+    /// resolve for CIDR and all-peer rules or resolves over all selected pods at once,
+    /// finished pods kept as peers): exactly `count` probes differ in each family,
+    /// every one allowed (`pe_allows`) or denied where the NetworkPolicy path does the
+    /// opposite. The agent cannot recover what the objects do not carry.
+    Differs { count: usize, pe_allows: bool },
+}
+
 /// Run a scenario in both families; return the IPv4 state and maps for literal checks.
 fn check(
     policies: &str,
     tweak: fn(&mut ClusterState),
     mode: EnforcingMode,
+) -> (ClusterState, MapModel) {
+    check_via(policies, tweak, mode, ViaEndpoints::Same)
+}
+
+/// `check`, with what the PolicyEndpoint path gives.
+fn check_via(
+    policies: &str,
+    tweak: fn(&mut ClusterState),
+    mode: EnforcingMode,
+    via: ViaEndpoints,
 ) -> (ClusterState, MapModel) {
     let mut first = None;
     for family in [Family::V4, Family::V6] {
@@ -67,6 +112,22 @@ fn check(
             "{family:?}: {} mismatches:\n{}",
             bad.len(),
             bad.join("\n")
+        );
+        let differ = policy_endpoint_differences(&state, &maps, family, mode);
+        let as_expected = match via {
+            ViaEndpoints::Same => differ.is_empty(),
+            ViaEndpoints::Differs { count, pe_allows } => {
+                differ.len() == count
+                    && differ
+                        .iter()
+                        .all(|d| d.contains(&format!("PolicyEndpoints {pe_allows},")))
+            }
+        };
+        assert!(
+            as_expected,
+            "{family:?}: through PolicyEndpoints, {} verdicts differ (expected {via:?}):\n{}",
+            differ.len(),
+            differ.join("\n")
         );
         first.get_or_insert((state, maps));
     }
@@ -424,7 +485,7 @@ fn pod_selector_peer_inside_an_except_is_still_allowed() {
 
 #[test]
 fn named_port_on_ingress() {
-    let (state, maps) = check(
+    let (state, maps) = check_via(
         &p(
             "x",
             "named",
@@ -432,6 +493,10 @@ fn named_port_on_ingress() {
         ),
         no_tweak,
         STANDARD,
+        ViaEndpoints::Differs {
+            count: 24,
+            pe_allows: false,
+        },
     );
     let open = "
         xa 111 111 111
@@ -460,7 +525,7 @@ fn named_port_on_ingress() {
 
 #[test]
 fn named_udp_port_on_ingress() {
-    check(
+    check_via(
         &p(
             "y",
             "named",
@@ -468,6 +533,10 @@ fn named_udp_port_on_ingress() {
         ),
         no_tweak,
         STANDARD,
+        ViaEndpoints::Differs {
+            count: 24,
+            pe_allows: false,
+        },
     );
 }
 
@@ -503,12 +572,20 @@ fn named_port_on_egress_to_all_peers_and_to_an_ip_block() {
         p("x", "cidr", "{podSelector: {matchLabels: {pod: b}}, policyTypes: [Egress], egress: [{to: [{ipBlock: {cidr: ALL_PODS, except: [NET_Z]}}], ports: [{protocol: UDP, port: serve-81-udp}, {protocol: SCTP, port: 80}]}]}"),
     ]
     .concat();
-    check(&policies, |s| pod_mut(s, "y", "c").ports.clear(), STANDARD);
+    check_via(
+        &policies,
+        |s| pod_mut(s, "y", "c").ports.clear(),
+        STANDARD,
+        ViaEndpoints::Differs {
+            count: 11,
+            pe_allows: false,
+        },
+    );
 }
 
 #[test]
 fn named_port_missing_on_some_pods_admits_nothing_there() {
-    check(
+    check_via(
         &p(
             "y",
             "named",
@@ -516,12 +593,16 @@ fn named_port_missing_on_some_pods_admits_nothing_there() {
         ),
         |s| pod_mut(s, "y", "b").ports.clear(),
         STANDARD,
+        ViaEndpoints::Differs {
+            count: 16,
+            pe_allows: false,
+        },
     );
 }
 
 #[test]
 fn named_port_meaning_differs_per_pod() {
-    check(
+    check_via(
         &p(
             "x",
             "named",
@@ -538,6 +619,10 @@ fn named_port_meaning_differs_per_pod() {
             });
         },
         STANDARD,
+        ViaEndpoints::Differs {
+            count: 24,
+            pe_allows: true,
+        },
     );
 }
 
@@ -780,7 +865,7 @@ fn host_network_pod_is_neither_selected_nor_a_peer() {
 
 #[test]
 fn finished_pods_are_left_out_of_peer_sets() {
-    check(
+    check_via(
         &p(
             "y",
             "from-x",
@@ -791,6 +876,10 @@ fn finished_pods_are_left_out_of_peer_sets() {
             pod_mut(s, "x", "c").phase = PodPhase::Failed;
         },
         STANDARD,
+        ViaEndpoints::Differs {
+            count: 36,
+            pe_allows: true,
+        },
     );
 }
 

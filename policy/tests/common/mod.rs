@@ -3,6 +3,7 @@
 //! and (in `oracle`) a plain evaluator written from the Kubernetes API reference.
 #![allow(dead_code)]
 
+pub mod controller;
 pub mod oracle;
 
 use std::fmt::Write as _;
