@@ -143,6 +143,10 @@ pub struct RunArgs {
     /// Host veth name prefix of the CNI (env AWS_VPC_K8S_CNI_VETHPREFIX) [default: eni].
     #[arg(long, value_name = "PREFIX")]
     pub veth_prefix: Option<String>,
+    /// Unix socket of the VPC CNI's hook (EnforceNpToPod, DeletePodNp) [default:
+    /// /var/run/aws-node/npa.sock with the Kubernetes API source, none with --policy-dir].
+    #[arg(long, value_name = "PATH")]
+    pub npa_socket_path: Option<String>,
 }
 
 macro_rules! given {
@@ -168,7 +172,7 @@ impl RunArgs {
             log_level, log_format, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
             cloudwatch_log_group, cloudwatch_log_stream, cloudwatch_retention_days,
             cloudwatch_region, cloudwatch_endpoint, cloudwatch_flush_interval, policy_dir,
-            kubeconfig, apiserver, attach_mode, bpffs_pin_dir, veth_prefix,
+            kubeconfig, apiserver, attach_mode, bpffs_pin_dir, veth_prefix, npa_socket_path,
         )
     }
 }

@@ -80,6 +80,8 @@ pub mod defaults {
     pub const BPFFS_PIN_DIR: &str = "/sys/fs/bpf/netpol-agent";
     /// The VPC CNI's default host veth prefix.
     pub const VETH_PREFIX: &str = "eni";
+    /// Where the VPC CNI plugin dials the agent (its `npaSocketPath`).
+    pub const NPA_SOCKET_PATH: &str = "/var/run/aws-node/npa.sock";
     /// Incumbent: log group of an EKS cluster, `{cluster}` replaced by its name.
     pub const CLOUDWATCH_EKS_GROUP: &str = "/aws/eks/{cluster}/cluster";
     /// Incumbent: log group when the cluster name is unknown (self-managed clusters).
@@ -200,6 +202,11 @@ pub struct AgentConfig {
     /// `AWS_VPC_K8S_CNI_VETHPREFIX` as the VPC CNI reads it): a pod's interface is the
     /// prefix and 11 hex digits of sha1("<namespace>.<name>").
     pub veth_prefix: String,
+    /// Where the VPC CNI's hook is served (`--npa-socket-path`); unset means the CNI's
+    /// `/var/run/aws-node/npa.sock` with the Kubernetes API source and no hook with a
+    /// policy directory (the lab and tests, where no CNI calls). See
+    /// [`AgentConfig::cni_hook_socket`].
+    pub npa_socket_path: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -245,6 +252,7 @@ impl Default for AgentConfig {
             attach_mode: d::ATTACH_MODE,
             bpffs_pin_dir: PathBuf::from(d::BPFFS_PIN_DIR),
             veth_prefix: d::VETH_PREFIX.to_string(),
+            npa_socket_path: None,
         }
     }
 }
@@ -273,6 +281,20 @@ impl AgentConfig {
                 kubeconfig: self.kubeconfig.as_deref(),
                 apiserver: self.apiserver.as_deref(),
             },
+        }
+    }
+
+    /// The socket the CNI hook serves on: `--npa-socket-path` if given, else the CNI's
+    /// own path when policies come from the Kubernetes API (a cluster node, where the
+    /// CNI calls), else none.
+    #[must_use]
+    pub fn cni_hook_socket(&self) -> Option<PathBuf> {
+        match (&self.npa_socket_path, self.policy_source()) {
+            (Some(path), _) => Some(path.clone()),
+            (None, PolicySource::Kubernetes { .. }) => {
+                Some(PathBuf::from(defaults::NPA_SOCKET_PATH))
+            }
+            (None, PolicySource::Dir(_)) => None,
         }
     }
 

@@ -281,6 +281,7 @@ settings! {
     attach_mode: AttachMode, "--attach-mode", "NETPOL_ATTACH_MODE", false;
     bpffs_pin_dir: PathBuf, "--bpffs-pin-dir", "NETPOL_BPFFS_PIN_DIR", false;
     veth_prefix: String, "--veth-prefix", "AWS_VPC_K8S_CNI_VETHPREFIX", false;
+    npa_socket_path: Option<PathBuf>, "--npa-socket-path", "NETPOL_NPA_SOCKET_PATH", false;
 }
 
 /// The setting named `key`, if any.

@@ -387,6 +387,21 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
             ))
         },
     );
+    if let Some(path) = &config.npa_socket_path {
+        check(
+            "npa_socket_path",
+            if !path.is_absolute() {
+                Err(format!("{} is not an absolute path", path.display()))
+            } else if path.as_os_str().len() > 107 {
+                Err(format!(
+                    "{}: a unix socket path holds at most 107 bytes",
+                    path.display()
+                ))
+            } else {
+                Ok(())
+            },
+        );
+    }
     let prefix = &config.veth_prefix;
     check(
         "veth_prefix",

@@ -510,6 +510,7 @@ fn sample(key: &str) -> &'static str {
         "attach_mode" => "tcx",
         "bpffs_pin_dir" => "/sys/fs/bpf/x",
         "veth_prefix" => "abc",
+        "npa_socket_path" => "/run/test/npa.sock",
         other => panic!("no sample for {other}: add one"),
     }
 }
