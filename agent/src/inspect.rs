@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use datapath::{PinLayout, PolicyMaps};
 use datapath_common::*;
 use exporter::enrich::event_addr as addr;
+use exporter::labels;
 use serde_json::{Value, json};
 
 fn state_name(state: u8) -> &'static str {
@@ -26,29 +27,18 @@ fn state_name(state: u8) -> &'static str {
     }
 }
 
-fn protocol_name(p: u8) -> &'static str {
-    match p {
-        PROTO_ANY => "any",
-        PROTO_TCP => "TCP",
-        PROTO_UDP => "UDP",
-        PROTO_SCTP => "SCTP",
-        PROTO_ICMP => "ICMP",
-        PROTO_ICMPV6 => "ICMPv6",
-        _ => "other",
+/// A rule's protocol: `any` for a rule on every protocol, else the flow-log word.
+fn rule_protocol_name(p: u8) -> &'static str {
+    if p == PROTO_ANY {
+        "any"
+    } else {
+        labels::protocol(p)
     }
 }
 
+/// The interface's name here, or `if<index>` when no interface has the index.
 fn ifname(ifindex: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf holds IF_NAMESIZE bytes as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("if{ifindex}");
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    datapath::interface_name(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
 }
 
 fn print(rows: Vec<Value>, json: bool, columns: &[&str]) {
@@ -235,11 +225,11 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
                             .cloned()
                             .unwrap_or_else(|| format!("policy id {}", r.policy_id));
                         if r.port_min == 0 && r.port_max == u16::MAX {
-                            format!("{} all ports ({who})", protocol_name(r.protocol))
+                            format!("{} all ports ({who})", rule_protocol_name(r.protocol))
                         } else {
                             format!(
                                 "{} {}-{} ({who})",
-                                protocol_name(r.protocol),
+                                rule_protocol_name(r.protocol),
                                 r.port_min,
                                 r.port_max
                             )
@@ -267,7 +257,7 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
 /// Conntrack entries.
 pub fn conntrack(pins: &PinLayout, json: bool) -> Result<()> {
     let m = PolicyMaps::open_pinned(pins)?;
-    let now = datapath::monotonic_now_ns();
+    let now = datapath_common::clock::monotonic_now_ns();
     let rows = m
         .conntrack()
         .into_iter()
@@ -275,7 +265,7 @@ pub fn conntrack(pins: &PinLayout, json: bool) -> Result<()> {
             let k = e.key;
             json!({
                 "interface": ifname(k.ifindex),
-                "proto": protocol_name(k.protocol),
+                "proto": labels::protocol(k.protocol),
                 "pod": std::net::SocketAddr::new(addr(k.family, &k.pod_addr), k.pod_port).to_string(),
                 "peer": std::net::SocketAddr::new(addr(k.family, &k.peer_addr), k.peer_port).to_string(),
                 "opened": if e.value.origin_direction == DIRECTION_INGRESS { "ingress" } else { "egress" },
@@ -348,5 +338,23 @@ pub fn events(log_file: &Path, json: bool, follow_for: Option<Duration>) -> Resu
             v["Policy"].as_str().unwrap_or(""),
             v["Count"],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_protocols_use_the_flow_log_words_and_any() {
+        assert_eq!(rule_protocol_name(PROTO_ANY), "any");
+        assert_eq!(rule_protocol_name(PROTO_TCP), "TCP");
+        assert_eq!(rule_protocol_name(PROTO_ICMPV6), "ICMPv6");
+        assert_eq!(rule_protocol_name(47), "UNKNOWN");
+    }
+
+    #[test]
+    fn an_index_with_no_interface_prints_as_its_number() {
+        assert_eq!(ifname(u32::MAX), format!("if{}", u32::MAX));
     }
 }

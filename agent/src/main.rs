@@ -46,7 +46,7 @@ enum Command {
         #[command(subcommand)]
         command: EbpfCommand,
         /// The agent's bpffs pin directory.
-        #[arg(long, global = true, default_value = "/sys/fs/bpf/netpol-agent")]
+        #[arg(long, global = true, default_value = config::defaults::BPFFS_PIN_DIR)]
         bpffs_pin_dir: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, global = true)]
         netns: Option<String>,
     },
+    /// Why a connection is allowed or denied: each direction's verdict, the rule that
+    /// allows or the policies that isolate, by the agent's own engine.
+    Explain(agent::explain::ExplainArgs),
+    /// The EKS guide's cautions and the usual policy mistakes; exit 1 on any warning.
+    Lint(agent::lint::LintArgs),
     /// The Stars demo of the EKS user guide on the lab, step by step.
     Demo {
         #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
@@ -76,13 +81,10 @@ enum EbpfCommand {
     Conntrack,
     /// Follow the verdicts the agent writes (its flow-log file).
     Events {
-        #[arg(
-            long,
-            default_value = "/var/log/aws-routed-eni/network-policy-agent.log"
-        )]
+        #[arg(long, default_value = config::defaults::LOG_FILE)]
         log_file: PathBuf,
         /// Stop after this long (default: follow until interrupted).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = config::parse_duration)]
         duration: Option<Duration>,
     },
 }
@@ -112,7 +114,7 @@ enum LabCommand {
         ports: Vec<u16>,
         #[arg(long, value_delimiter = ',', default_value = "tcp,udp")]
         protocols: Vec<Protocol>,
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = config::parse_duration)]
         timeout: Duration,
         #[arg(long)]
         json: bool,
@@ -125,20 +127,6 @@ enum LabCommand {
         #[arg(long = "listen")]
         listen: Vec<String>,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() -> Result<()> {
@@ -195,6 +183,17 @@ fn main() -> Result<()> {
                     agent::inspect::events(&log_file, json, duration)
                 }
             }
+        }
+        Command::Explain(args) => {
+            let _log = init_interactive_log()?;
+            agent::explain::run(&args)
+        }
+        Command::Lint(args) => {
+            let _log = init_interactive_log()?;
+            if !agent::lint::run(&args)? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Demo { state_dir } => {
             let _log = init_interactive_log()?;

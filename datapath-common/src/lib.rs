@@ -1,10 +1,13 @@
 //! The ABI shared by the kernel programs (`datapath-ebpf`) and userspace (`datapath`):
 //! `#[repr(C)]` map keys, values and the ring-buffer event, with compile-time size and
 //! offset checks, plus the verdict decision written once as pure functions that both
-//! the kernel and host tests call.
+//! the kernel and host tests call; with the `user` feature, the kernel's clocks as
+//! userspace reads them ([`clock`]).
 #![no_std]
 
 pub mod abi;
+#[cfg(feature = "user")]
+pub mod clock;
 pub mod decide;
 
 pub use abi::*;

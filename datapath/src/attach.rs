@@ -71,7 +71,9 @@ pub(crate) fn ifindex(interface: &str) -> Result<u32, DatapathError> {
     Ok(index)
 }
 
-pub(crate) fn ifname(ifindex: u32) -> Option<String> {
+/// The name of interface `ifindex` in the current network namespace; `None` when no
+/// interface has that index (any more).
+pub fn interface_name(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
     let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };

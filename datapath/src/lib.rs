@@ -25,14 +25,11 @@ mod pins;
 mod pod_slots;
 pub mod testrun;
 
-pub use attach::AttachMode;
+pub use attach::{AttachMode, interface_name};
 pub use error::DatapathError;
 pub use events::{AsyncEventReader, EventReader, decode_event};
 pub use loader::{Datapath, LoadOptions};
-pub use maps::{
-    ConntrackEntry, PolicyMaps, RuleListId, coarse_monotonic_now_ns, monotonic_now_ns,
-    pinned_pod_records, policy_key, rule_list,
-};
+pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, rule_list};
 pub use pins::PinLayout;
 
 pub use datapath_common as abi;

@@ -130,7 +130,7 @@ impl Datapath {
     /// removes the pins of interfaces that are gone.
     fn readopt_links(&mut self) -> Result<(), DatapathError> {
         for (ifindex, program, path) in attach::pinned_links(&self.pins)? {
-            if attach::ifname(ifindex).is_none() {
+            if attach::interface_name(ifindex).is_none() {
                 std::fs::remove_file(&path).map_err(|e| DatapathError::Pin {
                     path: path.clone(),
                     reason: e.to_string(),
@@ -315,7 +315,7 @@ impl Datapath {
     pub fn remove_all(mut self) -> Result<(), DatapathError> {
         let ifindexes: Vec<u32> = self.attached.keys().copied().collect();
         for ifindex in ifindexes {
-            let name = attach::ifname(ifindex);
+            let name = attach::interface_name(ifindex);
             self.detach_ifindex(ifindex, name.as_deref())?;
         }
         for (_, _, path) in attach::pinned_links(&self.pins)? {

@@ -13,6 +13,8 @@ use datapath_common::{
     PolicyKey, Rule, RuleList, Settings, map_names,
 };
 
+use datapath_common::clock::monotonic_now_ns;
+
 use crate::{DatapathError, entries::PolicyEntries, pod_slots::PodSlots};
 
 /// Id of a rule list in `RULE_LISTS`.
@@ -87,27 +89,6 @@ pub fn rule_list(rules: &[Rule]) -> Result<RuleList, DatapathError> {
     };
     list.rules[..rules.len()].copy_from_slice(rules);
     Ok(list)
-}
-
-/// CLOCK_MONOTONIC now, the clock `bpf_ktime_get_ns` reads.
-pub fn monotonic_now_ns() -> u64 {
-    clock_now_ns(libc::CLOCK_MONOTONIC)
-}
-
-/// CLOCK_MONOTONIC_COARSE now, the clock `bpf_ktime_get_coarse_ns` reads (the
-/// programs' conntrack, fold and event times): up to one tick behind.
-pub fn coarse_monotonic_now_ns() -> u64 {
-    clock_now_ns(libc::CLOCK_MONOTONIC_COARSE)
-}
-
-fn clock_now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer; both clocks always exist on Linux.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl PolicyMaps {

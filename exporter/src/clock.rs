@@ -1,8 +1,11 @@
 //! Kernel event time (CLOCK_MONOTONIC, `bpf_ktime_get_ns`) to UTC wall-clock time.
 //! A pair of clock readings gives the offset; it is re-paired periodically so NTP
-//! slewing or a clock step shows up within one interval instead of accumulating.
+//! slewing or a clock step shows up within one interval instead of accumulating. The
+//! clocks themselves are read through `datapath_common::clock`.
 
 use std::time::{Duration, Instant};
+
+use datapath_common::clock::{monotonic_now_ns, realtime_now_ns};
 
 /// Converts monotonic nanoseconds to Unix milliseconds.
 #[derive(Debug, Clone)]
@@ -60,28 +63,12 @@ impl WallClock {
     }
 }
 
-/// CLOCK_MONOTONIC now, in nanoseconds (the clock `bpf_ktime_get_ns` reads).
-pub fn monotonic_now_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; both clock ids are always supported
-    // on Linux, so the call cannot fail and only writes `ts`.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
 /// Reads monotonic, realtime, monotonic and pairs realtime with the midpoint, so the
 /// offset's error is at most half the (sub-microsecond) reading window.
 fn read_offset_ns() -> i64 {
-    let before = clock_ns(libc::CLOCK_MONOTONIC);
-    let real = clock_ns(libc::CLOCK_REALTIME);
-    let after = clock_ns(libc::CLOCK_MONOTONIC);
+    let before = monotonic_now_ns() as i64;
+    let real = realtime_now_ns() as i64;
+    let after = monotonic_now_ns() as i64;
     real - (before + (after - before) / 2)
 }
 

@@ -236,7 +236,7 @@ impl Drop for KernelFixture {
 }
 
 /// The programs' clock (re-exported for the tests).
-pub use datapath::coarse_monotonic_now_ns as coarse_now_ns;
+pub use datapath_common::clock::coarse_monotonic_now_ns as coarse_now_ns;
 
 /// Waits until the programs' clock reads at least `at_ns`, so a test that needs a
 /// window to be over does not sit on a tick boundary. Panics after a minute.
