@@ -192,7 +192,6 @@ pub fn merge<'a>(
             ingress: rules(Direction::Ingress),
             egress: rules(Direction::Egress),
             policy_types: Some(isolation.into_iter().collect()),
-            ..PolicySpec::default()
         },
     }
 }
