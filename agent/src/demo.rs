@@ -23,7 +23,8 @@ pub const PODS: [(&str, &str, u16); 4] = [
     ("stars", "backend", 6379),
 ];
 
-const PODS_YAML: &str = r#"
+/// The demo's namespaces and pods (the lab gives them addresses).
+pub const PODS_YAML: &str = r#"
 apiVersion: v1
 kind: Namespace
 metadata: {name: stars}

@@ -5,9 +5,11 @@
 
 pub mod daemon;
 pub mod demo;
+pub mod explain;
 pub mod flowlog;
 pub mod guard;
 pub mod inspect;
 pub mod lab;
+pub mod lint;
 pub mod logging;
 pub mod source;

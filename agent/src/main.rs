@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, global = true)]
         netns: Option<String>,
     },
+    /// Why a connection is allowed or denied: each direction's verdict, the rule that
+    /// allows or the policies that isolate, by the agent's own engine.
+    Explain(agent::explain::ExplainArgs),
+    /// The EKS guide's cautions and the usual policy mistakes; exit 1 on any warning.
+    Lint(agent::lint::LintArgs),
     /// The Stars demo of the EKS user guide on the lab, step by step.
     Demo {
         #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
@@ -178,6 +183,17 @@ fn main() -> Result<()> {
                     agent::inspect::events(&log_file, json, duration)
                 }
             }
+        }
+        Command::Explain(args) => {
+            let _log = init_interactive_log()?;
+            agent::explain::run(&args)
+        }
+        Command::Lint(args) => {
+            let _log = init_interactive_log()?;
+            if !agent::lint::run(&args)? {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Demo { state_dir } => {
             let _log = init_interactive_log()?;

@@ -2,7 +2,10 @@
 //! `#[repr(C)]` with explicit padding and a size assert, because the kernel and
 //! userspace read the same bytes.
 
-use core::mem::{offset_of, size_of};
+use core::{
+    mem::{offset_of, size_of},
+    net::IpAddr,
+};
 
 /// Bumped whenever a map layout changes: pins live under `.../v{ABI_VERSION}/`, so a
 /// newer agent never reinterprets an older map.
@@ -31,9 +34,17 @@ pub const PROTO_SCTP: u8 = 132;
 pub const STATE_DEFAULT_ALLOW: u8 = 0;
 pub const STATE_DEFAULT_DENY: u8 = 1;
 pub const STATE_POLICIES_APPLIED: u8 = 2;
+/// Only audit-mode policies select the pod in this direction: a packet their rules do
+/// not admit passes and is reported as [`VERDICT_AUDIT`].
+pub const STATE_POLICIES_AUDIT: u8 = 3;
 
 pub const VERDICT_DENY: u8 = 0;
 pub const VERDICT_ACCEPT: u8 = 1;
+/// Passed, though the audit-mode policies selecting the pod would have dropped it.
+pub const VERDICT_AUDIT: u8 = 2;
+/// Set in a fold key's `direction` for AUDIT folds, so a flow's AUDIT and DENY
+/// packets (audit switched off mid-flow) never share a fold.
+pub const FOLD_DIRECTION_AUDIT: u8 = 2;
 
 /// Why a verdict was reached when no policy rule decided it (`policy_id == 0`), or
 /// `REASON_POLICY` when the event's `policy_id` names the deciding rule's policy.
@@ -207,6 +218,41 @@ pub struct PolicyKey {
 }
 const _: () = assert!(size_of::<PolicyKey>() == 24);
 
+/// The key of the peer prefix `addr/prefix_len` in `policy_set` and `direction`, and
+/// the prefix length the maps take with it: the one constructor the planner, the map
+/// writers and the tests share. Bits past the prefix are cleared, so `10.1.2.3/16`
+/// and `10.1.0.0/16` give the same key; a length past the family's width keeps every
+/// bit.
+pub fn policy_key(
+    policy_set: u32,
+    direction: u8,
+    addr: IpAddr,
+    prefix_len: u8,
+) -> (PolicyKey, u32) {
+    let mut key = PolicyKey {
+        policy_set_be: policy_set.to_be(),
+        direction,
+        ..PolicyKey::default()
+    };
+    let width = match addr {
+        IpAddr::V4(a) => {
+            key.family = FAMILY_IPV4;
+            key.addr[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            key.family = FAMILY_IPV6;
+            key.addr = a.octets();
+            16
+        }
+    };
+    for (i, byte) in key.addr[..width].iter_mut().enumerate() {
+        let kept = (prefix_len as usize).saturating_sub(8 * i).min(8);
+        *byte &= !(0xffu16 >> kept) as u8;
+    }
+    (key, u32::from(prefix_len))
+}
+
 /// The data part of a `POLICY_V4` (`N` = 4) or `POLICY_V6` (`N` = 16) key (the
 /// kernel's LPM key adds a `u32` prefix length in front): matching covers
 /// [`POLICY_SELECTOR_BITS`] plus the peer prefix.
@@ -348,7 +394,9 @@ pub struct FoldValue {
     pub pending_bytes: u64,
     pub policy_id: u32,
     pub reason: u8,
-    pub _pad: [u8; 3],
+    /// `VERDICT_DENY` or `VERDICT_AUDIT`.
+    pub verdict: u8,
+    pub _pad: [u8; 2],
 }
 const _: () = assert!(size_of::<FoldValue>() == 48);
 const _: () = assert!(offset_of!(FoldValue, pending_packets) == 24);
@@ -410,8 +458,14 @@ pub struct Counters {
     pub spoofed_packets: u64,
     /// Events sent with a forced wake-up (pending data passed the threshold).
     pub wakeups_forced: u64,
+    /// Wire packets that passed as AUDIT (also counted in `packets[d][ACCEPT]`), by
+    /// direction.
+    pub audited_packets: [u64; 2],
+    /// Audited packets carried by lost events.
+    pub audited_packets_lost: u64,
+    pub _reserved: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 16 * 8);
+const _: () = assert!(size_of::<Counters>() == 20 * 8);
 
 /// One verdict, sent through the `EVENTS` ring buffer.
 #[repr(C)]
@@ -472,4 +526,51 @@ mod pod_impls {
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::FlowEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    #[test]
+    fn policy_key_is_big_endian_set_and_family_tagged() {
+        let (key, len) = policy_key(
+            0x0102_0304,
+            DIRECTION_EGRESS,
+            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 0)),
+            16,
+        );
+        assert_eq!(key.policy_set_be.to_ne_bytes(), [1, 2, 3, 4]);
+        assert_eq!(key.family, FAMILY_IPV4);
+        assert_eq!(key.direction, DIRECTION_EGRESS);
+        assert_eq!(key.addr, [10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(len, 16);
+    }
+
+    #[test]
+    fn policy_key_clears_host_bits_to_the_bit() {
+        let masked = |addr: IpAddr, len: u8| policy_key(7, DIRECTION_INGRESS, addr, len).0;
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 1, 255, 3));
+        assert_eq!(&masked(v4, 19).addr[..4], &[10, 1, 224, 0]);
+        assert_eq!(&masked(v4, 0).addr[..4], &[0, 0, 0, 0]);
+        assert_eq!(&masked(v4, 32).addr[..4], &[10, 1, 255, 3]);
+        assert_eq!(
+            masked(v4, 33),
+            masked(v4, 32),
+            "past the width keeps every bit"
+        );
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x20, 0xffff, 0, 0, 0, 0, 1));
+        let key = masked(v6, 36);
+        assert_eq!(key.family, FAMILY_IPV6);
+        assert_eq!(
+            key.addr,
+            [0xfd, 0, 0, 0x20, 0xf0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            masked(v6, 128).addr,
+            Ipv6Addr::new(0xfd00, 0x20, 0xffff, 0, 0, 0, 0, 1).octets()
+        );
+    }
 }

@@ -29,9 +29,7 @@ pub use attach::{AttachMode, interface_name};
 pub use error::DatapathError;
 pub use events::{AsyncEventReader, EventReader, decode_event};
 pub use loader::{Datapath, LoadOptions};
-pub use maps::{
-    ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, policy_key, rule_list,
-};
+pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, rule_list};
 pub use pins::PinLayout;
 
 pub use datapath_common as abi;

@@ -2,15 +2,15 @@
 //! settings, counters, conntrack and folds. The policy side writes the first three;
 //! the datapath owns conntrack and folds.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use datapath_common::{
-    Counters, CtValue, FAMILY_IPV4, FAMILY_IPV6, FlowKey, FoldValue, MAX_RULES_PER_LIST, PodRecord,
-    PolicyKey, Rule, RuleList, Settings, map_names,
+    Counters, CtValue, FlowKey, FoldValue, MAX_RULES_PER_LIST, PodRecord, PolicyKey, Rule,
+    RuleList, Settings, map_names,
 };
 
 use datapath_common::clock::monotonic_now_ns;
@@ -45,31 +45,6 @@ where
         .take_map(name)
         .ok_or(DatapathError::MissingMap { name })?;
     T::try_from(map).map_err(|e| DatapathError::map(name, e))
-}
-
-/// The key of a peer prefix in one policy set and direction, and its prefix length.
-pub fn policy_key(
-    policy_set: u32,
-    direction: u8,
-    addr: IpAddr,
-    prefix_bits: u8,
-) -> (PolicyKey, u32) {
-    let mut key = PolicyKey {
-        policy_set_be: policy_set.to_be(),
-        direction,
-        ..PolicyKey::default()
-    };
-    match addr {
-        IpAddr::V4(a) => {
-            key.family = FAMILY_IPV4;
-            key.addr[..4].copy_from_slice(&a.octets());
-        }
-        IpAddr::V6(a) => {
-            key.family = FAMILY_IPV6;
-            key.addr = a.octets();
-        }
-    }
-    (key, prefix_bits as u32)
 }
 
 /// Builds a rule list from at most [`MAX_RULES_PER_LIST`] rules.

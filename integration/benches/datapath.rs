@@ -206,7 +206,7 @@ fn main() {
             (IpAddr::from([0xfd00, 0x20, i as u16, 0, 0, 0, 0, 0]), 64),
         ] {
             for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
-                let (key, len) = datapath::policy_key(set, direction, addr, bits);
+                let (key, len) = datapath_common::policy_key(set, direction, addr, bits);
                 fx.dp().maps().put_entry(&key, len, list).unwrap();
             }
         }
@@ -335,7 +335,7 @@ fn main() {
             ),
         ] {
             for direction in [DIRECTION_INGRESS, DIRECTION_EGRESS] {
-                let (key, len) = datapath::policy_key(trie_set, direction, addr, bits);
+                let (key, len) = datapath_common::policy_key(trie_set, direction, addr, bits);
                 fx.dp().maps().put_entry(&key, len, list).unwrap();
             }
         }
@@ -617,7 +617,7 @@ fn map_memory(fx: &mut KernelFixture, pods_per_set: u32, peers: u32) -> Memory {
                 (peer / 256 % 256) as u8,
                 (peer % 256) as u8,
             ]);
-            let (key, len) = datapath::policy_key(set, DIRECTION_INGRESS, addr, 32);
+            let (key, len) = datapath_common::policy_key(set, DIRECTION_INGRESS, addr, 32);
             fx.dp()
                 .maps()
                 .put_entry(&key, len, lists[(pod / pods_per_set % 4) as usize])

@@ -164,7 +164,7 @@ impl KernelFixture {
         self.next_list += 1;
         let maps = self.dp().maps();
         maps.put_rule_list(list, rules).expect("put rule list");
-        let (key, len) = datapath::policy_key(policy_set, direction, addr, bits);
+        let (key, len) = datapath_common::policy_key(policy_set, direction, addr, bits);
         maps.put_entry(&key, len, list).expect("put entry");
         let mut flags = PodRecord {
             lookups: self.lookups.get(&policy_set).copied().unwrap_or_default(),

@@ -37,7 +37,7 @@ fn program_policy(net: &PodNet, dp: &mut Datapath) {
     ];
     maps.put_rule_list(1, &rules).unwrap();
     for (addr, bits) in [(net.pods[0].ipv4, 32), (net.pods[0].ipv6, 128)] {
-        let (key, len) = datapath::policy_key(SERVER_SET, DIRECTION_INGRESS, addr, bits);
+        let (key, len) = datapath_common::policy_key(SERVER_SET, DIRECTION_INGRESS, addr, bits);
         maps.put_entry(&key, len, 1).unwrap();
     }
 }

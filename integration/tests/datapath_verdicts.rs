@@ -980,7 +980,7 @@ fn a_full_policy_hash_overflows_into_the_trie_with_the_same_verdicts() {
     let maps = fx.dp().maps();
     for host in 1..=10u8 {
         let (key, len) =
-            datapath::policy_key(SET, DIRECTION_INGRESS, IpAddr::from([10, 9, 1, host]), 32);
+            datapath_common::policy_key(SET, DIRECTION_INGRESS, IpAddr::from([10, 9, 1, host]), 32);
         maps.remove_entry(&key, len).unwrap();
     }
     assert_eq!(maps.entries().len(), 1);

@@ -192,6 +192,7 @@ pub fn merge<'a>(
             ingress: rules(Direction::Ingress),
             egress: rules(Direction::Egress),
             policy_types: Some(isolation.into_iter().collect()),
+            ..PolicySpec::default()
         },
     }
 }

@@ -666,10 +666,15 @@ impl fmt::Display for Explanation {
     /// A few lines for people: the connection and its verdict, then each direction.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.allowed() { "ALLOWED" } else { "DENIED" };
+        let protocol = match self.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        };
         writeln!(
             f,
-            "{} -> {} {:?} {}: {verdict}",
-            self.from, self.to, self.protocol, self.port
+            "{} -> {} {protocol} {}: {verdict}",
+            self.from, self.to, self.port
         )?;
         for verdict in [&self.egress, &self.ingress] {
             write!(f, "  {verdict}")?;

@@ -56,7 +56,7 @@ pub use ids::{
 pub use load::{DocumentLoad, load_dir, load_documents, load_str};
 pub use maps::MapModel;
 pub use model::*;
-pub use plan::{MapOp, Planner, initial_pod_record, policy_key};
+pub use plan::{MapOp, Planner, initial_pod_record};
 pub use resolve::{
     DirectionRules, EnforcingMode, PodState, ResolveOptions, Resolved, ResolvedPod, Resolver,
     Unenforceable, resolve,

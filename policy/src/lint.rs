@@ -313,16 +313,12 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
         .collect()
 }
 
-/// The pods `policy` selects (its namespace, its pod selector), finished ones aside.
+/// The pods `policy` selects (as the resolver does), finished ones aside.
 fn selected<'s>(state: &'s ClusterState, policy: &NetworkPolicy) -> Vec<&'s Pod> {
     state
         .pods
         .values()
-        .filter(|p| {
-            p.namespace == policy.namespace
-                && !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
-                && policy.spec.pod_selector.matches(&p.labels)
-        })
+        .filter(|p| !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed) && policy.selects(p))
         .collect()
 }
 

@@ -8,13 +8,13 @@ use std::net::IpAddr;
 
 use datapath_common::{
     Decision, FAMILY_IPV4, FAMILY_IPV6, PodRecord, PolicyKey, RuleList, STATE_DEFAULT_ALLOW,
-    decide, first_admitting_rule,
+    decide, first_admitting_rule, policy_key,
 };
 use ipnet::IpNet;
 
 use crate::error::ApplyError;
 use crate::model::{Direction, PodRef};
-use crate::plan::{MapOp, policy_key};
+use crate::plan::MapOp;
 
 /// The three policy maps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -148,7 +148,12 @@ impl MapModel {
                 return None;
             }
             let net = IpNet::new(peer, len).ok()?.trunc();
-            let key = policy_key(record.policy_set, direction, net);
+            let key = policy_key(
+                record.policy_set,
+                direction.as_u8(),
+                net.addr(),
+                net.prefix_len(),
+            );
             self.entries
                 .get(&key)
                 .and_then(|id| self.lists.get(id))
