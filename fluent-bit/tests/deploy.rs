@@ -140,7 +140,7 @@ fn strict_check_rejects_unknown_fields_wrong_types_and_wrong_kinds() {
 }
 
 #[test]
-fn cluster_role_reads_pods_namespaces_and_network_policies_and_nothing_else() {
+fn cluster_role_reads_pods_namespaces_network_policies_and_policy_endpoints_and_nothing_else() {
     let file = deploy_file("rbac.yaml");
     let docs = documents(&file);
     let role: ClusterRole = strict(&file, &docs, AGENT);
@@ -160,6 +160,7 @@ fn cluster_role_reads_pods_namespaces_and_network_policies_and_nothing_else() {
         ("", "pods"),
         ("", "namespaces"),
         ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.aws", "policyendpoints"),
     ] {
         for verb in ["get", "list", "watch"] {
             want.insert((group.to_string(), resource.to_string(), verb.to_string()));

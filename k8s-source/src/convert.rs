@@ -1,12 +1,16 @@
 //! API objects to policy model values, through the policy crate's own manifest loader
 //! (`policy::load::load_value_into`, what `policy::load_str` runs per document), so an object read from the API server and the same object
 //! read from YAML give equal model values. Only the fields the resolver reads are
-//! carried over; the API object is dropped right after.
+//! carried over; the API object is dropped right after. PolicyEndpoint objects
+//! (`networking.k8s.aws/v1alpha1`, no Rust type in k8s-openapi) are read as
+//! `PolicyEndpointObject`, their spec kept as JSON for
+//! `policy::load_policy_endpoint`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as networking;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
@@ -18,16 +22,23 @@ pub enum Kind {
     Namespace,
     Pod,
     NetworkPolicy,
+    PolicyEndpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Namespace, Kind::Pod, Kind::NetworkPolicy];
+    pub const ALL: [Kind; 4] = [
+        Kind::Namespace,
+        Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::PolicyEndpoint,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::PolicyEndpoint => "PolicyEndpoint",
         }
     }
 
@@ -37,6 +48,7 @@ impl Kind {
             Kind::Namespace => "namespaces",
             Kind::Pod => "pods",
             Kind::NetworkPolicy => "networkpolicies",
+            Kind::PolicyEndpoint => "policyendpoints",
         }
     }
 
@@ -45,6 +57,7 @@ impl Kind {
             Kind::Namespace => 0,
             Kind::Pod => 1,
             Kind::NetworkPolicy => 2,
+            Kind::PolicyEndpoint => 3,
         }
     }
 }
@@ -61,6 +74,8 @@ pub enum Key {
     Namespace(String),
     Pod(policy::PodRef),
     NetworkPolicy(policy::PolicyRef),
+    /// One PolicyEndpoint object (a slice of a policy), by its own namespace and name.
+    PolicyEndpoint(policy::ObjectRef),
 }
 
 impl std::fmt::Display for Key {
@@ -69,6 +84,7 @@ impl std::fmt::Display for Key {
             Key::Namespace(name) => write!(f, "Namespace {name}"),
             Key::Pod(r) => write!(f, "Pod {r}"),
             Key::NetworkPolicy(r) => write!(f, "NetworkPolicy {r}"),
+            Key::PolicyEndpoint(r) => write!(f, "PolicyEndpoint {r}"),
         }
     }
 }
@@ -79,6 +95,7 @@ pub enum Object {
     Namespace(policy::Namespace),
     Pod(policy::Pod),
     NetworkPolicy(policy::NetworkPolicy),
+    PolicyEndpoint(policy::PolicyEndpoint),
 }
 
 impl Object {
@@ -87,6 +104,7 @@ impl Object {
             Object::Namespace(n) => Key::Namespace(n.name.clone()),
             Object::Pod(p) => Key::Pod(p.key()),
             Object::NetworkPolicy(p) => Key::NetworkPolicy(p.key()),
+            Object::PolicyEndpoint(p) => Key::PolicyEndpoint(p.key()),
         }
     }
 }
@@ -225,10 +243,21 @@ impl Watched for networking::NetworkPolicy {
 
     fn to_model(&self) -> Result<Object, ConvertError> {
         let key = self.model_key();
+        // Only the annotation the model reads (audit mode) travels.
+        let annotations: BTreeMap<&str, &str> = self
+            .annotations()
+            .get(policy::AUDIT_KEY)
+            .map(|v| (policy::AUDIT_KEY, v.as_str()))
+            .into_iter()
+            .collect();
         let manifest = json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": { "name": self.name_any(), "namespace": namespace_of(self) },
+            "metadata": {
+                "name": self.name_any(),
+                "namespace": namespace_of(self),
+                "annotations": annotations,
+            },
             "spec": self.spec,
         });
         let mut state = load_one(&key, &manifest)?;
@@ -237,6 +266,69 @@ impl Watched for networking::NetworkPolicy {
             .pop_first()
             .map(|(_, p)| Object::NetworkPolicy(p))
             .ok_or_else(|| missing(&key))
+    }
+}
+
+/// A `networking.k8s.aws/v1alpha1` PolicyEndpoint as the API serves it: metadata, and
+/// the spec left as JSON for the policy crate's loader.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct PolicyEndpointObject {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Value,
+}
+
+impl k8s_openapi::Resource for PolicyEndpointObject {
+    const API_VERSION: &'static str = policy::endpoints::POLICY_ENDPOINT_API_VERSION;
+    const GROUP: &'static str = "networking.k8s.aws";
+    const KIND: &'static str = policy::endpoints::POLICY_ENDPOINT_KIND;
+    const VERSION: &'static str = "v1alpha1";
+    const URL_PATH_SEGMENT: &'static str = "policyendpoints";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::ListableResource for PolicyEndpointObject {
+    const LIST_KIND: &'static str = "PolicyEndpointList";
+}
+
+impl k8s_openapi::Metadata for PolicyEndpointObject {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Watched for PolicyEndpointObject {
+    const KIND: Kind = Kind::PolicyEndpoint;
+
+    fn model_key(&self) -> Key {
+        Key::PolicyEndpoint(policy::ObjectRef::new(namespace_of(self), self.name_any()))
+    }
+
+    fn to_model(&self) -> Result<Object, ConvertError> {
+        let key = self.model_key();
+        let manifest = json!({
+            "apiVersion": policy::endpoints::POLICY_ENDPOINT_API_VERSION,
+            "kind": policy::endpoints::POLICY_ENDPOINT_KIND,
+            "metadata": { "name": self.name_any(), "namespace": namespace_of(self) },
+            "spec": self.spec,
+        });
+        let value = serde_yaml::to_value(&manifest).map_err(|source| ConvertError::Encode {
+            object: key.to_string(),
+            source,
+        })?;
+        policy::load_policy_endpoint(&key.to_string(), value)
+            .map(Object::PolicyEndpoint)
+            .map_err(|source| ConvertError::Invalid {
+                object: key.to_string(),
+                source: Box::new(source),
+            })
     }
 }
 
@@ -328,6 +420,37 @@ spec:
             ns.to_model().expect("converts"),
             Object::Namespace(expected)
         );
+    }
+
+    const SLICE: &str = r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: PolicyEndpoint
+metadata: {name: web-x7k2p, namespace: shop, generateName: web-, resourceVersion: "9"}
+spec:
+  policyRef: {name: web, namespace: shop}
+  podSelector: {matchLabels: {app: web}}
+  podIsolation: [Ingress]
+  podSelectorEndpoints: [{podIP: 10.0.0.5, hostIP: 192.168.0.1, name: web-1, namespace: shop}]
+  ingress: [{cidr: 10.0.1.7, ports: [{port: 80, protocol: TCP}]}]
+"#;
+
+    #[test]
+    fn policy_endpoint_from_the_api_equals_the_policy_loaders_reading() {
+        let object: PolicyEndpointObject = api_object(SLICE);
+        let expected =
+            policy::load_policy_endpoint("x", serde_yaml::from_str(SLICE).unwrap()).expect("loads");
+        assert_eq!(
+            object.to_model().expect("converts"),
+            Object::PolicyEndpoint(expected)
+        );
+        assert_eq!(
+            object.model_key(),
+            Key::PolicyEndpoint(policy::ObjectRef::new("shop", "web-x7k2p"))
+        );
+        let bad: PolicyEndpointObject = api_object(&SLICE.replace("cidr: 10.0.1.7", "cidr: x"));
+        let error = bad.to_model().expect_err("bad cidr").to_string();
+        assert!(error.contains("PolicyEndpoint shop/web-x7k2p"), "{error}");
+        assert!(error.contains("spec.ingress[0].cidr"), "{error}");
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub(crate) struct Failing {
     error: String,
 }
 
-/// The failures of the three watchers, by `Kind::index`.
-pub(crate) type Failures = [Option<Failing>; 3];
+/// The failures of the watchers, by `Kind::index`.
+pub(crate) type Failures = [Option<Failing>; 4];
 
 /// The channel the watchers report their failures on.
 pub(crate) fn failures() -> (Arc<watch::Sender<Failures>>, watch::Receiver<Failures>) {

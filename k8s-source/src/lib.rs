@@ -1,5 +1,7 @@
 //! The Kubernetes API as the policy source: watches Namespaces, Pods and
-//! NetworkPolicies with kube list and watch calls and publishes `policy::ClusterState` snapshots.
+//! NetworkPolicies (or, with `PolicySource::PolicyEndpoint`, Pods and the EKS
+//! controller's PolicyEndpoints) with kube list and watch calls and publishes
+//! `policy::ClusterState` snapshots.
 //!
 //! Data flow: `client::client` builds a `kube::Client` (in-cluster or `--kubeconfig`);
 //! `KubeSource::start` runs one `watch` task per kind, each converting every object
@@ -17,13 +19,16 @@ pub mod error;
 mod health;
 mod metrics;
 pub mod rbac;
+mod slices;
 mod source;
 mod watch;
 
 pub use client::{ClientSource, client, config};
-pub use convert::{Key, Kind, Object, Watched};
+pub use convert::{Key, Kind, Object, PolicyEndpointObject, Watched};
 pub use error::{ConvertError, ErrorReason, SourceError};
 pub use health::{BlindWatcher, SourceHealth};
 pub use metrics::SourceMetrics;
 pub use rbac::{ApiAccess, GRANTED_VERBS, WATCH_CALLS, WATCHED_RESOURCES};
-pub use source::{KindStats, KubeSource, KubeSourceHandle, SourceOptions, SourceStats, run};
+pub use source::{
+    KindStats, KubeSource, KubeSourceHandle, PolicySource, SourceOptions, SourceStats, run,
+};

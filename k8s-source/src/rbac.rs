@@ -23,8 +23,8 @@ pub const WATCH_CALLS: &[&str] = &["list", "watch"];
 /// least-privilege choice.
 pub const GRANTED_VERBS: &[&str] = &["get", "list", "watch"];
 
-/// Everything the source may call on the API server, cluster-wide: the ClusterRole
-/// in `deploy/` grants exactly this.
+/// Everything the source may call on the API server, cluster-wide, whichever policy
+/// source is chosen: the ClusterRole in `deploy/` grants exactly this.
 pub const WATCHED_RESOURCES: &[ApiAccess] = &[
     ApiAccess {
         api_group: "",
@@ -39,6 +39,12 @@ pub const WATCHED_RESOURCES: &[ApiAccess] = &[
     ApiAccess {
         api_group: "networking.k8s.io",
         resource: "networkpolicies",
+        verbs: GRANTED_VERBS,
+    },
+    // With `--policy-source policyendpoint` (EKS).
+    ApiAccess {
+        api_group: "networking.k8s.aws",
+        resource: "policyendpoints",
         verbs: GRANTED_VERBS,
     },
 ];

@@ -1,11 +1,14 @@
-//! The source as the agent sees it: start the three watchers, own the one
-//! `ClusterState` they feed, and publish it as `Arc` snapshots on a watch channel,
-//! coalesced (at most one publish per `coalesce` interval, and never later than that
-//! after a change). Nothing is published before all three kinds have been listed
-//! once; an error never removes anything, only DELETED events and completed relists do.
+//! The source as the agent sees it: start the watchers of the chosen `PolicySource`
+//! (Namespaces, Pods and NetworkPolicies; or Pods and PolicyEndpoints, whose objects
+//! are merged per policy by `slices`), own the one `ClusterState` they feed, and
+//! publish it as `Arc` snapshots on a watch channel, coalesced (at most one publish
+//! per `coalesce` interval, and never later than that after a change). Nothing is
+//! published before every watched kind has been listed once; an error never removes
+//! anything, only DELETED events and completed relists do.
 //! A health task turns the watchers' failures into `SourceHealth` (blind when one has
 //! failed for longer than `SourceOptions::blind_after`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,14 +22,44 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::{Key, Kind, Object, Watched};
+use crate::convert::{Key, Kind, Object, PolicyEndpointObject, Watched};
 use crate::health::{self, Monitor, SourceHealth};
 use crate::metrics::SourceMetrics;
+use crate::slices::Slices;
 use crate::watch::{self as watch_task, Counters, Update};
+
+/// Which objects say what the policies are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PolicySource {
+    /// NetworkPolicies (networking.k8s.io/v1), resolved by this agent; namespaces
+    /// are watched for their labels.
+    #[default]
+    NetworkPolicy,
+    /// PolicyEndpoints (networking.k8s.aws/v1alpha1), which the EKS network policy
+    /// controller derives from each NetworkPolicy with peers already resolved; the
+    /// objects of one policy are merged into one policy named by their `policyRef`.
+    PolicyEndpoint,
+}
+
+impl PolicySource {
+    /// The kinds watched for this source; pods always (phases, addresses, names).
+    pub const fn kinds(self) -> &'static [Kind] {
+        match self {
+            PolicySource::NetworkPolicy => &[Kind::Namespace, Kind::Pod, Kind::NetworkPolicy],
+            PolicySource::PolicyEndpoint => &[Kind::Pod, Kind::PolicyEndpoint],
+        }
+    }
+}
 
 /// Tuning of the watchers and of publishing. `Default` is what production uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceOptions {
+    /// Where the policies come from.
+    pub policy_source: PolicySource,
+    /// This node's addresses: PolicyEndpoint objects' selected pods hosted elsewhere
+    /// (`hostIP`) are dropped on arrival. Empty keeps them all (the resolver still
+    /// enforces only this node's pods).
+    pub node_addresses: Vec<IpAddr>,
     /// Shortest interval between two published snapshots; a change is published at
     /// most this long after it arrives.
     pub coalesce: Duration,
@@ -54,6 +87,8 @@ pub struct SourceOptions {
 impl Default for SourceOptions {
     fn default() -> Self {
         Self {
+            policy_source: PolicySource::default(),
+            node_addresses: Vec::new(),
             coalesce: Duration::from_millis(100),
             resync: Some(Duration::from_secs(15 * 60)),
             backoff_initial: Duration::from_millis(800),
@@ -85,12 +120,13 @@ pub struct KindStats {
     pub rejected: u64,
 }
 
-/// Counters of the three watchers plus publishing.
+/// Counters of the watchers plus publishing (zero for a kind not watched).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceStats {
     pub namespaces: KindStats,
     pub pods: KindStats,
     pub network_policies: KindStats,
+    pub policy_endpoints: KindStats,
     /// Snapshots published on the channel.
     pub published: u64,
 }
@@ -101,13 +137,14 @@ impl SourceStats {
             Kind::Namespace => &self.namespaces,
             Kind::Pod => &self.pods,
             Kind::NetworkPolicy => &self.network_policies,
+            Kind::PolicyEndpoint => &self.policy_endpoints,
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
-    kinds: [Arc<Counters>; 3],
+    kinds: [Arc<Counters>; 4],
     published: AtomicU64,
 }
 
@@ -125,7 +162,7 @@ const UPDATE_QUEUE: usize = 256;
 pub struct KubeSource;
 
 impl KubeSource {
-    /// Start watching Namespaces, Pods and NetworkPolicies (cluster-wide) through
+    /// Start watching the kinds of `options.policy_source` (cluster-wide) through
     /// `client`. Returns the handle (readiness, health, counters; dropping it stops the
     /// watchers) and the snapshot channel, which holds an empty state until the first
     /// complete snapshot is published. Must be called inside a Tokio runtime.
@@ -160,15 +197,23 @@ impl KubeSource {
                 Kind::NetworkPolicy => {
                     spawn::<networking::NetworkPolicy>(&client, options, tx, counters, monitor)
                 }
+                Kind::PolicyEndpoint => {
+                    spawn::<PolicyEndpointObject>(&client, options, tx, counters, monitor)
+                }
             }
         };
-        let mut tasks: Vec<JoinHandle<()>> = Kind::ALL.into_iter().map(spawn_watcher).collect();
+        let kinds = options.policy_source.kinds();
+        let mut tasks: Vec<JoinHandle<()>> = kinds.iter().copied().map(spawn_watcher).collect();
         drop((update_tx, report));
         tasks.push(tokio::spawn(publish_loop(
             update_rx,
             snapshot_tx,
             synced_tx,
-            options.coalesce,
+            Publishing {
+                kinds,
+                coalesce: options.coalesce,
+                slices: Slices::new(options.node_addresses.clone()),
+            },
             shared.clone(),
         )));
         tasks.push(tokio::spawn(health::health_loop(
@@ -301,6 +346,7 @@ impl KubeSourceHandle {
             namespaces: kind(Kind::Namespace),
             pods: kind(Kind::Pod),
             network_policies: kind(Kind::NetworkPolicy),
+            policy_endpoints: kind(Kind::PolicyEndpoint),
             published: self.shared.published.load(Ordering::Relaxed),
         }
     }
@@ -319,20 +365,43 @@ impl Drop for KubeSourceHandle {
     }
 }
 
+/// What the state task needs besides its channels.
+struct Publishing {
+    /// The kinds that must be listed before the first publish.
+    kinds: &'static [Kind],
+    coalesce: Duration,
+    slices: Slices,
+}
+
+/// The working state: the cluster, and the PolicyEndpoint objects behind its policies.
+struct Working {
+    state: ClusterState,
+    slices: Slices,
+    listed: [bool; 4],
+}
+
 /// The state task: apply updates, publish coalesced snapshots once all kinds synced.
 async fn publish_loop(
     mut updates: mpsc::Receiver<Update>,
     snapshots: watch::Sender<Arc<ClusterState>>,
     synced: watch::Sender<bool>,
-    coalesce: Duration,
+    publishing: Publishing,
     shared: Arc<Shared>,
 ) {
-    let mut state = ClusterState::default();
-    let mut listed = [false; 3];
+    let Publishing {
+        kinds,
+        coalesce,
+        slices,
+    } = publishing;
+    let mut working = Working {
+        state: ClusterState::default(),
+        slices,
+        listed: [false; 4],
+    };
     let mut dirty = false;
     let mut next_publish = Instant::now();
     loop {
-        let ready = listed.iter().all(|l| *l);
+        let ready = kinds.iter().all(|k| working.listed[k.index()]);
         let publish_at = (dirty && ready).then(|| next_publish.max(Instant::now()));
         let due = async {
             match publish_at {
@@ -343,17 +412,17 @@ async fn publish_loop(
         tokio::select! {
             update = updates.recv() => {
                 let Some(update) = update else { return };
-                apply(&mut state, &mut listed, update);
+                dirty |= working.apply(update);
                 // Take whatever else is already queued before publishing.
                 for _ in 0..UPDATE_QUEUE {
                     match updates.try_recv() {
-                        Ok(update) => apply(&mut state, &mut listed, update),
+                        Ok(update) => dirty |= working.apply(update),
                         Err(_) => break,
                     }
                 }
-                dirty = true;
             }
             () = due => {
+                let state = &working.state;
                 snapshots.send_replace(Arc::new(state.clone()));
                 shared.published.fetch_add(1, Ordering::Relaxed);
                 dirty = false;
@@ -371,53 +440,65 @@ async fn publish_loop(
     }
 }
 
-/// Apply one update to the working state.
-fn apply(state: &mut ClusterState, listed: &mut [bool; 3], update: Update) {
-    match update {
-        Update::Apply(object) => insert(state, object),
-        Update::Delete(key) => remove(state, &key),
-        Update::Replace {
-            kind,
-            objects,
-            keep,
-        } => {
-            let mut kept: Vec<Object> = keep.iter().filter_map(|k| take(state, k)).collect();
-            clear(state, kind);
-            kept.extend(objects);
-            for object in kept {
-                insert(state, object);
+impl Working {
+    /// Apply one update; false when it changed nothing that is published (a
+    /// PolicyEndpoint change that only concerns other nodes).
+    fn apply(&mut self, update: Update) -> bool {
+        match update {
+            Update::Apply(object) => self.insert(object),
+            Update::Delete(key) => self.take(&key).1,
+            Update::Replace {
+                kind,
+                objects,
+                keep,
+            } => {
+                let mut kept: Vec<Object> = keep.iter().filter_map(|k| self.take(k).0).collect();
+                self.clear(kind);
+                kept.extend(objects);
+                for object in kept {
+                    self.insert(object);
+                }
+                self.listed[kind.index()] = true;
+                true
             }
-            listed[kind.index()] = true;
         }
     }
-}
 
-fn insert(state: &mut ClusterState, object: Object) {
-    match object {
-        Object::Namespace(n) => state.upsert_namespace(n),
-        Object::Pod(p) => state.upsert_pod(p),
-        Object::NetworkPolicy(p) => state.upsert_policy(p),
+    fn insert(&mut self, object: Object) -> bool {
+        let state = &mut self.state;
+        match object {
+            Object::Namespace(n) => state.upsert_namespace(n),
+            Object::Pod(p) => state.upsert_pod(p),
+            Object::NetworkPolicy(p) => state.upsert_policy(p),
+            Object::PolicyEndpoint(slice) => return self.slices.upsert(state, slice),
+        }
+        true
     }
-}
 
-fn remove(state: &mut ClusterState, key: &Key) {
-    // The removed value is of no further use.
-    let _ = take(state, key);
-}
-
-fn take(state: &mut ClusterState, key: &Key) -> Option<Object> {
-    match key {
-        Key::Namespace(name) => state.namespaces.remove(name).map(Object::Namespace),
-        Key::Pod(r) => state.remove_pod(r).map(Object::Pod),
-        Key::NetworkPolicy(r) => state.remove_policy(r).map(Object::NetworkPolicy),
+    /// Remove one object: the removed value, and whether the state changed.
+    fn take(&mut self, key: &Key) -> (Option<Object>, bool) {
+        let state = &mut self.state;
+        let removed = match key {
+            Key::Namespace(name) => state.namespaces.remove(name).map(Object::Namespace),
+            Key::Pod(r) => state.remove_pod(r).map(Object::Pod),
+            Key::NetworkPolicy(r) => state.remove_policy(r).map(Object::NetworkPolicy),
+            Key::PolicyEndpoint(r) => {
+                let (slice, changed) = self.slices.remove(state, r);
+                return (slice.map(Object::PolicyEndpoint), changed);
+            }
+        };
+        let changed = removed.is_some();
+        (removed, changed)
     }
-}
 
-fn clear(state: &mut ClusterState, kind: Kind) {
-    match kind {
-        Kind::Namespace => state.namespaces.clear(),
-        Kind::Pod => state.pods.clear(),
-        Kind::NetworkPolicy => state.policies.clear(),
+    fn clear(&mut self, kind: Kind) {
+        let state = &mut self.state;
+        match kind {
+            Kind::Namespace => state.namespaces.clear(),
+            Kind::Pod => state.pods.clear(),
+            Kind::NetworkPolicy => state.policies.clear(),
+            Kind::PolicyEndpoint => self.slices.clear(state),
+        }
     }
 }
 
@@ -439,6 +520,14 @@ mod tests {
         }
     }
 
+    fn working() -> Working {
+        Working {
+            state: ClusterState::default(),
+            slices: Slices::default(),
+            listed: [false; 4],
+        }
+    }
+
     fn namespace(name: &str) -> policy::Namespace {
         policy::Namespace {
             name: name.into(),
@@ -448,25 +537,17 @@ mod tests {
 
     #[test]
     fn a_relist_replaces_one_kind_and_keeps_rejected_objects_at_their_old_version() {
-        let mut state = ClusterState::default();
-        let mut listed = [false; 3];
+        let mut working = working();
         for p in [pod("a", "1"), pod("b", "1"), pod("gone", "1")] {
-            apply(&mut state, &mut listed, Update::Apply(Object::Pod(p)));
+            working.apply(Update::Apply(Object::Pod(p)));
         }
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Apply(Object::Namespace(namespace("ns"))),
-        );
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Replace {
-                kind: Kind::Pod,
-                objects: vec![Object::Pod(pod("a", "2")), Object::Pod(pod("new", "2"))],
-                keep: vec![Key::Pod(policy::ObjectRef::new("ns", "b"))],
-            },
-        );
+        working.apply(Update::Apply(Object::Namespace(namespace("ns"))));
+        working.apply(Update::Replace {
+            kind: Kind::Pod,
+            objects: vec![Object::Pod(pod("a", "2")), Object::Pod(pod("new", "2"))],
+            keep: vec![Key::Pod(policy::ObjectRef::new("ns", "b"))],
+        });
+        let state = &working.state;
         let labels = |name: &str| {
             state
                 .pods
@@ -482,34 +563,22 @@ mod tests {
         assert_eq!(labels("new").as_deref(), Some("2"));
         assert_eq!(labels("gone"), None, "absent from the relist: removed");
         assert!(state.namespaces.contains_key("ns"), "other kinds untouched");
-        assert_eq!(listed, [false, true, false]);
+        assert_eq!(working.listed, [false, true, false, false]);
     }
 
     #[test]
     fn deletes_remove_only_their_object() {
-        let mut state = ClusterState::default();
-        let mut listed = [false; 3];
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Apply(Object::Pod(pod("a", "1"))),
+        let mut working = working();
+        working.apply(Update::Apply(Object::Pod(pod("a", "1"))));
+        working.apply(Update::Apply(Object::Pod(pod("b", "1"))));
+        working.apply(Update::Delete(Key::Pod(policy::ObjectRef::new("ns", "a"))));
+        working.apply(Update::Delete(Key::Namespace("never-seen".into())));
+        assert_eq!(working.state.pods.len(), 1);
+        assert!(
+            working
+                .state
+                .pods
+                .contains_key(&policy::ObjectRef::new("ns", "b"))
         );
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Apply(Object::Pod(pod("b", "1"))),
-        );
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Delete(Key::Pod(policy::ObjectRef::new("ns", "a"))),
-        );
-        apply(
-            &mut state,
-            &mut listed,
-            Update::Delete(Key::Namespace("never-seen".into())),
-        );
-        assert_eq!(state.pods.len(), 1);
-        assert!(state.pods.contains_key(&policy::ObjectRef::new("ns", "b")));
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use k8s_source::{KubeSource, SourceOptions, WATCH_CALLS, WATCHED_RESOURCES};
+use k8s_source::{KubeSource, PolicySource, SourceOptions, WATCH_CALLS, WATCHED_RESOURCES};
 use serde_json::Value;
 use support::{FakeApi, fixture, fixture_object};
 
@@ -114,8 +114,22 @@ fn deployment_cluster_role_grants_exactly_the_declared_access() {
 
 #[tokio::test]
 async fn watchers_make_only_the_declared_calls_through_lists_relists_and_reconnects() {
-    let api = FakeApi::start(fixture("cluster.yaml")).await;
+    declared_calls_only(PolicySource::NetworkPolicy).await;
+}
+
+#[tokio::test]
+async fn policy_endpoint_watchers_make_only_the_declared_calls() {
+    declared_calls_only(PolicySource::PolicyEndpoint).await;
+}
+
+async fn declared_calls_only(source: PolicySource) {
+    let mut objects = fixture("cluster.yaml");
+    objects.extend(fixture("endpoints.yaml"));
+    let api = FakeApi::start(objects).await;
+    let kinds = source.kinds();
+    let watched = |plural: &str| kinds.iter().any(|k| k.plural() == plural);
     let options = SourceOptions {
+        policy_source: source,
         backoff_initial: Duration::from_millis(20),
         gone_relist_jitter: Duration::from_millis(200),
         resync: Some(Duration::from_millis(500)),
@@ -129,20 +143,22 @@ async fn watchers_make_only_the_declared_calls_through_lists_relists_and_reconne
     // Exercise every path that makes requests: events, a 410 relist, a dropped
     // connection, a resync.
     api.apply(fixture_object("changes.yaml", "Pod", "shop/web-3"));
-    api.expire("networkpolicies");
-    api.drop_watches("namespaces");
+    let policies = kinds.last().expect("a policy kind").plural();
+    api.expire(policies);
+    api.drop_watches(kinds[0].plural());
     api.wait_requests("relist, reconnect and resync", |r| {
         let n = |verb: &str, p: &str| {
             r.iter()
                 .filter(|x| x.verb == verb && x.resource.as_deref() == Some(p))
                 .count()
         };
-        n("watch", "namespaces") >= 2
-            && n("watch", "networkpolicies") >= 2
-            && n("watch", "pods") >= 2
+        kinds.iter().all(|k| n("watch", k.plural()) >= 2)
     })
     .await;
-    let expected = api.expected_state();
+    let expected = match source {
+        PolicySource::NetworkPolicy => api.expected_state(),
+        PolicySource::PolicyEndpoint => api.expected_state_via_endpoints(&[]),
+    };
     tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| **s == expected))
         .await
         .expect("state")
@@ -162,8 +178,12 @@ async fn watchers_make_only_the_declared_calls_through_lists_relists_and_reconne
         );
         assert!(granted.contains(&grant), "{grant:?} is not granted");
     }
-    // Every watched resource is both listed and watched.
-    for access in WATCHED_RESOURCES {
+    // Every resource of this source is both listed and watched, and no other is asked for.
+    for r in &requests {
+        let resource = r.resource.as_deref().unwrap_or_default();
+        assert!(watched(resource), "{resource} is not watched by {source:?}");
+    }
+    for access in WATCHED_RESOURCES.iter().filter(|a| watched(a.resource)) {
         for verb in WATCH_CALLS {
             assert!(
                 requests

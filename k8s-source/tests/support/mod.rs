@@ -1,7 +1,7 @@
 //! A fake Kubernetes API server on 127.0.0.1 for the real kube-rs client: the list
 //! (with resourceVersion, limit and continue) and watch (chunked JSON lines of
-//! ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events) protocol for namespaces, pods and
-//! networkpolicies, fed from YAML fixtures, with knobs for the failures a reflector
+//! ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events) protocol for namespaces, pods,
+//! networkpolicies and policyendpoints (networking.k8s.aws), fed from YAML fixtures, with knobs for the failures a reflector
 //! must survive: expired history (410 Gone as an ERROR event or as the HTTP status of
 //! the watch request), dropped connections, failing requests, held lists and lost
 //! access (every request refused, as after the agent's ClusterRoleBinding is deleted).
@@ -27,14 +27,19 @@ use policy::ClusterState;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 
-/// The three collections the source watches: (API group, plural, list path).
-pub const RESOURCES: [(&str, &str, &str); 3] = [
+/// The collections the source may watch: (API group, plural, list path).
+pub const RESOURCES: [(&str, &str, &str); 4] = [
     ("", "namespaces", "/api/v1/namespaces"),
     ("", "pods", "/api/v1/pods"),
     (
         "networking.k8s.io",
         "networkpolicies",
         "/apis/networking.k8s.io/v1/networkpolicies",
+    ),
+    (
+        "networking.k8s.aws",
+        "policyendpoints",
+        "/apis/networking.k8s.aws/v1alpha1/policyendpoints",
     ),
 ];
 
@@ -111,6 +116,7 @@ fn resource_of(kind: &str) -> &'static str {
         "Namespace" => "namespaces",
         "Pod" => "pods",
         "NetworkPolicy" => "networkpolicies",
+        "PolicyEndpoint" => "policyendpoints",
         other => panic!("no fake collection for kind {other}"),
     }
 }
@@ -376,11 +382,15 @@ impl FakeApi {
         }
     }
 
-    /// The current objects as one YAML text, for `policy::load_str`.
+    /// The current objects as one YAML text, for `policy::load_str` (PolicyEndpoints
+    /// left out: see `expected_state_via_endpoints`).
     pub fn objects_yaml(&self) -> String {
         let inner = self.lock();
         let mut docs = Vec::new();
         for (_, plural, _) in RESOURCES {
+            if plural == "policyendpoints" {
+                continue;
+            }
             for obj in inner.stores[plural].objects.values() {
                 docs.push(serde_yaml::to_string(obj).expect("YAML"));
             }
@@ -391,6 +401,31 @@ impl FakeApi {
     /// The state the same objects give when read as YAML.
     pub fn expected_state(&self) -> ClusterState {
         policy::load_str("fake-api objects", &self.objects_yaml()).expect("fixture YAML loads")
+    }
+
+    /// What a PolicyEndpoint source on a node with `node_addresses` should publish:
+    /// the pods read as YAML, and one policy per `policyRef` merged from its objects
+    /// (selected pods of other nodes dropped). Namespaces and NetworkPolicies are not
+    /// watched in that mode.
+    pub fn expected_state_via_endpoints(
+        &self,
+        node_addresses: &[std::net::IpAddr],
+    ) -> ClusterState {
+        let mut state = self.expected_state();
+        state.namespaces.clear();
+        state.policies.clear();
+        let inner = self.lock();
+        let mut slices: BTreeMap<policy::PolicyRef, Vec<policy::PolicyEndpoint>> = BTreeMap::new();
+        for obj in inner.stores["policyendpoints"].objects.values() {
+            let value = serde_yaml::to_value(obj).expect("YAML value");
+            let mut slice = policy::load_policy_endpoint("fake-api", value).expect("fixture loads");
+            slice.retain_subjects_on(node_addresses);
+            slices.entry(slice.policy.clone()).or_default().push(slice);
+        }
+        for (key, list) in &slices {
+            state.upsert_policy(policy::endpoints::merge(key, list));
+        }
+        state
     }
 }
 
@@ -556,6 +591,7 @@ async fn list(
     let (kind, api_version) = match plural {
         "namespaces" => ("NamespaceList", "v1"),
         "pods" => ("PodList", "v1"),
+        "policyendpoints" => ("PolicyEndpointList", "networking.k8s.aws/v1alpha1"),
         _ => ("NetworkPolicyList", "networking.k8s.io/v1"),
     };
     json_response(
@@ -672,6 +708,7 @@ fn bookmark_kind(plural: &str) -> (&'static str, &'static str) {
     match plural {
         "namespaces" => ("Namespace", "v1"),
         "pods" => ("Pod", "v1"),
+        "policyendpoints" => ("PolicyEndpoint", "networking.k8s.aws/v1alpha1"),
         _ => ("NetworkPolicy", "networking.k8s.io/v1"),
     }
 }

@@ -1,0 +1,201 @@
+//! The PolicyEndpoint objects the source holds, grouped by the NetworkPolicy they were
+//! derived from (`spec.policyRef`), and the one merged policy per group that stands in
+//! `ClusterState::policies` (`policy::endpoints::merge`). Selected pods hosted on other
+//! nodes are dropped on arrival when the node's addresses are known, so a change that
+//! only concerns other nodes leaves the merged policy, and the published state, as
+//! they were.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use policy::{ClusterState, ObjectRef, PolicyEndpoint, PolicyRef};
+
+/// Every PolicyEndpoint object of the cluster, by policy.
+#[derive(Debug, Default)]
+pub(crate) struct Slices {
+    /// This node's addresses (`SourceOptions::node_addresses`); empty keeps every
+    /// selected pod.
+    node_addresses: Vec<IpAddr>,
+    by_policy: BTreeMap<PolicyRef, BTreeMap<ObjectRef, PolicyEndpoint>>,
+    /// Object -> the policy it belongs to (a slice never changes policy in practice,
+    /// but a MODIFIED event may say otherwise).
+    owner: HashMap<ObjectRef, PolicyRef>,
+}
+
+impl Slices {
+    pub(crate) fn new(node_addresses: Vec<IpAddr>) -> Self {
+        Self {
+            node_addresses,
+            ..Self::default()
+        }
+    }
+
+    /// Add or replace one object; true when `state`'s policies changed.
+    pub(crate) fn upsert(&mut self, state: &mut ClusterState, mut slice: PolicyEndpoint) -> bool {
+        slice.retain_subjects_on(&self.node_addresses);
+        let key = slice.key();
+        let policy = slice.policy.clone();
+        let previous = self.owner.insert(key.clone(), policy.clone());
+        let mut changed = false;
+        if let Some(old) = previous.filter(|old| *old != policy) {
+            if let Some(group) = self.by_policy.get_mut(&old) {
+                group.remove(&key);
+            }
+            changed |= self.refresh(state, &old);
+        }
+        self.by_policy
+            .entry(policy.clone())
+            .or_default()
+            .insert(key, slice);
+        changed | self.refresh(state, &policy)
+    }
+
+    /// Remove one object; returns it, and whether `state`'s policies changed.
+    pub(crate) fn remove(
+        &mut self,
+        state: &mut ClusterState,
+        key: &ObjectRef,
+    ) -> (Option<PolicyEndpoint>, bool) {
+        let Some(policy) = self.owner.remove(key) else {
+            return (None, false);
+        };
+        let removed = self
+            .by_policy
+            .get_mut(&policy)
+            .and_then(|group| group.remove(key));
+        let changed = self.refresh(state, &policy);
+        (removed, changed)
+    }
+
+    /// Forget every object and the policies they made.
+    pub(crate) fn clear(&mut self, state: &mut ClusterState) {
+        for policy in self.by_policy.keys() {
+            state.remove_policy(policy);
+        }
+        self.by_policy.clear();
+        self.owner.clear();
+    }
+
+    /// Put the merge of `policy`'s objects in `state` (or remove it when none is
+    /// left); true when that changed `state`.
+    fn refresh(&mut self, state: &mut ClusterState, policy: &PolicyRef) -> bool {
+        let group = self.by_policy.get(policy).filter(|g| !g.is_empty());
+        let Some(group) = group else {
+            self.by_policy.remove(policy);
+            return state.remove_policy(policy).is_some();
+        };
+        let merged = policy::endpoints::merge(policy, group.values());
+        if state.policies.get(policy) == Some(&merged) {
+            return false;
+        }
+        state.upsert_policy(merged);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, pods: &[(&str, &str)], peer: &str) -> PolicyEndpoint {
+        let subjects: Vec<String> = pods
+            .iter()
+            .map(|(pod, host)| {
+                format!(
+                    "{{podIP: 10.0.9.{}, hostIP: {host}, name: {pod}, namespace: shop}}",
+                    pod.len()
+                )
+            })
+            .collect();
+        let text = format!(
+            "apiVersion: networking.k8s.aws/v1alpha1\nkind: PolicyEndpoint\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  policyRef: {{name: web, namespace: shop}}\n  podIsolation: [Ingress]\n  podSelectorEndpoints: [{}]\n  ingress: [{{cidr: {peer}}}]\n",
+            subjects.join(", ")
+        );
+        policy::load_policy_endpoint("test", serde_yaml::from_str(&text).expect("YAML"))
+            .expect("loads")
+    }
+
+    fn subjects(state: &ClusterState) -> Vec<String> {
+        state.policies[&PolicyRef::new("shop", "web")]
+            .spec
+            .subject_pods
+            .clone()
+            .expect("explicit subjects")
+            .into_iter()
+            .collect()
+    }
+
+    const HERE: &str = "192.168.0.1";
+    const THERE: &str = "192.168.0.2";
+
+    #[test]
+    fn slices_merge_by_policy_and_leave_when_the_last_one_goes() {
+        let mut slices = Slices::new(vec![HERE.parse().unwrap()]);
+        let mut state = ClusterState::default();
+        assert!(slices.upsert(&mut state, slice("web-a", &[("a", HERE)], "10.0.1.1")));
+        assert!(slices.upsert(
+            &mut state,
+            slice("web-b", &[("bb", HERE), ("ccc", THERE)], "10.0.1.2")
+        ));
+        assert_eq!(state.policies.len(), 1, "one policy for two objects");
+        assert_eq!(
+            subjects(&state),
+            ["a", "bb"],
+            "pods of other nodes left out"
+        );
+        let rules = &state.policies[&PolicyRef::new("shop", "web")].spec.ingress;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].peers.len(), 2, "peers of both objects");
+
+        let (removed, changed) = slices.remove(&mut state, &ObjectRef::new("shop", "web-a"));
+        assert!(removed.is_some() && changed);
+        assert_eq!(subjects(&state), ["bb"]);
+        let (_, changed) = slices.remove(&mut state, &ObjectRef::new("shop", "web-b"));
+        assert!(changed);
+        assert!(state.policies.is_empty());
+        let (removed, changed) = slices.remove(&mut state, &ObjectRef::new("shop", "web-b"));
+        assert!(removed.is_none() && !changed);
+    }
+
+    #[test]
+    fn a_change_that_only_concerns_other_nodes_changes_nothing() {
+        let mut slices = Slices::new(vec![HERE.parse().unwrap()]);
+        let mut state = ClusterState::default();
+        assert!(slices.upsert(
+            &mut state,
+            slice("web-a", &[("a", HERE), ("b", THERE)], "10.0.1.1")
+        ));
+        let before = state.clone();
+        assert!(!slices.upsert(
+            &mut state,
+            slice(
+                "web-a",
+                &[("a", HERE), ("b", THERE), ("c", THERE)],
+                "10.0.1.1"
+            )
+        ));
+        assert_eq!(state, before);
+        // Without the node's addresses every pod counts.
+        let mut all = Slices::new(Vec::new());
+        let mut state = ClusterState::default();
+        all.upsert(
+            &mut state,
+            slice("web-a", &[("a", HERE), ("b", THERE)], "10.0.1.1"),
+        );
+        assert_eq!(subjects(&state), ["a", "b"]);
+    }
+
+    #[test]
+    fn clear_removes_the_merged_policies_and_nothing_else() {
+        let mut slices = Slices::new(Vec::new());
+        let mut state = ClusterState::default();
+        slices.upsert(&mut state, slice("web-a", &[("a", HERE)], "10.0.1.1"));
+        state.upsert_namespace(policy::Namespace {
+            name: "shop".into(),
+            labels: Default::default(),
+        });
+        slices.clear(&mut state);
+        assert!(state.policies.is_empty());
+        assert_eq!(state.namespaces.len(), 1);
+    }
+}
