@@ -1,7 +1,10 @@
 //! Retry policy (pure): classifies a failed request by cause and computes capped
-//! exponential backoff with full jitter.
+//! exponential backoff with full jitter (the arithmetic is the shared `backoff`
+//! crate's; which causes wait, and at least how long, is this policy's).
 
 use std::time::Duration;
+
+use backoff::{Exponential, jittered};
 
 /// Why a request failed, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,38 +113,39 @@ impl Default for BackoffConfig {
 /// The backoff state of one request.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    config: BackoffConfig,
+    curve: Exponential,
     attempt: u32,
 }
 
 impl Backoff {
     /// A fresh backoff.
     pub fn new(config: BackoffConfig) -> Self {
-        Self { config, attempt: 0 }
+        Self {
+            curve: Exponential::new(config.base, config.cap),
+            attempt: 0,
+        }
     }
 
     /// The ceiling of the next wait.
     pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(30)).unwrap_or(u32::MAX);
-        self.config
-            .base
-            .checked_mul(factor)
-            .unwrap_or(self.config.cap)
-            .min(self.config.cap)
+        self.curve.ceiling(self.attempt)
     }
 
     /// The next wait, given a uniform random fraction in `[0, 1)`.
     pub fn next_delay(&mut self, cause: FailureCause, unit: f64) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        let delay = ceiling.mul_f64(unit.clamp(0.0, 1.0));
+        let delay = jittered(ceiling, FULL_JITTER, unit);
         if cause == FailureCause::Credentials {
-            delay.max(self.config.base.min(self.config.cap))
+            delay.max(self.curve.first().min(self.curve.cap()))
         } else {
             delay
         }
     }
 }
+
+/// Full jitter: a wait is anywhere from zero to its ceiling.
+const FULL_JITTER: f64 = 1.0;
 
 #[cfg(test)]
 mod tests {

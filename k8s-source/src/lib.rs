@@ -12,7 +12,6 @@
 //! for too long makes the source blind (`health`, for readiness).
 //! `rbac::WATCHED_RESOURCES` lists the API access this takes.
 
-mod backoff;
 pub mod client;
 pub mod convert;
 pub mod error;
@@ -20,6 +19,7 @@ mod health;
 mod metrics;
 pub mod rbac;
 mod slices;
+mod retry;
 mod source;
 mod watch;
 

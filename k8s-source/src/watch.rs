@@ -25,11 +25,10 @@ use futures::{Stream, StreamExt};
 use kube::Api;
 use kube::ResourceExt;
 use kube::api::{ListParams, VersionMatch, WatchEvent, WatchParams};
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::backoff::{Backoff, jitter};
+use crate::retry::Backoff;
 use crate::convert::{Key, Kind, Object, Watched};
 use crate::error::{ErrorReason, Failure};
 use crate::health::Monitor;
@@ -166,12 +165,8 @@ impl<K: Watched> Watcher<K> {
     async fn gone(&mut self, failure: &Failure) {
         bump(&self.counters.errors);
         bump(&self.counters.gone_restarts);
-        let max = self.options.gone_relist_jitter;
-        let delay = if max.is_zero() {
-            Duration::ZERO
-        } else {
-            rand::thread_rng().gen_range(Duration::ZERO..=max)
-        };
+        // Anything from zero to the setting (full jitter).
+        let delay = backoff::random_jitter(self.options.gone_relist_jitter, 1.0);
         self.monitor.gone(failure, delay);
         tokio::time::sleep(delay).await;
     }
@@ -201,7 +196,7 @@ impl<K: Watched> Watcher<K> {
                 self.resync_at = self
                     .options
                     .resync
-                    .map(|period| Instant::now() + jitter(period, 0.1));
+                    .map(|period| Instant::now() + backoff::random_jitter(period, 0.1));
                 Ok(Next::Watch(resource_version))
             }
             Err((failure, last_rv)) if failure.reason == ErrorReason::Gone => {
