@@ -27,7 +27,7 @@ pub mod testrun;
 
 pub use attach::{AttachMode, interface_name};
 pub use error::DatapathError;
-pub use events::{AsyncEventReader, EventReader, decode_event};
+pub use events::{EventReader, decode_event};
 pub use loader::{Datapath, LoadOptions};
 pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, rule_list};
 pub use pins::PinLayout;
