@@ -134,6 +134,10 @@ pub struct RunArgs {
     /// API server URL, overriding the kubeconfig's.
     #[arg(long, value_name = "URL")]
     pub apiserver: Option<String>,
+    /// networkpolicy|policyendpoint: which API objects carry the policies (policyendpoint:
+    /// the EKS controller's PolicyEndpoints) [default: networkpolicy].
+    #[arg(long, value_name = "KIND")]
+    pub policy_source: Option<String>,
     /// auto|tcx|netlink: how classifiers attach [default: auto].
     #[arg(long, value_name = "MODE")]
     pub attach_mode: Option<String>,
@@ -172,7 +176,7 @@ impl RunArgs {
             log_level, log_format, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,
             cloudwatch_log_group, cloudwatch_log_stream, cloudwatch_retention_days,
             cloudwatch_region, cloudwatch_endpoint, cloudwatch_flush_interval, policy_dir,
-            kubeconfig, apiserver, attach_mode, bpffs_pin_dir, veth_prefix, npa_socket_path,
+            kubeconfig, apiserver, policy_source, attach_mode, bpffs_pin_dir, veth_prefix, npa_socket_path,
         )
     }
 }

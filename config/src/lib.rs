@@ -31,5 +31,5 @@ pub use settings::{SETTINGS, SettingInfo, setting};
 pub use validate::{RETENTION_DAYS, check_log_group, check_log_stream, check_retention_days};
 pub use values::{
     AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel,
-    format_duration, parse_bool, parse_duration,
+    PolicyObjects, format_duration, parse_bool, parse_duration,
 };

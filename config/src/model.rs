@@ -11,13 +11,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::values::{
     AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel,
+    PolicyObjects,
 };
 
 /// Default values, one named constant per setting that has one.
 pub mod defaults {
     use std::time::Duration;
 
-    use crate::values::{AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogLevel};
+    use crate::values::{
+        AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogLevel, PolicyObjects,
+    };
 
     /// Incumbent: `--enable-network-policy=false`.
     pub const ENABLE_NETWORK_POLICY: bool = false;
@@ -74,6 +77,8 @@ pub mod defaults {
     pub const MAX_CONCURRENT_RECONCILES: u32 = 3;
     /// Ours: how often the CloudWatch shipper sends what the file has gained.
     pub const CLOUDWATCH_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+    /// Ours: NetworkPolicies, which every cluster has.
+    pub const POLICY_SOURCE: PolicyObjects = PolicyObjects::NetworkPolicy;
     /// Ours: TCX when the kernel has it, netlink otherwise.
     pub const ATTACH_MODE: AttachMode = AttachMode::Auto;
     /// Ours: every pin lives under this directory.
@@ -194,6 +199,10 @@ pub struct AgentConfig {
     pub kubeconfig: Option<PathBuf>,
     /// API server URL overriding the kubeconfig's (`--apiserver`).
     pub apiserver: Option<String>,
+    /// Which API objects carry the policies when they come from the Kubernetes API
+    /// (`--policy-source`): NetworkPolicies, or the EKS controller's PolicyEndpoints.
+    /// Ignored with `policy_dir`.
+    pub policy_source: PolicyObjects,
     /// How classifiers attach (`--attach-mode`, auto|tcx|netlink).
     pub attach_mode: AttachMode,
     /// Directory under bpffs that holds every pin of ours (`--bpffs-pin-dir`).
@@ -252,6 +261,7 @@ impl Default for AgentConfig {
             attach_mode: d::ATTACH_MODE,
             bpffs_pin_dir: PathBuf::from(d::BPFFS_PIN_DIR),
             veth_prefix: d::VETH_PREFIX.to_string(),
+            policy_source: d::POLICY_SOURCE,
             npa_socket_path: None,
         }
     }

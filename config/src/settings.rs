@@ -9,8 +9,8 @@ use crate::model::AgentConfig;
 use crate::node::{Node, Value};
 use crate::validate::range_message;
 use crate::values::{
-    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel, parse_bool,
-    parse_duration,
+    AttachMode, BindAddr, EnforcingMode, FlowLogScope, LineFormat, LogFormat, LogLevel,
+    PolicyObjects, parse_bool, parse_duration,
 };
 
 /// One setting's names.
@@ -160,7 +160,8 @@ enum_setting!(
     FlowLogScope,
     LineFormat,
     EnforcingMode,
-    AttachMode
+    AttachMode,
+    PolicyObjects
 );
 
 impl<T: SettingValue> SettingValue for Option<T> {
@@ -278,6 +279,7 @@ settings! {
     policy_dir: Option<PathBuf>, "--policy-dir", "NETPOL_POLICY_DIR", false;
     kubeconfig: Option<PathBuf>, "--kubeconfig", "NETPOL_KUBECONFIG", true;
     apiserver: Option<String>, "--apiserver", "NETPOL_APISERVER", true;
+    policy_source: PolicyObjects, "--policy-source", "NETPOL_POLICY_SOURCE", false;
     attach_mode: AttachMode, "--attach-mode", "NETPOL_ATTACH_MODE", false;
     bpffs_pin_dir: PathBuf, "--bpffs-pin-dir", "NETPOL_BPFFS_PIN_DIR", false;
     veth_prefix: String, "--veth-prefix", "AWS_VPC_K8S_CNI_VETHPREFIX", false;

@@ -306,6 +306,17 @@ text_enum! {
 }
 
 text_enum! {
+    /// Which Kubernetes API objects carry the policies (`--policy-source`).
+    PolicyObjects {
+        /// NetworkPolicies, resolved by the agent (any cluster).
+        NetworkPolicy => "networkpolicy",
+        /// The PolicyEndpoints the EKS network policy controller derives from them
+        /// (`policyendpoints.networking.k8s.aws`), as the incumbent agent reads them.
+        PolicyEndpoint => "policyendpoint",
+    }
+}
+
+text_enum! {
     /// How the classifiers are attached to pod interfaces.
     AttachMode {
         /// TCX where the kernel has it (6.6+), netlink TC otherwise.

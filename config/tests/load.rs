@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use config::{
     AgentConfig, AttachMode, BindAddr, ConfigError, EnforcingMode, FlowLogScope, LineFormat,
-    LogLevel, Origin, PolicySource, RunArgs, SETTINGS, load, load_with_origins,
+    LogLevel, Origin, PolicyObjects, PolicySource, RunArgs, SETTINGS, load, load_with_origins,
 };
 
 /// Stands in for the agent's `run` subcommand.
@@ -95,6 +95,7 @@ fn defaults_of_our_own_settings() {
     assert_eq!(c.ring_buffer_size, 4 * 1024 * 1024);
     assert_eq!(c.operational_log_file, None, "stderr");
     assert_eq!(c.attach_mode, AttachMode::Auto);
+    assert_eq!(c.policy_source, PolicyObjects::NetworkPolicy);
     assert_eq!(c.bpffs_pin_dir, PathBuf::from("/sys/fs/bpf/netpol-agent"));
     assert_eq!(c.cloudwatch_flush_interval, Duration::from_secs(5));
     assert_eq!(c.cloudwatch_retention_days, None);
@@ -507,6 +508,7 @@ fn sample(key: &str) -> &'static str {
         "policy_dir" => "/tmp/policies",
         "kubeconfig" => "/tmp/kubeconfig",
         "apiserver" => "https://127.0.0.1:6443",
+        "policy_source" => "policyendpoint",
         "attach_mode" => "tcx",
         "bpffs_pin_dir" => "/sys/fs/bpf/x",
         "veth_prefix" => "abc",
