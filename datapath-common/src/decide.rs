@@ -32,9 +32,25 @@ impl Decision {
         }
     }
 
+    /// Passes, reported as AUDIT: what audit-mode policies would have dropped.
+    #[inline(always)]
+    pub const fn audit(policy_id: u32, reason: u8) -> Self {
+        Self {
+            verdict: VERDICT_AUDIT,
+            policy_id,
+            reason,
+        }
+    }
+
     #[inline(always)]
     pub const fn is_accept(&self) -> bool {
         self.verdict == VERDICT_ACCEPT
+    }
+
+    /// Does the packet pass (ACCEPT or AUDIT)?
+    #[inline(always)]
+    pub const fn passes(&self) -> bool {
+        self.verdict != VERDICT_DENY
     }
 }
 
@@ -69,13 +85,24 @@ pub fn first_admitting_rule(list: &RuleList, protocol: u8, port: u16) -> Option<
 /// that admitted it (if the longest matching prefix had one).
 #[inline(always)]
 pub fn decide(state: u8, admitted_by: Option<u32>) -> Decision {
-    match state {
-        STATE_DEFAULT_ALLOW => Decision::accept(0, REASON_DEFAULT_ALLOW),
-        STATE_POLICIES_APPLIED => match admitted_by {
-            Some(policy_id) => Decision::accept(policy_id, REASON_POLICY),
-            None => Decision::deny(0, REASON_NO_RULE_MATCHED),
+    if state == STATE_DEFAULT_ALLOW {
+        return Decision::accept(0, REASON_DEFAULT_ALLOW);
+    }
+    if state != STATE_POLICIES_APPLIED && state != STATE_POLICIES_AUDIT {
+        return Decision::deny(0, REASON_DEFAULT_DENY);
+    }
+    if let Some(policy_id) = admitted_by {
+        return Decision::accept(policy_id, REASON_POLICY);
+    }
+    Decision {
+        // Audit passes what no rule admits; only audit-mode policies set that state.
+        verdict: if state == STATE_POLICIES_AUDIT {
+            VERDICT_AUDIT
+        } else {
+            VERDICT_DENY
         },
-        _ => Decision::deny(0, REASON_DEFAULT_DENY),
+        policy_id: 0,
+        reason: REASON_NO_RULE_MATCHED,
     }
 }
 
@@ -179,7 +206,7 @@ pub const fn fold_expired(window_ns: u64, last_packet_ns: u64, now_ns: u64) -> b
 pub const fn scope_admits(scope: u8, verdict: u8) -> bool {
     match scope {
         EVENT_SCOPE_ALL => true,
-        EVENT_SCOPE_DENY => verdict == VERDICT_DENY,
+        EVENT_SCOPE_DENY => verdict != VERDICT_ACCEPT,
         _ => false,
     }
 }

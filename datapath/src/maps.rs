@@ -203,7 +203,9 @@ impl PolicyMaps {
                     sum.packets[d][v] += c.packets[d][v];
                     sum.bytes[d][v] += c.bytes[d][v];
                 }
+                sum.audited_packets[d] += c.audited_packets[d];
             }
+            sum.audited_packets_lost += c.audited_packets_lost;
             sum.events_submitted += c.events_submitted;
             sum.events_lost += c.events_lost;
             sum.denied_packets_lost += c.denied_packets_lost;

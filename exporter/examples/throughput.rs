@@ -122,6 +122,7 @@ fn snapshot() -> EnrichmentSnapshot {
                 name: format!("deployment-{i}-7d9f8c6b5-x2k4q").into(),
                 namespace: format!("team-{}", i % 40).into(),
                 node: format!("ip-10-0-0-{}.eu-west-1.compute.internal", i % 50).into(),
+                ..Default::default()
             },
         );
     }

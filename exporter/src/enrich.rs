@@ -8,17 +8,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use datapath_common::abi::{DIRECTION_INGRESS, FAMILY_IPV4, FlowEvent};
+use datapath_common::abi::{DIRECTION_INGRESS, FAMILY_IPV4, FlowEvent, VERDICT_ACCEPT};
 
 use crate::labels;
 
+/// What separates the policy names of the `Isolated By` key.
+pub const ISOLATED_BY_SEPARATOR: &str = ",";
+
 /// One pod, as flow lines name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodInfo {
     pub name: Arc<str>,
     pub namespace: Arc<str>,
     /// The node the pod runs on.
     pub node: Arc<str>,
+    /// For a pod on this node: the policies that select it, `namespace/name` joined by
+    /// [`ISOLATED_BY_SEPARATOR`], indexed by direction (`DIRECTION_INGRESS`,
+    /// `DIRECTION_EGRESS`); empty when none does, and for pods of other nodes.
+    pub isolated_by: [Arc<str>; 2],
 }
 
 /// Everything enrichment needs, immutable once published.
@@ -51,6 +58,9 @@ pub struct Resolved<'a> {
     /// The peer pod's node when the peer is a pod on another node, else `""`.
     pub peer_node: &'a str,
     pub node: &'a str,
+    /// For a packet that did not pass as allowed (DENY): the policies isolating the pod
+    /// whose interface decided, in the event's direction; `""` otherwise.
+    pub isolated_by: &'a str,
 }
 
 impl EnrichmentSnapshot {
@@ -75,12 +85,25 @@ impl EnrichmentSnapshot {
             Some(p) if *p.node != *self.node_name => &p.node,
             _ => "",
         };
+        let local = if ev.direction == DIRECTION_INGRESS {
+            dst
+        } else {
+            src
+        };
+        let isolated_by = match local {
+            Some(p) if ev.verdict != VERDICT_ACCEPT => p
+                .isolated_by
+                .get(usize::from(ev.direction))
+                .map_or("", |names| names),
+            _ => "",
+        };
         Resolved {
             src,
             dst,
             policy,
             peer_node,
             node: &self.node_name,
+            isolated_by,
         }
     }
 }
@@ -105,6 +128,7 @@ mod tests {
             name: name.into(),
             namespace: ns.into(),
             node: node.into(),
+            ..Default::default()
         }
     }
 
@@ -182,6 +206,36 @@ mod tests {
         let r = s.resolve(&ev);
         assert_eq!(&*r.dst.unwrap().name, "db");
         assert_eq!(r.policy, "unknown-policy");
+    }
+
+    #[test]
+    fn a_deny_names_the_policies_isolating_the_deciding_pod_in_its_direction() {
+        let mut s = snapshot();
+        let client = s.pods.get_mut(&"10.0.0.1".parse().unwrap()).unwrap();
+        client.isolated_by = ["default/in-a,default/in-b".into(), "default/out".into()];
+        let mut ev = FlowEvent {
+            family: FAMILY_IPV4,
+            direction: DIRECTION_INGRESS,
+            src_addr: v4([10, 0, 1, 9]),
+            dst_addr: v4([10, 0, 0, 1]),
+            verdict: datapath_common::abi::VERDICT_DENY,
+            reason: REASON_NO_RULE_MATCHED,
+            ..Default::default()
+        };
+        assert_eq!(s.resolve(&ev).isolated_by, "default/in-a,default/in-b");
+        ev.direction = DIRECTION_EGRESS;
+        std::mem::swap(&mut ev.src_addr, &mut ev.dst_addr);
+        assert_eq!(s.resolve(&ev).isolated_by, "default/out");
+        ev.verdict = VERDICT_ACCEPT;
+        assert_eq!(
+            s.resolve(&ev).isolated_by,
+            "",
+            "an ACCEPT names no isolating policy"
+        );
+        // The peer's (db's) isolation never shows: it is not the deciding pod.
+        ev.verdict = datapath_common::abi::VERDICT_DENY;
+        ev.direction = DIRECTION_INGRESS;
+        assert_eq!(s.resolve(&ev).isolated_by, "");
     }
 
     #[test]

@@ -5,15 +5,16 @@
 use datapath_common::abi::{
     DIRECTION_INGRESS, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
     REASON_DEFAULT_ALLOW, REASON_DEFAULT_DENY, REASON_FRAGMENT_UNTRACKED, REASON_NO_RULE_MATCHED,
-    REASON_POLICY, REASON_SPOOFED_SOURCE, VERDICT_ACCEPT,
+    REASON_POLICY, REASON_SPOOFED_SOURCE, VERDICT_ACCEPT, VERDICT_AUDIT,
 };
 
-/// `ACCEPT` for `VERDICT_ACCEPT`, `DENY` for anything else (the kernel only sends 0 or 1).
+/// `ACCEPT`, `AUDIT` (passed; audit-mode policies would have dropped it), or `DENY`
+/// for anything else.
 pub fn verdict(code: u8) -> &'static str {
-    if code == VERDICT_ACCEPT {
-        "ACCEPT"
-    } else {
-        "DENY"
+    match code {
+        VERDICT_ACCEPT => "ACCEPT",
+        VERDICT_AUDIT => "AUDIT",
+        _ => "DENY",
     }
 }
 

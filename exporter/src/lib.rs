@@ -17,7 +17,9 @@ pub mod format;
 pub mod labels;
 pub mod timefmt;
 
-pub use enrich::{EnrichmentSnapshot, PodInfo, SnapshotHandle, snapshot_handle};
+pub use enrich::{
+    EnrichmentSnapshot, ISOLATED_BY_SEPARATOR, PodInfo, SnapshotHandle, snapshot_handle,
+};
 pub use error::ExporterError;
 pub use format::{FlowScope, LineFormat, LineFormatter};
 pub mod pipeline;

@@ -111,7 +111,21 @@ impl Collector for StatsCollector {
             "network_policy_flow_events",
             "Flow events received from the kernel ring, by verdict",
             "verdict",
-            &[("ACCEPT", p.events_accept), ("DENY", p.events_deny)],
+            &[
+                ("ACCEPT", p.events_accept),
+                ("AUDIT", p.events_audit),
+                ("DENY", p.events_deny),
+            ],
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_audit_count",
+            "Packets passed that audit-mode policies would have dropped",
+            "direction",
+            &[
+                ("ingress", k.audit_packets[0]),
+                ("egress", k.audit_packets[1]),
+            ],
         )?;
         labelled_counter(
             e,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::Cache;
-use datapath_common::abi::{FlowEvent, VERDICT_ACCEPT};
+use datapath_common::abi::{FlowEvent, VERDICT_ACCEPT, VERDICT_AUDIT};
 use datapath_common::clock::monotonic_now_ns;
 
 use crate::clock::WallClock;
@@ -177,12 +177,19 @@ impl Pipeline {
     pub fn on_event(&mut self, ev: &FlowEvent) {
         let c = &mut self.counters;
         c.events_received += 1;
-        let denied_packets = if ev.verdict == VERDICT_ACCEPT {
-            c.events_accept += 1;
-            0
-        } else {
-            c.events_deny += 1;
-            u64::from(ev.count.max(1))
+        let denied_packets = match ev.verdict {
+            VERDICT_ACCEPT => {
+                c.events_accept += 1;
+                0
+            }
+            VERDICT_AUDIT => {
+                c.events_audit += 1;
+                0
+            }
+            _ => {
+                c.events_deny += 1;
+                u64::from(ev.count.max(1))
+            }
         };
         if !self.scope.admits(ev.verdict) {
             c.events_filtered_scope += 1;

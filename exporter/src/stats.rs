@@ -32,6 +32,8 @@ pub struct PipelineCounters {
     pub events_lost_queue: u64,
     /// Sum of `Count` over DENY lines written.
     pub denied_packets_written: u64,
+    /// AUDIT events received (packets that passed but audit-mode policies would drop).
+    pub events_audit: u64,
     /// Sum of `Count` over DENY events lost in userspace (either loss stage).
     pub denied_packets_lost: u64,
     /// Sum of `Count` over DENY events filtered by scope (never, under `deny` or `all`).
@@ -56,6 +58,10 @@ pub struct KernelCounters {
     pub denied_packets_lost_ring: u64,
     /// Events the kernel did not send because of the event scope.
     pub events_filtered_scope: u64,
+    /// Packets passed as AUDIT by direction: `[ingress, egress]`.
+    pub audit_packets: [u64; 2],
+    /// Audited packets carried by events the ring could not take.
+    pub audited_packets_lost_ring: u64,
 }
 
 impl From<&Counters> for KernelCounters {
@@ -72,6 +78,8 @@ impl From<&Counters> for KernelCounters {
             events_lost_ring: c.events_lost,
             denied_packets_lost_ring: c.denied_packets_lost,
             events_filtered_scope: c.events_filtered_scope,
+            audit_packets: [c.audited_packets[ing], c.audited_packets[eg]],
+            audited_packets_lost_ring: c.audited_packets_lost,
         }
     }
 }
@@ -104,11 +112,12 @@ atomic_mirror!(AtomicPipelineCounters of PipelineCounters {
     events_received, events_accept, events_deny, events_filtered_scope, lines_written,
     bytes_written, lines_lost_no_space, lines_lost_write_error, events_lost_queue, denied_packets_written,
     denied_packets_lost, denied_packets_filtered, lines_pending, rotations, rotation_errors,
+    events_audit,
 });
 
 atomic_mirror!(AtomicKernelCounters of KernelCounters {
     drop_packets: [2], drop_bytes: [2], events_submitted, events_lost_ring,
-    denied_packets_lost_ring, events_filtered_scope,
+    denied_packets_lost_ring, events_filtered_scope, audit_packets: [2], audited_packets_lost_ring,
 });
 
 /// Counters of the background compression and pruning thread.

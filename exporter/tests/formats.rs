@@ -33,6 +33,7 @@ fn snapshot() -> EnrichmentSnapshot {
         name: name.into(),
         namespace: ns.into(),
         node: node.into(),
+        ..Default::default()
     };
     s.pods.insert(
         "192.168.87.155".parse().unwrap(),
@@ -44,7 +45,10 @@ fn snapshot() -> EnrichmentSnapshot {
     );
     s.pods.insert(
         "fd00::155".parse().unwrap(),
-        pod("client-7d9f", "default", "ip-192-168-1-10"),
+        PodInfo {
+            isolated_by: ["default/deny-all,default/web".into(), "".into()],
+            ..pod("client-7d9f", "default", "ip-192-168-1-10")
+        },
     );
     s.policies.insert(12, "data/allow-client".into());
     s
@@ -99,7 +103,7 @@ fn json_line_of_the_guide_example_prints_every_octet() {
             r#"{"level":"info","timestamp":"2023-05-30T16:05:32.573Z","logger":"ebpf-client","msg":"Flow Info: ","#,
             r#""Src IP":"192.168.87.155","Src Port":38971,"Dest IP":"64.6.160.0","Dest Port":53,"Proto":"UDP","Verdict":"ACCEPT","#,
             r#""Direction":"egress","Src Pod":"client-7d9f","Src Namespace":"default","Dest Pod":"","Dest Namespace":"","#,
-            r#""Policy":"default-allow","Count":1,"Bytes":74,"Node":"ip-192-168-1-10","Peer Node":""}"#,
+            r#""Policy":"default-allow","Count":1,"Bytes":74,"Node":"ip-192-168-1-10","Peer Node":"","Isolated By":""}"#,
             "\n"
         )
     );
@@ -122,7 +126,7 @@ fn json_line_of_an_ipv4_accept_by_policy_names_the_policy_and_remote_node() {
             r#"{"level":"info","timestamp":"2023-05-30T16:05:32.573Z","logger":"ebpf-client","msg":"Flow Info: ","#,
             r#""Src IP":"192.168.87.155","Src Port":38971,"Dest IP":"192.168.3.7","Dest Port":5432,"Proto":"TCP","Verdict":"ACCEPT","#,
             r#""Direction":"egress","Src Pod":"client-7d9f","Src Namespace":"default","Dest Pod":"db-0","Dest Namespace":"data","#,
-            r#""Policy":"data/allow-client","Count":1,"Bytes":60,"Node":"ip-192-168-1-10","Peer Node":"ip-192-168-1-20"}"#,
+            r#""Policy":"data/allow-client","Count":1,"Bytes":60,"Node":"ip-192-168-1-10","Peer Node":"ip-192-168-1-20","Isolated By":""}"#,
             "\n"
         )
     );
@@ -136,7 +140,7 @@ fn json_line_of_a_folded_ipv6_deny_carries_its_count() {
             r#"{"level":"info","timestamp":"2023-05-30T16:05:32.573Z","logger":"ebpf-client","msg":"Flow Info: ","#,
             r#""Src IP":"2001:db8::64:6:a0:0","Src Port":51000,"Dest IP":"fd00::155","Dest Port":8080,"Proto":"TCP","Verdict":"DENY","#,
             r#""Direction":"ingress","Src Pod":"","Src Namespace":"","Dest Pod":"client-7d9f","Dest Namespace":"default","#,
-            r#""Policy":"no-rule-matched","Count":5,"Bytes":400,"Node":"ip-192-168-1-10","Peer Node":""}"#,
+            r#""Policy":"no-rule-matched","Count":5,"Bytes":400,"Node":"ip-192-168-1-10","Peer Node":"","Isolated By":"default/deny-all,default/web"}"#,
             "\n"
         )
     );

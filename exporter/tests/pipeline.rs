@@ -56,6 +56,7 @@ fn lines_carry_the_fixed_clock_time_and_the_pod_names() {
             name: "web-1".into(),
             namespace: "shop".into(),
             node: "node-a".into(),
+            ..Default::default()
         },
     );
     let mut p = Pipeline::new(config(FlowScope::All), snapshot_handle(snap), &path).unwrap();
@@ -70,7 +71,7 @@ fn lines_carry_the_fixed_clock_time_and_the_pod_names() {
             r#"{"level":"info","timestamp":"2023-05-30T16:05:32.573Z","logger":"ebpf-client","msg":"Flow Info: ","#,
             r#""Src IP":"10.0.0.3","Src Port":40000,"Dest IP":"64.6.160.0","Dest Port":443,"Proto":"TCP","Verdict":"DENY","#,
             r#""Direction":"egress","Src Pod":"web-1","Src Namespace":"shop","Dest Pod":"","Dest Namespace":"","#,
-            r#""Policy":"no-rule-matched","Count":2,"Bytes":3,"Node":"node-a","Peer Node":""}"#,
+            r#""Policy":"no-rule-matched","Count":2,"Bytes":3,"Node":"node-a","Peer Node":"","Isolated By":""}"#,
             "\n"
         )
     );
@@ -192,6 +193,7 @@ fn a_swapped_snapshot_names_the_next_event() {
             name: "api-0".into(),
             namespace: "prod".into(),
             node: "n".into(),
+            ..Default::default()
         },
     );
     handle.store(Arc::new(next));

@@ -147,6 +147,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
                 }],
                 egress: Vec::new(),
                 policy_types: None,
+                audit: false,
             },
         ));
     }
@@ -172,6 +173,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
                 }],
                 egress: Vec::new(),
                 policy_types: None,
+                audit: false,
             },
         ));
     }
@@ -192,6 +194,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
                     ports: vec![port(Protocol::Tcp, PortRef::Number(443))],
                 }],
                 policy_types: Some(vec![Direction::Egress]),
+                audit: false,
             },
         ));
     }
@@ -200,6 +203,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
         "deny-ingress".into(),
         PolicySpec {
             policy_types: Some(vec![Direction::Ingress]),
+            audit: false,
             ..PolicySpec::default()
         },
     ));
@@ -221,6 +225,7 @@ fn policies(i: usize, namespaces: usize) -> Vec<NetworkPolicy> {
                 ports: vec![port(Protocol::Udp, PortRef::Number(53))],
             }],
             policy_types: Some(vec![Direction::Egress]),
+            audit: false,
         },
     ));
     assert_eq!(out.len(), POLICIES_PER_NAMESPACE);
@@ -644,6 +649,7 @@ fn except_case(count: u32, options: &ResolveOptions) -> f64 {
             }],
             egress: Vec::new(),
             policy_types: None,
+            audit: false,
         },
     });
     let started = Instant::now();

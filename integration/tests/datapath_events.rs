@@ -203,7 +203,7 @@ fn low_rate_events_are_not_stranded_by_adaptive_wakeups() {
     let mut fx = KernelFixture::with_options(
         &["pa"],
         FixtureOptions {
-            wakeup_threshold_bytes: 64 * 1024,
+            wakeup_threshold_bytes: datapath::DEFAULT_WAKEUP_THRESHOLD_BYTES,
             ..Default::default()
         },
     );
@@ -288,4 +288,92 @@ fn verifier_instruction_counts_are_printed() {
         );
         assert!(verified > 0 && verified < 1_000_000, "{name}: {verified}");
     }
+}
+
+#[test]
+fn audit_passes_what_no_rule_admits_folds_it_apart_and_counts_it() {
+    let window = Duration::from_secs(1);
+    let window_ns = window.as_nanos() as u64;
+    let mut fx = KernelFixture::with_options(
+        &["pa"],
+        FixtureOptions {
+            fold_window: window,
+            ..Default::default()
+        },
+    );
+    let pa = fx.ifindex("pa");
+    fx.set_pod(pa, &[pod()], STATE_POLICIES_AUDIT, STATE_DEFAULT_ALLOW);
+    fx.set_policy_set(pa, 7);
+    fx.put_entry(
+        7,
+        DIRECTION_INGRESS,
+        "10.9.0.0/16",
+        &[rule(PROTO_TCP, 443, 443, 21)],
+    );
+    // Admitted by the audit policy's rule: an ordinary ACCEPT, tracked.
+    let admitted = Frame::tcp(peer(), 40001, pod(), 443, 0x02).build();
+    assert_eq!(fx.run(DIRECTION_INGRESS, pa, &admitted), ACT_PASS);
+    let accepted = fx.events();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(
+        (accepted[0].verdict, accepted[0].policy_id),
+        (VERDICT_ACCEPT, 21)
+    );
+    // Not admitted: every packet passes, reported as AUDIT and folded like a DENY.
+    const N: u64 = 10;
+    for _ in 0..N {
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn(40000)), ACT_PASS);
+    }
+    let first = fx.events();
+    assert_eq!(
+        first.len(),
+        1,
+        "the first AUDIT goes out at once, the rest fold"
+    );
+    assert_eq!(
+        (first[0].verdict, first[0].reason, first[0].direction),
+        (VERDICT_AUDIT, REASON_NO_RULE_MATCHED, DIRECTION_INGRESS)
+    );
+    let tracked: Vec<u16> = fx
+        .dp()
+        .maps()
+        .conntrack()
+        .iter()
+        .map(|e| e.key.peer_port)
+        .collect();
+    assert_eq!(
+        tracked,
+        [40001],
+        "an audited flow is never tracked, the admitted one is"
+    );
+    wait_for_coarse_clock(first[0].timestamp_ns + window_ns);
+    fx.dp().flush_folds().unwrap();
+    let flushed = fx.events();
+    assert_eq!(flushed.len(), 1);
+    assert_eq!(
+        flushed[0].verdict, VERDICT_AUDIT,
+        "the flush keeps the fold's verdict"
+    );
+    assert_eq!(
+        flushed[0].direction, DIRECTION_INGRESS,
+        "and the real direction"
+    );
+    assert_eq!(first[0].count as u64 + flushed[0].count as u64, N);
+    let c = fx.counters();
+    let ingress = DIRECTION_INGRESS as usize;
+    assert_eq!(c.audited_packets[ingress], N);
+    assert_eq!(
+        c.packets[ingress][VERDICT_ACCEPT as usize],
+        N + 1,
+        "audited packets passed"
+    );
+    assert_eq!(c.packets[ingress][VERDICT_DENY as usize], 0);
+    // The same flow after audit is switched off (a new generation): a DENY, in a fold of
+    // its own.
+    fx.set_pod(pa, &[pod()], STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+    fx.set_policy_set(pa, 7);
+    assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn(40000)), ACT_DROP);
+    let denied = fx.events();
+    assert_eq!(denied.len(), 1);
+    assert_eq!((denied[0].verdict, denied[0].count), (VERDICT_DENY, 1));
 }

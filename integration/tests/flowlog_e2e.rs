@@ -52,6 +52,7 @@ const KEYS: [&str; 20] = [
     "Bytes",
     "Node",
     "Peer Node",
+    "Isolated By",
 ];
 
 fn cluster_yaml(net: &PodNet) -> String {
@@ -180,6 +181,12 @@ fn real_connections_become_exactly_the_expected_lines() {
         assert_eq!(v["Node"], "node-1");
         if v["Verdict"] == "DENY" {
             deny_count += v["Count"].as_u64().unwrap();
+            assert_eq!(
+                v["Isolated By"], "shop/allow-client",
+                "a DENY names the policy isolating web: {line}"
+            );
+        } else {
+            assert_eq!(v["Isolated By"], "", "an ACCEPT names none: {line}");
         }
         let (src_pod, dst_pod) = (
             v["Src Pod"].as_str().unwrap(),

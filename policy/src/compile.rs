@@ -67,6 +67,16 @@ impl<'s> ClusterIndex<'s> {
         self.peers_by_ns.values().flatten().copied()
     }
 
+    /// Is `policy` in audit mode (its annotation, or its namespace's label)?
+    pub(crate) fn in_audit_mode(&self, policy: &NetworkPolicy) -> bool {
+        policy.spec.audit
+            || self
+                .namespace_labels
+                .get(policy.namespace.as_str())
+                .and_then(|labels| labels.get(crate::model::AUDIT_KEY))
+                .is_some_and(|v| v == "true")
+    }
+
     /// The policies of `pod`'s namespace that select it in `direction`.
     pub(crate) fn selecting(&self, pod: &Pod, direction: Direction) -> Vec<&'s NetworkPolicy> {
         self.policies_by_ns
@@ -317,7 +327,17 @@ impl PodPass<'_, '_> {
         pod: &Pod,
         direction: Direction,
     ) -> (DirectionRules, Option<Unenforceable>) {
-        let selecting = self.index.selecting(pod, direction);
+        let (enforcing, audit): (Vec<_>, Vec<_>) = self
+            .index
+            .selecting(pod, direction)
+            .into_iter()
+            .partition(|p| !self.index.in_audit_mode(p));
+        // Audit policies act only where nothing enforcing selects the pod, and never
+        // in strict mode, whose default deny is enforcing.
+        let audit_only = enforcing.is_empty()
+            && !audit.is_empty()
+            && self.options.mode == EnforcingMode::Standard;
+        let selecting = if audit_only { audit } else { enforcing };
         if selecting.is_empty() && self.options.mode == EnforcingMode::Standard {
             return (DirectionRules::allow(), None);
         }
@@ -350,8 +370,13 @@ impl PodPass<'_, '_> {
                 rules: list.len(),
                 rule: self.table.rule(list[MAX_RULES_PER_LIST].policy_id).cloned(),
             };
+            // Audit never drops: rules it cannot check leave the pod open.
             let denied = DirectionRules {
-                state: PodState::DefaultDeny,
+                state: if audit_only {
+                    PodState::DefaultAllow
+                } else {
+                    PodState::DefaultDeny
+                },
                 entries: BTreeMap::new(),
                 isolating,
             };
@@ -359,7 +384,11 @@ impl PodPass<'_, '_> {
         }
         (
             DirectionRules {
-                state: PodState::PoliciesApplied,
+                state: if audit_only {
+                    PodState::PoliciesAudit
+                } else {
+                    PodState::PoliciesApplied
+                },
                 entries,
                 isolating,
             },

@@ -359,8 +359,24 @@ fn policy(doc: &Doc<'_>, m: PolicyManifest) -> Result<NetworkPolicy, LoadError> 
             ingress,
             egress,
             policy_types: spec.policy_types,
+            audit: audit_switch(doc, &m.metadata.annotations)?,
         },
     })
+}
+
+/// The audit annotation: absent or `"false"` is off, `"true"` on, anything else an error.
+fn audit_switch(
+    doc: &Doc<'_>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<bool, LoadError> {
+    match annotations.get(crate::model::AUDIT_KEY).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(doc.field(
+            format!("metadata.annotations[{}]", crate::model::AUDIT_KEY),
+            format!("{other:?} is neither \"true\" nor \"false\""),
+        )),
+    }
 }
 
 fn rule(

@@ -283,7 +283,14 @@ pub struct PolicySpec {
     pub egress: Vec<PolicyRule>,
     /// As written; `None` takes the Kubernetes default (see `affects`).
     pub policy_types: Option<Vec<Direction>>,
+    /// Audit mode ([`AUDIT_KEY`] annotation `"true"` on the policy): what the policy
+    /// would deny passes and is reported as AUDIT.
+    pub audit: bool,
 }
+
+/// Audit mode's switch: as an annotation on a NetworkPolicy, or as a label on a
+/// Namespace (every policy of the namespace), with the value `"true"`.
+pub const AUDIT_KEY: &str = "netpol-agent.dev/audit";
 
 /// A networking.k8s.io/v1 NetworkPolicy.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datapath_common::{
     MAX_RULES_PER_LIST, Rule, STATE_DEFAULT_ALLOW, STATE_DEFAULT_DENY, STATE_POLICIES_APPLIED,
+    STATE_POLICIES_AUDIT,
 };
 use ipnet::IpNet;
 
@@ -52,6 +53,9 @@ pub enum PodState {
     DefaultAllow,
     DefaultDeny,
     PoliciesApplied,
+    /// Only audit-mode policies select the pod: their rules are checked, and what
+    /// they do not admit passes as AUDIT.
+    PoliciesAudit,
 }
 
 impl PodState {
@@ -61,7 +65,13 @@ impl PodState {
             PodState::DefaultAllow => STATE_DEFAULT_ALLOW,
             PodState::DefaultDeny => STATE_DEFAULT_DENY,
             PodState::PoliciesApplied => STATE_POLICIES_APPLIED,
+            PodState::PoliciesAudit => STATE_POLICIES_AUDIT,
         }
+    }
+
+    /// Does the datapath look up the pod's entries in this state?
+    pub const fn uses_entries(self) -> bool {
+        matches!(self, PodState::PoliciesApplied | PodState::PoliciesAudit)
     }
 }
 
@@ -70,7 +80,7 @@ impl PodState {
 pub struct DirectionRules {
     pub state: PodState,
     /// Prefix -> the rules the datapath checks for a peer whose longest match it is.
-    /// Empty unless `state` is `PoliciesApplied`.
+    /// Empty unless `state` uses entries (`PoliciesApplied`, `PoliciesAudit`).
     pub entries: BTreeMap<IpNet, Vec<Rule>>,
     /// The policies selecting the pod in this direction (named on a DENY).
     pub isolating: Vec<PolicyRef>,

@@ -34,7 +34,7 @@ impl Judged<'_> {
                 return VERDICT_ACCEPT;
             }
             let _ = CONNTRACK.remove(key);
-            return self.deny(key, decision);
+            return self.refuse(key, decision);
         }
         let p = self.pkt;
         if p.protocol == PROTO_TCP && (p.tcp_flags & TCP_SYN == 0 || p.tcp_flags & TCP_ACK != 0) {
@@ -61,7 +61,7 @@ impl Judged<'_> {
             );
             VERDICT_ACCEPT
         } else {
-            self.deny(key, decision)
+            self.refuse(key, decision)
         }
     }
 

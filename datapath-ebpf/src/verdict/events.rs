@@ -80,6 +80,8 @@ pub(super) fn emit_event(
         c.events_lost += 1;
         if verdict == VERDICT_DENY {
             c.denied_packets_lost += count;
+        } else if verdict == VERDICT_AUDIT {
+            c.audited_packets_lost += count;
         }
         return;
     };

@@ -1,5 +1,5 @@
-//! DENY folding: a denied flow sends one event per fold window, with the packets and
-//! bytes denied since the last one; `fold_flush` sends what is pending in folds that
+//! DENY and AUDIT folding: a refused flow sends one event per fold window, with the
+//! packets and bytes refused since the last one (AUDIT folds apart from DENY ones); `fold_flush` sends what is pending in folds that
 //! went quiet and deletes folds idle for two windows.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd, atomic_xchg};
@@ -21,24 +21,30 @@ use crate::maps::FOLDS;
 const FLUSH_BATCH: usize = 32;
 
 impl Judged<'_> {
-    /// Drop the packet and account for it in exactly one event (now or folded).
+    /// A packet the decision refuses (DENY: dropped; AUDIT: passed): account for it
+    /// in exactly one event (now or folded). Returns the decision's verdict.
     #[inline(always)]
-    pub(super) fn deny(&self, key: &FlowKey, decision: Decision) -> u8 {
+    pub(super) fn refuse(&self, key: &FlowKey, decision: Decision) -> u8 {
+        let verdict = decision.verdict;
         let window = settings().fold_window_ns;
         if window == 0 {
             self.emit(
                 key,
                 self.direction,
-                VERDICT_DENY,
+                verdict,
                 &decision,
                 self.segs,
                 self.len,
                 self.now,
             );
-            return VERDICT_DENY;
+            return verdict;
         }
         let mut fold_key = *key;
-        fold_key.direction = self.direction;
+        fold_key.direction = if verdict == VERDICT_AUDIT {
+            self.direction | FOLD_DIRECTION_AUDIT
+        } else {
+            self.direction
+        };
         match FOLDS.get_ptr_mut(&fold_key) {
             Some(fold) => {
                 // SAFETY: map value valid for this run; counts change only through
@@ -66,7 +72,7 @@ impl Judged<'_> {
                         self.emit(
                             key,
                             self.direction,
-                            VERDICT_DENY,
+                            verdict,
                             &decision,
                             taken + self.segs,
                             taken_bytes + self.len,
@@ -84,7 +90,8 @@ impl Judged<'_> {
                     pending_bytes: 0,
                     policy_id: decision.policy_id,
                     reason: decision.reason,
-                    _pad: [0; 3],
+                    verdict,
+                    _pad: [0; 2],
                 };
                 if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err()
                     && let Some(c) = counters()
@@ -94,7 +101,7 @@ impl Judged<'_> {
                 self.emit(
                     key,
                     self.direction,
-                    VERDICT_DENY,
+                    verdict,
                     &decision,
                     self.segs,
                     self.len,
@@ -102,7 +109,7 @@ impl Judged<'_> {
                 );
             }
         }
-        VERDICT_DENY
+        verdict
     }
 }
 
@@ -148,10 +155,12 @@ fn flush_fold(skb: *mut __sk_buff, offset: u32, window: u64, now: u64) -> bool {
         let bytes = atomic_take(&mut fold.pending_bytes);
         let first = fold.first_pending_ns;
         fold.first_pending_ns = 0;
+        let mut event_key = key;
+        event_key.direction = key.direction & !FOLD_DIRECTION_AUDIT;
         emit_event(
             &settings(),
-            &key,
-            VERDICT_DENY,
+            &event_key,
+            fold.verdict,
             fold.policy_id,
             fold.reason,
             taken,

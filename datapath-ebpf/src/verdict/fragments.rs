@@ -38,7 +38,7 @@ impl Judged<'_> {
                 c.fragments_untracked += self.segs;
             }
             let key = self.flow_key();
-            return self.deny(&key, Decision::deny(0, REASON_FRAGMENT_UNTRACKED));
+            return self.refuse(&key, Decision::deny(0, REASON_FRAGMENT_UNTRACKED));
         };
         // SAFETY: map values stay valid for the duration of the program (RCU).
         let first = unsafe { *first };
@@ -57,6 +57,6 @@ impl Judged<'_> {
             first.dst_port,
         );
         let decision = self.evaluate(self.direction, &key);
-        self.deny(&key, decision)
+        self.refuse(&key, decision)
     }
 }

@@ -55,17 +55,16 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
         now: 0,
     };
     let verdict = judged.run();
+    let passes = verdict != VERDICT_DENY;
     if let Some(c) = counters() {
         let d = (direction & 1) as usize;
-        let v = (verdict & 1) as usize;
-        c.packets[d][v] += segs;
-        c.bytes[d][v] += len;
+        c.packets[d][passes as usize] += segs;
+        c.bytes[d][passes as usize] += len;
+        if verdict == VERDICT_AUDIT {
+            c.audited_packets[d] += segs;
+        }
     }
-    if verdict == VERDICT_ACCEPT {
-        TCX_NEXT
-    } else {
-        DROP
-    }
+    if passes { TCX_NEXT } else { DROP }
 }
 
 /// One packet being judged: what every path below needs to know about it.
@@ -95,7 +94,7 @@ impl Judged<'_> {
             if let Some(c) = counters() {
                 c.spoofed_packets += self.segs;
             }
-            return self.deny(&key, Decision::deny(0, REASON_SPOOFED_SOURCE));
+            return self.refuse(&key, Decision::deny(0, REASON_SPOOFED_SOURCE));
         }
         if pkt.frag == FRAG_LATER {
             return self.later_fragment();

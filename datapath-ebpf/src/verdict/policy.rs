@@ -18,7 +18,7 @@ impl Judged<'_> {
         } else {
             self.pod.egress_state
         };
-        if state != STATE_POLICIES_APPLIED {
+        if state != STATE_POLICIES_APPLIED && state != STATE_POLICIES_AUDIT {
             return decide(state, None);
         }
         let selector_be = policy_selector(self.pod.policy_set, direction).to_be();

@@ -3,7 +3,8 @@
 //! IPv4 lines use `Proto X Verdict Y Direction Z, Tier T`; IPv6 lines use
 //! `Proto: X Verdict: Y Direction: Z Tier: T`, as the incumbent does. Unlike the
 //! incumbent, addresses keep every octet (`64.6.160.0`). `level` is `info` for DENY
-//! and `debug` for ACCEPT, as the incumbent logs them. No pod, policy or count: use
+//! (and AUDIT, a verdict the incumbent does not have) and `debug` for ACCEPT, as the
+//! incumbent logs them. No pod, policy or count: use
 //! the JSON layout for those.
 
 use datapath_common::abi::{FAMILY_IPV4, FlowEvent, VERDICT_ACCEPT};

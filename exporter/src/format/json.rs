@@ -1,6 +1,6 @@
 //! The default line: one JSON object whose first keys are exactly those of the EKS
 //! guide's example (`level` … `Verdict`, same names, order and value types), followed
-//! by ours (`Direction` … `Peer Node`). See the crate README for every key.
+//! by ours (`Direction` … `Isolated By`). See the crate README for every key.
 
 use datapath_common::abi::FlowEvent;
 
@@ -64,5 +64,7 @@ pub fn append_line(
     push_json_str(buf, names.node);
     buf.extend_from_slice(b"\",\"Peer Node\":\"");
     push_json_str(buf, names.peer_node);
+    buf.extend_from_slice(b"\",\"Isolated By\":\"");
+    push_json_str(buf, names.isolated_by);
     buf.extend_from_slice(b"\"}\n");
 }
