@@ -58,7 +58,8 @@ enum Command {
     /// Why a connection is allowed or denied: each direction's verdict, the rule that
     /// allows or the policies that isolate, by the agent's own engine.
     Explain(agent::explain::ExplainArgs),
-    /// The EKS guide's cautions and the usual policy mistakes; exit 1 on any warning.
+    /// The EKS guide's cautions and the usual policy mistakes; exit 1 on any warning,
+    /// 2 when the input cannot be read.
     Lint(agent::lint::LintArgs),
     /// The Stars demo of the EKS user guide on the lab, step by step.
     Demo {
@@ -189,11 +190,19 @@ fn main() -> Result<()> {
             agent::explain::run(&args)
         }
         Command::Lint(args) => {
-            let _log = init_interactive_log()?;
-            if !agent::lint::run(&args)? {
-                std::process::exit(1);
-            }
-            Ok(())
+            let log = init_interactive_log()?;
+            // 1: warnings; 2: the input could not be read (as a usage error).
+            let code = match agent::lint::run(&args) {
+                Ok(true) => return Ok(()),
+                Ok(false) => 1,
+                Err(error) => {
+                    eprintln!("Error: {error:#}");
+                    2
+                }
+            };
+            // `exit` runs no destructors: let the log write what it holds first.
+            drop::<LogGuard>(log);
+            std::process::exit(code)
         }
         Command::Demo { state_dir } => {
             let _log = init_interactive_log()?;

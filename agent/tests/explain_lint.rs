@@ -298,6 +298,15 @@ fn explain_errors_name_the_input() {
         "c/d",
     ]);
     assert!(text(&out).1.contains("/nonexistent/netpol-policies"));
+    let out = run(&["lint", "--kubeconfig", "/nonexistent/netpol-kubeconfig"]);
+    assert_eq!(out.status.code(), Some(2), "not 1, which means warnings");
+    assert!(
+        text(&out)
+            .1
+            .contains("--kubeconfig /nonexistent/netpol-kubeconfig"),
+        "{:?}",
+        text(&out)
+    );
     let out = run(&["explain", "--from", "a/b", "--to", "c/d"]);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("--policy-dir"), "{:?}", text(&out));
