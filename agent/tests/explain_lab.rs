@@ -126,6 +126,7 @@ fn explained(state_dir: &Path) -> Verdicts {
 fn explain_agrees_with_real_probes_at_every_stars_step() {
     let lab_dir = common::LabDir::new("explain");
     let manifests = common::manifests("explain", &[]);
+    let _remove_manifests = RemoveOnDrop(manifests.clone());
     let mut denied_somewhere = false;
     for (step, (title, files)) in agent::demo::STEPS.iter().enumerate() {
         write_step(&manifests, files);
@@ -174,5 +175,13 @@ fn explain_agrees_with_real_probes_at_every_stars_step() {
         denied_somewhere,
         "the steps deny something, so agreement means something"
     );
-    let _ = std::fs::remove_dir_all(&manifests);
+}
+
+/// Removes the manifest directory however the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
