@@ -24,9 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{flowlog::FlowLogThread, guard::InstanceGuard, source};
 use enforcer::Enforcer;
 
-/// Bytes pending in the ring before the kernel wakes the reader.
-const WAKEUP_THRESHOLD_BYTES: u64 = 64 * 1024;
-
 /// What the kernel's settings map should hold for this configuration.
 pub fn kernel_settings(config: &AgentConfig) -> Settings {
     let event_scope = if !config.enable_policy_event_logs {
@@ -40,7 +37,8 @@ pub fn kernel_settings(config: &AgentConfig) -> Settings {
     };
     Settings {
         fold_window_ns: config.deny_fold_window.as_nanos() as u64,
-        wakeup_threshold_bytes: WAKEUP_THRESHOLD_BYTES.min(config.ring_buffer_size as u64 / 4),
+        wakeup_threshold_bytes: datapath::DEFAULT_WAKEUP_THRESHOLD_BYTES
+            .min(config.ring_buffer_size as u64 / 4),
         event_scope,
         ..Settings::default()
     }
@@ -52,7 +50,7 @@ pub fn load_options(config: &AgentConfig) -> LoadOptions {
         ring_bytes: config.ring_buffer_size,
         conntrack_entries: config.conntrack_cache_table_size,
         policy_hash_entries: config.policy_hash_entries,
-        fold_entries: 65536,
+        fold_entries: datapath::DEFAULT_FOLD_ENTRIES,
         attach_mode: match config.attach_mode {
             config::AttachMode::Auto => AttachMode::Auto,
             config::AttachMode::Tcx => AttachMode::Tcx,

@@ -28,7 +28,7 @@ pub mod testrun;
 pub use attach::{AttachMode, interface_name};
 pub use error::DatapathError;
 pub use events::{EventReader, decode_event};
-pub use loader::{Datapath, LoadOptions};
+pub use loader::{DEFAULT_FOLD_ENTRIES, DEFAULT_WAKEUP_THRESHOLD_BYTES, Datapath, LoadOptions};
 pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, rule_list};
 pub use pins::PinLayout;
 

@@ -17,6 +17,13 @@ use crate::{
     object::EBPF_OBJECT,
 };
 
+/// DENY folds the kernel holds by default (`LoadOptions::fold_entries`).
+pub const DEFAULT_FOLD_ENTRIES: u32 = 65_536;
+
+/// Bytes pending in the ring before the kernel wakes the reader, by default
+/// (`Settings::wakeup_threshold_bytes`); below it readers poll on a short timer.
+pub const DEFAULT_WAKEUP_THRESHOLD_BYTES: u64 = 64 * 1024;
+
 /// How to load the datapath.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -41,12 +48,12 @@ impl Default for LoadOptions {
             pins: PinLayout::default(),
             ring_bytes: 1 << 20,
             conntrack_entries: 512 * 1024,
-            fold_entries: 65536,
+            fold_entries: DEFAULT_FOLD_ENTRIES,
             policy_hash_entries: 1 << 18,
             attach_mode: AttachMode::Auto,
             settings: Settings {
                 fold_window_ns: 1_000_000_000,
-                wakeup_threshold_bytes: 64 * 1024,
+                wakeup_threshold_bytes: DEFAULT_WAKEUP_THRESHOLD_BYTES,
                 ..Settings::default()
             },
         }

@@ -292,7 +292,7 @@ fn main() {
         &["pa"],
         FixtureOptions {
             ring_bytes: RING_BYTES,
-            wakeup_threshold_bytes: 64 * 1024,
+            wakeup_threshold_bytes: datapath::DEFAULT_WAKEUP_THRESHOLD_BYTES,
             ..Default::default()
         },
     );
