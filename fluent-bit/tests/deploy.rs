@@ -515,3 +515,36 @@ fn fluent_bit_and_the_agent_are_deployed_for_the_same_cluster() {
         value(&pod(), "CLUSTER_NAME")
     );
 }
+
+#[test]
+fn eks_variant_patches_the_incumbent_container_to_run_netpol_agent_on_policy_endpoints() {
+    let file = deploy_file("daemonset-eks.yaml");
+    let ds: DaemonSet = strict(&file, &documents(&file), "aws-node");
+    assert_eq!(ds.metadata.namespace.as_deref(), Some("kube-system"));
+    let pod = ds.spec.template.spec.expect("pod spec");
+    assert_eq!(
+        pod.containers.len(),
+        1,
+        "only the agent's container is patched"
+    );
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.name, "aws-eks-nodeagent",
+        "the incumbent's container name"
+    );
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["netpol-agent".to_string()][..])
+    );
+    let mut argv = vec![AGENT.to_string()];
+    argv.extend(c.args.clone().expect("args"));
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let Command::Run(args) = cli.command;
+    let config = config::load(&args, &|_: &str| None::<String>).expect("the args load");
+    assert_eq!(config.policy_source, config::PolicyObjects::PolicyEndpoint);
+    assert!(config.enable_network_policy);
+    assert_eq!(
+        config.log_file,
+        Path::new("/var/log/aws-routed-eni/network-policy-agent.log")
+    );
+}
