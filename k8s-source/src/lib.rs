@@ -18,8 +18,8 @@ pub mod error;
 mod health;
 mod metrics;
 pub mod rbac;
-mod slices;
 mod retry;
+mod slices;
 mod source;
 mod watch;
 
