@@ -156,6 +156,8 @@ pub async fn run(
     }
     let enforcement_metrics = enforcer::metrics::EnforcementMetrics::default();
     enforcement_metrics.register(metrics.registry_mut());
+    let hook_metrics = cni_hook::HookMetrics::default();
+    hook_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let servers = HttpServers::bind(&http_config, metrics, readiness.clone())
         .await
@@ -178,6 +180,20 @@ pub async fn run(
             .with_binding(binding)
             .with_unbound_gauge(enforcement_metrics.pods_unbound.clone()),
     ));
+    // The VPC CNI's hook: bound before anything else runs, so a CNI ADD that comes
+    // while we start waits in the socket's backlog instead of failing.
+    let cni_hook_task = match config.cni_hook_socket() {
+        Some(path) => {
+            let server = cni_hook::HookServer::bind(&path).context("npa_socket_path")?;
+            let hook = Arc::new(enforcer::cni::EnforcerHook::new(enforcer.clone()));
+            Some(tokio::spawn(server.serve(
+                hook,
+                hook_metrics,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let links_changed = Arc::new(tokio::sync::Notify::new());
     let link_watcher = enforcer::link_watch::spawn_watcher(links_changed.clone(), shutdown.clone());
     let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
@@ -345,6 +361,13 @@ pub async fn run(
     let _ = source_task.await;
     let _ = apply_task.await;
     let _ = housekeeping.await;
+    if let Some(task) = cni_hook_task {
+        match task.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the CNI hook stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the CNI hook task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(watcher) = link_watcher {
         let _ = watcher.join();
     }

@@ -28,6 +28,8 @@ pub use client::HookClient;
 pub use metrics::HookMetrics;
 pub use request::{EnforceRequest, HookMode, PodKey};
 pub use server::{HookServer, ServeError};
+/// The status a call answers with (re-exported so callers need no tonic of their own).
+pub use tonic::{Code, Status};
 
 /// Where the CNI plugin dials (amazon-vpc-cni-k8s `cmd/routed-eni-cni-plugin/cni.go`,
 /// `npaSocketPath`; the incumbent's `main.go` serves the same constant).

@@ -10,10 +10,12 @@
 //! interface appears: its record is written before the programs are attached, so no
 //! packet passes it unenforced.
 //!
-//! Modules: [`binding`] (which host interface is a pod's), [`link_watch`] (wakes the
-//! daemon when links come and go), [`metrics`] (what was applied, what waits).
+//! Modules: [`binding`] (which host interface is a pod's), [`cni`] (the VPC CNI's
+//! ADD and DEL: bind and attach at once), [`link_watch`] (wakes the daemon when links
+//! come and go), [`metrics`] (what was applied, what waits).
 
 pub mod binding;
+pub mod cni;
 pub mod link_watch;
 pub mod metrics;
 
@@ -71,6 +73,9 @@ pub struct Enforcer {
     owners: HashMap<u32, PodRef>,
     /// Local pods without an interface, since when.
     unbound: HashMap<PodRef, Instant>,
+    /// Pods bound on the CNI's ADD that the cluster state does not list yet: kept
+    /// until it does or DEL comes (the pod watch may lag the CNI).
+    cni_pods: HashSet<PodRef>,
     unbound_gauge: Gauge,
     snapshot: SnapshotHandle,
     last: Option<Resolved>,
@@ -119,6 +124,7 @@ impl Enforcer {
             interfaces: HashMap::new(),
             owners: HashMap::new(),
             unbound: HashMap::new(),
+            cni_pods: HashSet::new(),
             unbound_gauge: Gauge::default(),
             snapshot,
             last: None,
@@ -176,10 +182,13 @@ impl Enforcer {
         for op in &ops {
             self.write(op)?;
         }
+        // A pod the CNI bound is kept until the state lists it (then the usual rules
+        // apply) or the CNI's DEL comes.
+        self.cni_pods.retain(|p| !resolved.pods.contains_key(p));
         let gone: Vec<PodRef> = self
             .interfaces
             .keys()
-            .filter(|p| !resolved.pods.contains_key(*p))
+            .filter(|p| !resolved.pods.contains_key(*p) && !self.cni_pods.contains(*p))
             .cloned()
             .collect();
         for pod in gone {
