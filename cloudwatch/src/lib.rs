@@ -36,6 +36,7 @@ pub mod files;
 pub mod limits;
 pub mod metrics;
 pub mod outage;
+mod read_loop;
 pub mod reader;
 pub mod retry;
 pub mod shipper;

@@ -1,25 +1,23 @@
-//! The pipeline: a blocking reader thread turns lines into batches; the sender keeps up
+//! The pipeline: a blocking reader thread turns lines into batches ([`crate::read_loop`]); the sender keeps up
 //! to `max_in_flight` PutLogEvents calls going, retries each until accepted, and moves the
 //! checkpoint past a batch only when it and every earlier batch were accepted.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::BatchBuilder;
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::ShipperConfig;
 use crate::error::ShipperError;
-use crate::event::{Event, build_message, parse_timestamp};
-use crate::limits::{MAX_EVENT_AGE_MS, MAX_EVENT_FUTURE_MS};
+use crate::event::Event;
 use crate::metrics::{DropReason, Metrics};
 use crate::outage::Outages;
-use crate::reader::{LineReader, Poll};
+use crate::read_loop::{Batch, ReadLoop};
 use crate::retry::{Backoff, BackoffConfig, FailureCause};
 use crate::sink::CloudWatchSink;
 
@@ -39,15 +37,6 @@ use crate::sink::CloudWatchSink;
 pub struct Shipper {
     config: ShipperConfig,
     metrics: Metrics,
-}
-
-/// One batch handed from the reader to the sender.
-struct Batch {
-    events: Vec<Event>,
-    /// The position just past the last line this batch covers (including lines dropped
-    /// before sending); `None` when nothing was read.
-    end: Option<Checkpoint>,
-    bytes: u64,
 }
 
 enum Outcome {
@@ -97,7 +86,7 @@ impl Shipper {
                 start.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                read_loop(&config, start, &tx, &metrics, &shutdown, &unacked)
+                ReadLoop::run(&config, start, &tx, &metrics, &shutdown, &unacked)
             })
         };
         let (cp_tx, cp_rx) = watch::channel(start);
@@ -145,212 +134,11 @@ impl Shipper {
     }
 }
 
-fn wall_ms() -> i64 {
+/// The wall clock in milliseconds since the Unix epoch (CloudWatch event times).
+pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The blocking half: reads lines, filters, builds batches, hands them to the sender.
-fn read_loop(
-    config: &ShipperConfig,
-    start: Option<Checkpoint>,
-    tx: &mpsc::Sender<Batch>,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-    unacked: &AtomicU64,
-) {
-    let max_age_ms = config.retention_days.map_or(MAX_EVENT_AGE_MS, |d| {
-        (i64::from(d) * 86_400_000).min(MAX_EVENT_AGE_MS)
-    });
-    let mut reader = loop {
-        match LineReader::open(&config.dir, &config.live_name, start.clone()) {
-            Ok(r) => break r,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the flow-log files yet; retrying");
-                if sleep_or_cancel(shutdown, Duration::from_secs(1)) {
-                    return;
-                }
-            }
-        }
-    };
-    let mut builder = BatchBuilder::new(config.batch);
-    let mut line = Vec::with_capacity(4096);
-    let mut last_pos: Option<Checkpoint> = start.clone();
-    let mut sent_pos: Option<Checkpoint> = start;
-    let mut opened_at = Instant::now();
-    let mut last_ts = wall_ms();
-    let (mut too_old, mut too_new, mut truncated) = (0u64, 0u64, 0u64);
-    let mut since_check = 0u32;
-    let mut last_backlog = Instant::now();
-
-    let hand_over = |builder: &mut BatchBuilder,
-                     last_pos: Option<Checkpoint>,
-                     too_old: &mut u64,
-                     too_new: &mut u64,
-                     truncated: &mut u64|
-     -> bool {
-        metrics.record_drop(DropReason::TooOld, std::mem::take(too_old));
-        metrics.record_drop(DropReason::TooNew, std::mem::take(too_new));
-        metrics.truncated.inc_by(std::mem::take(truncated));
-        let bytes = builder.bytes() as u64;
-        let batch = Batch {
-            events: builder.take(),
-            end: last_pos,
-            bytes,
-        };
-        unacked.fetch_add(bytes, Ordering::Relaxed);
-        tx.blocking_send(batch).is_ok()
-    };
-
-    // The clock and the cancellation flag are read once per CHECK_EVERY lines, not per
-    // line: the age window is hours wide and shutdown may wait a few microseconds more.
-    const CHECK_EVERY: u32 = 256;
-    let mut now = wall_ms();
-    loop {
-        if since_check == 0 && shutdown.is_cancelled() {
-            if (!builder.is_empty() || last_pos != sent_pos)
-                && !hand_over(
-                    &mut builder,
-                    last_pos.clone(),
-                    &mut too_old,
-                    &mut too_new,
-                    &mut truncated,
-                )
-            {
-                tracing::debug!("sender gone before the last batch");
-            }
-            return;
-        }
-        let lost = reader.take_lost_files();
-        if lost > 0 {
-            metrics.lost_files.inc_by(lost);
-        }
-        for (reason, n) in reader.take_lost_lines() {
-            if n > 0 {
-                metrics.lines_lost(reason).inc_by(n);
-            }
-        }
-        match reader.next_line(&mut line) {
-            Ok(Poll::Line(pos)) => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    // PutLogEvents refuses an empty message (minimum length 1) and a
-                    // whitespace-only one carries nothing: skipped, counted.
-                    metrics.blank_lines.inc();
-                    last_pos = Some(pos);
-                    continue;
-                }
-                let ts = parse_timestamp(&line).unwrap_or(last_ts);
-                last_ts = ts;
-                if ts < now - max_age_ms {
-                    too_old += 1;
-                } else if ts > now + MAX_EVENT_FUTURE_MS {
-                    too_new += 1;
-                } else {
-                    let msg = build_message(&line, config.message_format, &config.node_name);
-                    truncated += u64::from(msg.truncated);
-                    let event = Event {
-                        timestamp_ms: ts,
-                        message: msg.text,
-                    };
-                    if !builder.fits(&event) {
-                        if !hand_over(
-                            &mut builder,
-                            last_pos.clone(),
-                            &mut too_old,
-                            &mut too_new,
-                            &mut truncated,
-                        ) {
-                            return;
-                        }
-                        sent_pos = last_pos.clone();
-                    }
-                    if builder.is_empty() {
-                        opened_at = Instant::now();
-                    }
-                    builder.push(event);
-                }
-                last_pos = Some(pos);
-                since_check += 1;
-                if since_check >= CHECK_EVERY {
-                    since_check = 0;
-                    now = wall_ms();
-                    if !builder.is_empty() && opened_at.elapsed() >= config.flush_interval {
-                        if !hand_over(
-                            &mut builder,
-                            last_pos.clone(),
-                            &mut too_old,
-                            &mut too_new,
-                            &mut truncated,
-                        ) {
-                            return;
-                        }
-                        sent_pos = last_pos.clone();
-                    }
-                }
-            }
-            Ok(Poll::Idle) => {
-                since_check = 0;
-                now = wall_ms();
-                let due = if builder.is_empty() {
-                    last_pos != sent_pos
-                } else {
-                    opened_at.elapsed() >= config.flush_interval
-                };
-                if due {
-                    if !hand_over(
-                        &mut builder,
-                        last_pos.clone(),
-                        &mut too_old,
-                        &mut too_new,
-                        &mut truncated,
-                    ) {
-                        return;
-                    }
-                    sent_pos = last_pos.clone();
-                }
-                if last_backlog.elapsed() >= Duration::from_secs(1) {
-                    last_backlog = Instant::now();
-                    let backlog = reader.unread_bytes() + unacked.load(Ordering::Relaxed);
-                    metrics
-                        .backlog_bytes
-                        .set(i64::try_from(backlog).unwrap_or(i64::MAX));
-                }
-                let wait = if builder.is_empty() {
-                    config.poll_interval
-                } else {
-                    config
-                        .poll_interval
-                        .min(config.flush_interval.saturating_sub(opened_at.elapsed()))
-                };
-                if sleep_or_cancel(shutdown, wait.max(Duration::from_millis(1))) {
-                    continue;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the flow-log files failed; retrying");
-                if sleep_or_cancel(shutdown, Duration::from_secs(1)) {
-                    continue;
-                }
-            }
-        }
-    }
-}
-
-/// Sleeps in small steps; true when cancelled.
-fn sleep_or_cancel(shutdown: &CancellationToken, total: Duration) -> bool {
-    let step = Duration::from_millis(50);
-    let end = Instant::now() + total;
-    loop {
-        if shutdown.is_cancelled() {
-            return true;
-        }
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        std::thread::sleep(left.min(step));
-    }
 }
 
 type InFlight = (JoinHandle<Outcome>, Option<Checkpoint>, u64);

@@ -41,6 +41,15 @@ fn short_line(id: usize, ts: i64) -> String {
     format!(r#"{{"timestamp":"{}","id":{id}}}"#, rfc3339_ms(ts))
 }
 
+/// The test configuration with a flush interval long enough that only the limits cut
+/// batches while the file is read (the common 100 ms one cut them mid-file on a
+/// loaded machine); the last, partial batch still goes within seconds.
+fn full_batches_config(dir: &std::path::Path, endpoint: &str) -> cloudwatch::ShipperConfig {
+    let mut cfg = config(dir, endpoint, "s");
+    cfg.flush_interval = Duration::from_secs(5);
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_fill_exactly_to_the_count_limit() {
     let proxy = self_answering().await;
@@ -50,7 +59,7 @@ async fn batches_fill_exactly_to_the_count_limit() {
         &dir.path().join(LIVE),
         (0..25_000).map(|i| short_line(i, base)),
     );
-    let running = Running::start(config(dir.path(), &proxy.url(), "s"));
+    let running = Running::start(full_batches_config(dir.path(), &proxy.url()));
     let m = running.metrics.clone();
     wait_for("25,000 events", Duration::from_secs(60), || {
         m.events.get() >= 25_000
@@ -80,7 +89,7 @@ async fn batches_fill_exactly_to_the_byte_limit_counting_26_bytes_per_event() {
             )
         }),
     );
-    let running = Running::start(config(dir.path(), &proxy.url(), "s"));
+    let running = Running::start(full_batches_config(dir.path(), &proxy.url()));
     let m = running.metrics.clone();
     wait_for("3,000 events", Duration::from_secs(60), || {
         m.events.get() >= 3_000
