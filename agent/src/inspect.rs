@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use datapath::{PinLayout, PolicyMaps};
+use datapath::{DatapathMaps, PinLayout};
 use datapath_common::*;
 use exporter::enrich::event_addr as addr;
 use exporter::labels;
@@ -111,7 +111,7 @@ pub fn progs(pins: &PinLayout, json: bool) -> Result<()> {
 
 /// Our maps with their capacity and fill.
 pub fn maps(pins: &PinLayout, json: bool) -> Result<()> {
-    let m = PolicyMaps::open_pinned(pins)?;
+    let m = DatapathMaps::open_pinned(pins)?;
     let fill = |name: &str| -> Option<usize> {
         match name {
             map_names::POD_SLOTS => Some(m.pods().len()),
@@ -155,7 +155,7 @@ pub fn maps(pins: &PinLayout, json: bool) -> Result<()> {
 
 /// Pod records: interface, states, addresses, policy set and its entry count.
 pub fn pods(pins: &PinLayout, json: bool) -> Result<()> {
-    let m = PolicyMaps::open_pinned(pins)?;
+    let m = DatapathMaps::open_pinned(pins)?;
     let entries = m.entries();
     let mut rows = Vec::new();
     for (ifindex, r) in m.pods() {
@@ -201,7 +201,7 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let m = PolicyMaps::open_pinned(pins)?;
+    let m = DatapathMaps::open_pinned(pins)?;
     let lists: std::collections::HashMap<u32, RuleList> = m.rule_lists().into_iter().collect();
     let pods = m.pods();
     let mut rows = Vec::new();
@@ -256,7 +256,7 @@ pub fn policies(pins: &PinLayout, json: bool) -> Result<()> {
 
 /// Conntrack entries.
 pub fn conntrack(pins: &PinLayout, json: bool) -> Result<()> {
-    let m = PolicyMaps::open_pinned(pins)?;
+    let m = DatapathMaps::open_pinned(pins)?;
     let now = datapath_common::clock::monotonic_now_ns();
     let rows = m
         .conntrack()

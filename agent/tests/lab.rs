@@ -281,7 +281,7 @@ fn a_policy_deleted_while_the_agent_was_down_leaves_nothing_behind() {
         Outcome::Timeout
     );
     let pins = state.names().pins();
-    let before = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let before = datapath::DatapathMaps::open_pinned(&pins).unwrap();
     let old_sets: std::collections::BTreeSet<u32> =
         before.pods().iter().map(|(_, r)| r.policy_set).collect();
     drop(before);
@@ -302,7 +302,7 @@ fn a_policy_deleted_while_the_agent_was_down_leaves_nothing_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let after = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let after = datapath::DatapathMaps::open_pinned(&pins).unwrap();
     let sets: std::collections::BTreeSet<u32> =
         after.pods().iter().map(|(_, r)| r.policy_set).collect();
     assert!(

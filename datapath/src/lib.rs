@@ -17,19 +17,20 @@ mod attach;
 mod entries;
 mod error;
 mod events;
+mod fold_flush;
+pub mod frame_run;
 pub mod links;
 mod loader;
 mod maps;
 mod object;
 mod pins;
 mod pod_slots;
-pub mod testrun;
 
 pub use attach::{AttachMode, interface_name};
 pub use error::DatapathError;
 pub use events::{EventReader, decode_event};
 pub use loader::{DEFAULT_FOLD_ENTRIES, DEFAULT_WAKEUP_THRESHOLD_BYTES, Datapath, LoadOptions};
-pub use maps::{ConntrackEntry, PolicyMaps, RuleListId, pinned_pod_records, rule_list};
+pub use maps::{ConntrackEntry, DatapathMaps, RuleListId, pinned_pod_records, rule_list};
 pub use pins::PinLayout;
 
 pub use datapath_common as abi;

@@ -12,7 +12,7 @@ use aya::{
 use datapath_common::{Settings, map_names, program_names};
 
 use crate::{
-    AttachMode, DatapathError, EventReader, PinLayout, PolicyMaps,
+    AttachMode, DatapathError, DatapathMaps, EventReader, PinLayout,
     attach::{self, Attached},
     object::EBPF_OBJECT,
 };
@@ -65,7 +65,7 @@ pub struct Datapath {
     ebpf: Ebpf,
     pins: PinLayout,
     mode: AttachMode,
-    maps: PolicyMaps,
+    maps: DatapathMaps,
     ring: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
 }
@@ -119,7 +119,7 @@ impl Datapath {
             .and_then(|m| {
                 RingBuf::try_from(m).map_err(|e| DatapathError::map(map_names::EVENTS, e))
             })?;
-        let mut maps = PolicyMaps::take(&mut ebpf)?;
+        let mut maps = DatapathMaps::take(&mut ebpf)?;
         maps.set_settings(&opts.settings)?;
         let mut dp = Self {
             ebpf,
@@ -278,7 +278,7 @@ impl Datapath {
         self.attached.keys().copied().collect()
     }
 
-    pub fn maps(&mut self) -> &mut PolicyMaps {
+    pub fn maps(&mut self) -> &mut DatapathMaps {
         &mut self.maps
     }
 
@@ -310,7 +310,7 @@ impl Datapath {
     pub fn flush_folds(&mut self) -> Result<usize, DatapathError> {
         let keys = self.maps.fold_keys()?;
         let prog = self.program(program_names::FOLD_FLUSH)?;
-        crate::testrun::run_fold_flush(prog, &keys)?;
+        crate::fold_flush::flush_folds(prog, &keys)?;
         Ok(keys.len())
     }
 

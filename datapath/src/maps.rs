@@ -27,7 +27,10 @@ pub struct ConntrackEntry {
     pub value: CtValue,
 }
 
-pub struct PolicyMaps {
+/// Every map of the datapath as userspace holds it: the policy side's (pod records,
+/// policy entries, rule lists) and the datapath's own (conntrack, folds, settings,
+/// counters).
+pub struct DatapathMaps {
     pods: PodSlots,
     entries: PolicyEntries,
     rule_lists: HashMap<MapData, RuleListId, RuleList>,
@@ -66,7 +69,7 @@ pub fn rule_list(rules: &[Rule]) -> Result<RuleList, DatapathError> {
     Ok(list)
 }
 
-impl PolicyMaps {
+impl DatapathMaps {
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
             pods: PodSlots::take(ebpf)?,
@@ -302,7 +305,7 @@ where
     T::try_from(wrap(data)).map_err(|e| DatapathError::map(name, e))
 }
 
-impl PolicyMaps {
+impl DatapathMaps {
     /// The maps a running agent pinned (for the lab and the inspection commands, which
     /// run beside the agent rather than inside it).
     ///

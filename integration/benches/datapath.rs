@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use datapath::{Datapath, LoadOptions, PinLayout, testrun};
+use datapath::{Datapath, LoadOptions, PinLayout, frame_run};
 use datapath_common::*;
 use integration::{
     frames::{Frame, TCP_ACK, TCP_SYN},
@@ -102,7 +102,7 @@ fn run_ns(
     want: i32,
 ) -> f64 {
     let p = fx.dp.as_ref().unwrap().program(prog).unwrap();
-    let r = testrun::run(p, frame, ifindex, 1, repeat).unwrap();
+    let r = frame_run::run_frame(p, frame, ifindex, 1, repeat).unwrap();
     assert_eq!(r.action, want, "{prog}: verdict");
     r.duration.as_nanos() as f64
 }

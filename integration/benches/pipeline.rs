@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use datapath::{EventReader, testrun};
+use datapath::{EventReader, frame_run};
 use datapath_common::*;
 use exporter::{
     EnrichmentSnapshot, FileSinkConfig, Pipeline, PipelineConfig, PodInfo, snapshot_handle,
@@ -242,7 +242,7 @@ fn run_step(
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        let r = testrun::run(prog, &frames[i % frames.len()], pa, 1, REPEAT).unwrap();
+        let r = frame_run::run_frame(prog, &frames[i % frames.len()], pa, 1, REPEAT).unwrap();
         assert_eq!(r.action, ACT_DROP, "the pod denies ingress");
         produced += REPEAT as u64;
         i += 1;

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use datapath::{Datapath, EventReader, LoadOptions, PinLayout, testrun};
+use datapath::{Datapath, EventReader, LoadOptions, PinLayout, frame_run};
 use datapath_common::*;
 use netlab::{NetNs, NsEntered, unique_name};
 
@@ -195,7 +195,7 @@ impl KernelFixture {
             .expect("datapath")
             .program(name)
             .expect("program");
-        testrun::run(prog, frame, ifindex, gso_segs, 1)
+        frame_run::run_frame(prog, frame, ifindex, gso_segs, 1)
             .expect("test run")
             .action
     }

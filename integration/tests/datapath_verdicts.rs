@@ -966,7 +966,7 @@ fn a_full_policy_hash_overflows_into_the_trie_with_the_same_verdicts() {
 
     // Maps opened afresh (an agent restarting on its pins) still know of the overflow.
     let pins = fx.dp().pins().clone();
-    let mut reopened = datapath::PolicyMaps::open_pinned(&pins).unwrap();
+    let mut reopened = datapath::DatapathMaps::open_pinned(&pins).unwrap();
     let mut unflagged = record;
     unflagged.lookups = [[0; 2]; 2];
     reopened.put_pod(pa, &unflagged).unwrap();

@@ -1,11 +1,10 @@
-//! Running loaded programs through BPF_PROG_TEST_RUN: on a frame with the interface
-//! set in the context (`__sk_buff.ifindex`), for tests and benchmarks, and the fold
-//! flush, which takes its keys as packet data.
+//! Running a loaded classifier on one frame through BPF_PROG_TEST_RUN, with the
+//! interface and GSO segment count set in the context (`__sk_buff`): how tests and
+//! benchmarks judge packets without sending them.
 
 use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use datapath_common::{FlowKey, program_names};
 
 use crate::DatapathError;
 
@@ -13,12 +12,10 @@ use crate::DatapathError;
 const SKB_SIZE: usize = 192;
 const SKB_IFINDEX: usize = 40;
 const SKB_GSO_SEGS: usize = 164;
-/// Fold keys one `fold_flush` run reads (FLUSH_BATCH in the kernel crate).
-const FLUSH_BATCH: usize = 32;
 
-/// The outcome of one test run.
+/// What the program did with the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunResult {
+pub struct FrameOutcome {
     /// The program's return code (-1 = TCX_NEXT, 2 = TC_ACT_SHOT).
     pub action: i32,
     /// Average time per repetition as the kernel measured it.
@@ -38,13 +35,13 @@ pub fn skb_context(ifindex: u32, gso_segs: u32) -> [u8; SKB_SIZE] {
 ///
 /// # Errors
 /// The kernel refused the run (e.g. ENODEV for an unknown ifindex).
-pub fn run(
+pub fn run_frame(
     prog: &SchedClassifier,
     frame: &[u8],
     ifindex: u32,
     gso_segs: u32,
     repeat: u32,
-) -> Result<RunResult, DatapathError> {
+) -> Result<FrameOutcome, DatapathError> {
     let ctx = skb_context(ifindex, gso_segs);
     let opts = TestRunOptions {
         data_in: Some(frame),
@@ -55,36 +52,8 @@ pub fn run(
     let result = prog
         .test_run(opts)
         .map_err(|e| DatapathError::program("test_run", e))?;
-    Ok(RunResult {
+    Ok(FrameOutcome {
         action: result.return_value as i32,
         duration: result.duration,
     })
-}
-
-/// Runs the fold flush over `keys`, in batches.
-pub(crate) fn run_fold_flush(
-    prog: &SchedClassifier,
-    keys: &[FlowKey],
-) -> Result<(), DatapathError> {
-    for chunk in keys.chunks(FLUSH_BATCH) {
-        let mut data = Vec::with_capacity(size_of_val(chunk));
-        for key in chunk {
-            // SAFETY: FlowKey is repr(C) plain data with explicit padding; viewing it
-            // as bytes reads only initialised memory.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (key as *const FlowKey).cast::<u8>(),
-                    size_of::<FlowKey>(),
-                )
-            };
-            data.extend_from_slice(bytes);
-        }
-        let opts = TestRunOptions {
-            data_in: Some(&data),
-            ..TestRunOptions::new()
-        };
-        prog.test_run(opts)
-            .map_err(|e| DatapathError::program(program_names::FOLD_FLUSH, e))?;
-    }
-    Ok(())
 }
