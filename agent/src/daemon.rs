@@ -15,10 +15,11 @@ use config::AgentConfig;
 use datapath::{AttachMode, Datapath, LoadOptions, PinLayout};
 use datapath_common::{EVENT_SCOPE_ALL, EVENT_SCOPE_DENY, EVENT_SCOPE_NONE, Settings};
 use exporter::{
-    EnrichmentSnapshot, FileSinkConfig, FlowScope, HttpConfig, HttpServers, KernelCounters,
-    LineFormat, Metrics, Pipeline, PipelineConfig, Readiness, SharedStats, snapshot_handle,
+    EnrichmentSnapshot, FileSinkConfig, FlowScope, KernelCounters, LineFormat, Pipeline,
+    PipelineConfig, SharedStats, snapshot_handle,
 };
 use policy::{ClusterState, EnforcingMode, ResolveOptions};
+use telemetry::{HttpConfig, HttpServers, Metrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
 use crate::{flowlog::FlowLogThread, guard::InstanceGuard, source};
@@ -138,7 +139,8 @@ pub async fn run(
     let pipeline = Pipeline::new(pipeline_config(&config), snapshot.clone(), &config.log_file)
         .with_context(|| format!("flow-log file {}", config.log_file.display()))?;
     let stats = pipeline.shared_stats();
-    let mut metrics = Metrics::new(stats.clone());
+    let mut metrics = Metrics::default();
+    exporter::metrics::register(metrics.registry_mut(), stats.clone());
     // The shipper is built before the servers so its metrics are on the same endpoint.
     let shipper = if config.enable_cloudwatch_logs {
         let shipper = build_shipper(&config)?;

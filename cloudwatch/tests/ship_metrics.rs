@@ -1,5 +1,5 @@
 //! `cloudwatch-ship` serves the agent's `/metrics`, `/healthz` and `/readyz` (the same
-//! `exporter::http` listeners) on the addresses its flags give; scraped while it ships.
+//! `telemetry` listeners) on the addresses its flags give; scraped while it ships.
 
 mod common;
 

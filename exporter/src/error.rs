@@ -2,7 +2,6 @@
 //! [`ExporterError`], whose variants carry the operation and the path or address.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Errors at the exporter's public boundary.
@@ -28,21 +27,6 @@ pub enum ExporterError {
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// The metrics or health listener could not bind its address.
-    #[error("binding the {what} listener on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    /// The metrics or health server stopped with an I/O error.
-    #[error("serving {what}: {source}")]
-    Serve {
-        what: &'static str,
         #[source]
         source: io::Error,
     },

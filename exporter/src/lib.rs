@@ -6,7 +6,8 @@
 //! conversion, [`enrich`] lookups, [`mod@format`] into a reusable buffer) → write groups
 //! of whole lines into the [`sink`] (space reserved before each write, size-based
 //! rotation by rename-then-create; gzip and pruning of rotated files on a background
-//! thread) → [`stats`] counters, served by [`metrics`] on `:8162` with health on `:8163`.
+//! thread) → [`stats`] counters, exposed by [`metrics`] (served on `:8162` by the `telemetry`
+//! crate's listeners).
 //!
 //! The line formats and every key's meaning are documented in the crate README.
 
@@ -33,22 +34,16 @@ pub use sink::{
     parse_rotated_name,
 };
 pub use stats::{KernelCounters, PipelineCounters, SharedStats};
-pub mod http;
 pub mod metrics;
-
-pub use http::{HttpConfig, HttpServers, Readiness};
-pub use metrics::Metrics;
 
 #[cfg(test)]
 mod tests {
     /// The datapath creates the pipeline on one thread and may move it to its reader.
     #[test]
-    fn pipeline_and_servers_can_move_between_threads() {
+    fn pipeline_and_stats_can_move_between_threads() {
         fn assert_send<T: Send>() {}
         assert_send::<crate::Pipeline>();
-        assert_send::<crate::HttpServers>();
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<crate::SharedStats>();
-        assert_send_sync::<crate::Metrics>();
     }
 }

@@ -1,7 +1,8 @@
 //! Prometheus text metrics read from [`SharedStats`] at each scrape: the
 //! incumbent's drop counters (fed from the kernel counters), events by verdict,
 //! losses by stage, lines and bytes written, rotations, housekeeping and lag.
-//! Served by [`crate::http`].
+//! Registered into the process's registry ([`register`]), which the `telemetry` crate
+//! serves.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,40 +15,10 @@ use prometheus_client::registry::Registry;
 
 use crate::stats::SharedStats;
 
-/// The metrics registry of the flow-log pipeline.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-}
-
-impl Metrics {
-    /// Metrics that read `stats` at each scrape.
-    pub fn new(stats: Arc<SharedStats>) -> Self {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(StatsCollector { stats }));
-        Self { registry }
-    }
-
-    /// Serves `registry` as it is, without the flow-log pipeline's metrics (for a
-    /// process that ships files without running the pipeline, `cloudwatch-ship`).
-    pub fn from_registry(registry: Registry) -> Self {
-        Self { registry }
-    }
-
-    /// The registry, so the agent can add its own metrics.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
-    }
-
-    /// The metrics in Prometheus/OpenMetrics text form.
-    ///
-    /// # Errors
-    /// Only if a collector fails to encode (never for this crate's).
-    pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
-    }
+/// Registers the flow-log pipeline's metrics into `registry`; they read `stats` at
+/// each scrape.
+pub fn register(registry: &mut Registry, stats: Arc<SharedStats>) {
+    registry.register_collector(Box::new(StatsCollector { stats }));
 }
 
 #[derive(Debug)]
@@ -232,7 +203,10 @@ mod tests {
             lines_lost_no_space: 4,
             ..Default::default()
         });
-        let text = Metrics::new(stats).encode().unwrap();
+        let mut registry = Registry::default();
+        register(&mut registry, stats);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for line in [
             "network_policy_drop_count_total{direction=\"ingress\"} 5",
             "network_policy_drop_count_total{direction=\"egress\"} 7",

@@ -6,7 +6,7 @@
 //!
 //! Flags, as the agent names them: `--metrics-bind-addr ADDR` serves `/metrics` (the
 //! shipper's `cloudwatch_*` counters) and `--health-probe-bind-addr ADDR` serves
-//! `/healthz` and `/readyz`, through the agent's own listeners (`exporter::http`). Off
+//! `/healthz` and `/readyz`, through the agent's own listeners (`telemetry`). Off
 //! unless a flag is given (the agent's ports would clash on a node running both); with
 //! one flag the other listener takes the agent's default address.
 
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudwatch::{MessageFormat, Shipper, ShipperConfig};
-use exporter::http::{HttpConfig, HttpServers, Readiness};
 use prometheus_client::registry::Registry;
+use telemetry::{HttpConfig, HttpServers, Metrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
 /// The listener addresses given on the command line; `None`: no listener.
@@ -135,7 +135,7 @@ async fn main() -> ExitCode {
     if let Some(http) = http {
         let mut registry = Registry::default();
         shipper.metrics().register(&mut registry);
-        let metrics = Arc::new(exporter::Metrics::from_registry(registry));
+        let metrics = Arc::new(Metrics::from_registry(registry));
         let readiness = Readiness::default();
         let servers = match HttpServers::bind(&http, metrics, readiness.clone()).await {
             Ok(s) => s,

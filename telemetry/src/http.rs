@@ -15,7 +15,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::error::ExporterError;
+use crate::error::TelemetryError;
 use crate::metrics::Metrics;
 
 /// The incumbent's metrics address.
@@ -160,12 +160,12 @@ impl HttpServers {
     /// Binds both addresses (port 0 picks a free port; see the `*_addr` getters).
     ///
     /// # Errors
-    /// [`ExporterError::Bind`] naming the listener and address.
+    /// [`TelemetryError::Bind`] naming the listener and address.
     pub async fn bind(
         config: &HttpConfig,
         metrics: Arc<Metrics>,
         readiness: Readiness,
-    ) -> Result<Self, ExporterError> {
+    ) -> Result<Self, TelemetryError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
             let listener = TcpListener::bind(addr).await.map_err(|source| {
                 // The system's words for EADDRNOTAVAIL ("Cannot assign requested address")
@@ -181,12 +181,12 @@ impl HttpServers {
                 } else {
                     source
                 };
-                ExporterError::Bind { what, addr, source }
+                TelemetryError::Bind { what, addr, source }
             })?;
             let bound = listener
                 .local_addr()
-                .map_err(|source| ExporterError::Bind { what, addr, source })?;
-            Ok::<_, ExporterError>((listener, bound))
+                .map_err(|source| TelemetryError::Bind { what, addr, source })?;
+            Ok::<_, TelemetryError>((listener, bound))
         };
         let (metrics_listener, metrics_addr) = bind("metrics", config.metrics_addr).await?;
         let (health_listener, health_addr) = bind("health", config.health_addr).await?;
@@ -213,11 +213,11 @@ impl HttpServers {
     /// Serves until `shutdown` completes, then finishes open requests.
     ///
     /// # Errors
-    /// [`ExporterError::Serve`] when a server stops with an I/O error.
+    /// [`TelemetryError::Serve`] when a server stops with an I/O error.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ExporterError> {
+    ) -> Result<(), TelemetryError> {
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -239,11 +239,11 @@ impl HttpServers {
         let health =
             axum::serve(self.health_listener, health_app).with_graceful_shutdown(stopped(rx));
         let (m, h) = tokio::join!(metrics, health);
-        m.map_err(|source| ExporterError::Serve {
+        m.map_err(|source| TelemetryError::Serve {
             what: "metrics",
             source,
         })?;
-        h.map_err(|source| ExporterError::Serve {
+        h.map_err(|source| TelemetryError::Serve {
             what: "health",
             source,
         })
@@ -279,7 +279,7 @@ mod tests {
             metrics_addr: addr,
             health_addr: "127.0.0.1:0".parse().expect("addr"),
         };
-        let metrics = Arc::new(Metrics::new(Default::default()));
+        let metrics = Arc::new(Metrics::default());
         let err = HttpServers::bind(&config, metrics, Readiness::default())
             .await
             .expect_err("not an address of this host");
