@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use datapath_common::{REASON_DEFAULT_ALLOW, REASON_POLICY};
+use datapath_common::{REASON_DEFAULT_ALLOW, REASON_POLICY, VERDICT_AUDIT};
 use ipnet::IpNet;
 
 use crate::ids::{NODE_LOCAL_POLICY_ID, RuleRef};
 use crate::maps::MapModel;
 use crate::model::{ClusterState, Direction, Peer, Pod, PodPhase, PodRef, PolicyRef, Protocol};
 use crate::plan::Planner;
-use crate::resolve::{EnforcingMode, ResolveOptions, Resolved, Resolver};
+use crate::resolve::{EnforcingMode, PodState, ResolveOptions, Resolved, Resolver};
 
 /// The node every pod is put on for explain, so that every pod is local.
 const EXPLAIN_NODE: &str = "netpol-agent-explain";
@@ -223,17 +223,19 @@ impl fmt::Display for Side {
     }
 }
 
-/// How a policy takes part. Only `Enforce` today; audit mode (issue 19 part 2) adds a
-/// mode whose denials pass.
+/// How a policy takes part: enforcing, or in audit mode (what it would deny passes and
+/// is reported as AUDIT; it acts only where no enforcing policy selects the pod).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PolicyMode {
     Enforce,
+    Audit,
 }
 
 impl PolicyMode {
     pub const fn as_str(self) -> &'static str {
         match self {
             PolicyMode::Enforce => "enforce",
+            PolicyMode::Audit => "audit",
         }
     }
 }
@@ -291,6 +293,9 @@ pub enum Reason {
     NodeLocal,
     /// Policies select the pod and none of their rules admits this: denied.
     NoRuleMatched,
+    /// Only audit-mode policies select the pod and none of their rules admits this:
+    /// passes, reported as AUDIT.
+    Audited,
     /// The pod's rules in this direction do not fit the datapath: denied.
     Unenforceable,
 }
@@ -307,6 +312,7 @@ impl Reason {
             Reason::Allowed(_) => "allowed-by-rule",
             Reason::NodeLocal => "node-local",
             Reason::NoRuleMatched => "no-rule-matched",
+            Reason::Audited => "audit",
             Reason::Unenforceable => "unenforceable",
         }
     }
@@ -325,10 +331,10 @@ pub struct DirectionVerdict {
 }
 
 impl DirectionVerdict {
-    /// The policies that isolate the pod when this direction is denied (what a DENY
-    /// line names); empty when allowed.
+    /// The policies that isolate the pod when this direction is denied or audited
+    /// (what a DENY or AUDIT line names); empty when allowed.
     pub fn isolated_by(&self) -> Vec<&PolicyRef> {
-        if self.allowed {
+        if self.allowed && self.reason != Reason::Audited {
             return Vec::new();
         }
         self.selected_by.iter().map(|s| &s.policy).collect()
@@ -565,19 +571,28 @@ impl Explainer {
             });
         };
         let rules = resolved.direction(direction);
+        // The resolver keeps audit policies only where nothing enforcing selects the
+        // pod, and then sets the audit state.
+        let mode = if rules.state == PodState::PoliciesAudit {
+            PolicyMode::Audit
+        } else {
+            PolicyMode::Enforce
+        };
         let selected_by: Vec<SelectingPolicy> = rules
             .isolating
             .iter()
             .map(|policy| SelectingPolicy {
                 policy: policy.clone(),
-                mode: PolicyMode::Enforce,
+                mode,
             })
             .collect();
         let decision = self
             .maps
             .decide(key, direction, peer.ip, protocol.number(), port);
-        let allowed = decision.is_accept();
-        let reason = if decision.reason == REASON_DEFAULT_ALLOW {
+        let allowed = decision.passes();
+        let reason = if decision.verdict == VERDICT_AUDIT {
+            Reason::Audited
+        } else if decision.reason == REASON_DEFAULT_ALLOW {
             Reason::DefaultAllow
         } else if allowed && decision.policy_id == NODE_LOCAL_POLICY_ID {
             Reason::NodeLocal
@@ -724,6 +739,9 @@ impl fmt::Display for DirectionVerdict {
             Reason::NoRuleMatched => {
                 f.write_str("no rule of the policies selecting it admits this")?
             }
+            Reason::Audited => f.write_str(
+                "AUDIT: no rule admits this, it passes because the policies are in audit mode",
+            )?,
             Reason::Unenforceable => {
                 f.write_str("its rules do not fit the datapath, the direction is denied")?
             }
@@ -735,7 +753,7 @@ impl fmt::Display for DirectionVerdict {
                 .iter()
                 .map(|s| format!("{} ({})", s.policy, s.mode.as_str()))
                 .collect();
-            let label = if self.allowed {
+            let label = if self.isolated_by().is_empty() {
                 "selected by"
             } else {
                 "isolated by"

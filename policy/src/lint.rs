@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::explain::{Endpoint, Explainer, Explanation};
+use crate::explain::{Endpoint, Explainer, Explanation, Reason};
 use crate::model::{
     ClusterState, Direction, NetworkPolicy, Peer, Pod, PodPhase, PodRef, PolicyRef, PortRef,
     Protocol,
@@ -132,6 +132,21 @@ fn denying_policies(e: &Explanation) -> Vec<PolicyRef> {
     out
 }
 
+/// Denied, or passing only because the isolating policies are in audit mode (it
+/// will be denied once they enforce).
+fn blocked(e: &Explanation) -> bool {
+    !e.allowed() || e.egress.reason == Reason::Audited || e.ingress.reason == Reason::Audited
+}
+
+/// Said of a warning whose connections pass only through audit mode.
+fn audit_note(passes_now: bool) -> &'static str {
+    if passes_now {
+        " (audit mode: it passes now and is blocked once the policies enforce)"
+    } else {
+        ""
+    }
+}
+
 fn isolation_text(policies: &[PolicyRef]) -> String {
     if policies.is_empty() {
         "strict mode's default deny (no policy selects them)".to_owned()
@@ -161,7 +176,7 @@ fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
     ];
     let mut warnings = Vec::new();
     for (caution, v4, v6, what, effect) in checks {
-        let mut groups: BTreeMap<(Vec<PolicyRef>, IpAddr), Vec<PodRef>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Vec<PolicyRef>, IpAddr, bool), Vec<PodRef>> = BTreeMap::new();
         for pod in explainer.enforced_pods() {
             let has_v4 = pod.ips.iter().any(IpAddr::is_ipv4);
             let mut targets: Vec<&str> = Vec::new();
@@ -182,21 +197,22 @@ fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
                 ) else {
                     continue;
                 };
-                for e in found.iter().filter(|e| !e.allowed()) {
+                for e in found.iter().filter(|e| blocked(e)) {
                     groups
-                        .entry((denying_policies(e), ip))
+                        .entry((denying_policies(e), ip, e.allowed()))
                         .or_default()
                         .push(pod.key());
                 }
             }
         }
-        for ((policies, ip), mut pods) in groups {
+        for ((policies, ip, passes_now), mut pods) in groups {
             pods.dedup();
             let message = format!(
-                "{ip}:80 ({what}) is blocked by {} for pods {}: {effect}; allow it with an egress ipBlock {ip}/{} on TCP 80 if they need it",
+                "{ip}:80 ({what}) is blocked by {} for pods {}: {effect}; allow it with an egress ipBlock {ip}/{} on TCP 80 if they need it{}",
                 isolation_text(&policies),
                 names(&pods),
                 if ip.is_ipv4() { 32 } else { 128 },
+                audit_note(passes_now),
             );
             warnings.push(Warning {
                 caution,
@@ -241,10 +257,11 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
         .filter(|p| is_dns_pod(p) && p.in_peer_sets())
         .map(Pod::key)
         .collect();
-    let mut groups: BTreeMap<(Vec<PolicyRef>, Vec<Protocol>), Vec<PodRef>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Vec<PolicyRef>, Vec<Protocol>, bool), Vec<PodRef>> = BTreeMap::new();
     for pod in explainer.enforced_pods().filter(|p| !is_dns_pod(p)) {
         let mut policies: Vec<PolicyRef> = Vec::new();
-        let mut blocked: Vec<Protocol> = Vec::new();
+        let mut blocked_on: Vec<Protocol> = Vec::new();
+        let mut passes_now = true;
         for protocol in [Protocol::Udp, Protocol::Tcp] {
             for dns_pod in &dns_pods {
                 let Ok(found) = engine.explain(
@@ -255,9 +272,10 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
                 ) else {
                     continue;
                 };
-                for e in found.iter().filter(|e| !e.allowed()) {
-                    if !blocked.contains(&protocol) {
-                        blocked.push(protocol);
+                for e in found.iter().filter(|e| blocked(e)) {
+                    passes_now &= e.allowed();
+                    if !blocked_on.contains(&protocol) {
+                        blocked_on.push(protocol);
                     }
                     for p in denying_policies(e) {
                         if !policies.contains(&p) {
@@ -267,10 +285,10 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
                 }
             }
         }
-        if !blocked.is_empty() {
+        if !blocked_on.is_empty() {
             policies.sort();
             groups
-                .entry((policies, blocked))
+                .entry((policies, blocked_on, passes_now))
                 .or_default()
                 .push(pod.key());
         }
@@ -282,7 +300,7 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
     };
     groups
         .into_iter()
-        .map(|((policies, protocols), pods)| {
+        .map(|((policies, protocols, passes_now), pods)| {
             let protocols: Vec<&str> = protocols
                 .iter()
                 .map(|p| match p {
@@ -299,12 +317,13 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
             Warning {
                 caution: Caution::DnsBlocked,
                 message: format!(
-                    "pods {} cannot reach DNS (CoreDNS in {DNS_NAMESPACE}, {}: {}) on {}: denied by {}{mode_note}{assumed_note}",
+                    "pods {} cannot reach DNS (CoreDNS in {DNS_NAMESPACE}, {}: {}) on {}: denied by {}{mode_note}{assumed_note}{}",
                     names(&pods),
                     DNS_LABEL.0,
                     DNS_LABEL.1,
                     protocols.join(" and "),
                     isolation_text(&policies),
+                    audit_note(passes_now),
                 ),
                 policies,
                 pods,

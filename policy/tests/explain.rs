@@ -429,3 +429,44 @@ fn unknown_pods_missing_ports_and_foreign_families_are_errors_naming_the_input()
     let err = explainer.ports_of("203.0.113.1", &to).unwrap_err();
     assert!(err.to_string().contains("\"203.0.113.1\""), "{err}");
 }
+
+const AUDITED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+status: {phase: Running, podIP: 10.1.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: shop, labels: {app: client}}
+status: {phase: Running, podIP: 10.1.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-web, namespace: shop, annotations: {netpol-agent.dev/audit: "true"}}
+spec: {podSelector: {matchLabels: {app: web}}, ingress: [{ports: [{port: 8080}]}]}
+"#;
+
+#[test]
+fn audit_mode_policies_pass_what_they_would_deny_and_are_named() {
+    let state = policy::load_str("audit.yaml", AUDITED).unwrap();
+    let explainer = Explainer::new(&state, EnforcingMode::Standard);
+    let web = Endpoint::Pod(ObjectRef::new("shop", "web"));
+    let client = Endpoint::Pod(ObjectRef::new("shop", "client"));
+    let e = &explainer.explain(&client, &web, Protocol::Tcp, 80).unwrap()[0];
+    assert!(e.allowed(), "audit never drops");
+    assert_eq!(e.ingress.reason, Reason::Audited);
+    assert_eq!(e.ingress.selected_by[0].mode, PolicyMode::Audit);
+    assert_eq!(
+        e.ingress.isolated_by(),
+        [&ObjectRef::new("shop", "deny-web")],
+        "named as the AUDIT line names it"
+    );
+    assert!(e.to_string().contains("AUDIT: no rule admits this"), "{e}");
+    // What the rule admits is an ordinary ACCEPT.
+    let ok = &explainer
+        .explain(&client, &web, Protocol::Tcp, 8080)
+        .unwrap()[0];
+    assert!(matches!(ok.ingress.reason, Reason::Allowed(_)));
+    assert!(ok.ingress.isolated_by().is_empty());
+}

@@ -261,3 +261,21 @@ fn a_named_port_no_pod_declares_is_reported_per_rule_and_direction() {
     );
     assert_eq!(keys(&found[0].pods), ["shop/web"]);
 }
+
+#[test]
+fn an_audit_mode_egress_policy_warns_what_it_will_block_once_enforced() {
+    let audited = EGRESS_DENY.replace(
+        "metadata: {name: egress-deny, namespace: shop}",
+        "metadata: {name: egress-deny, namespace: shop, annotations: {netpol-agent.dev/audit: \"true\"}}",
+    );
+    let warnings = lint(&shop_with(&audited), EnforcingMode::Standard);
+    let imds = of(&warnings, Caution::ImdsBlocked);
+    assert_eq!(imds.len(), 1, "{warnings:#?}");
+    assert_eq!(keys(&imds[0].policies), ["shop/egress-deny"]);
+    assert!(
+        imds[0].message.contains("audit mode: it passes now"),
+        "{}",
+        imds[0].message
+    );
+    assert_eq!(of(&warnings, Caution::DnsBlocked).len(), 1);
+}
