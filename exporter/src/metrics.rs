@@ -105,7 +105,6 @@ impl Collector for StatsCollector {
             "stage",
             &[
                 ("kernel_ring", k.events_lost_ring),
-                ("userspace_queue", p.events_lost_queue),
                 ("disk_full", p.lines_lost_no_space),
                 ("write_error", p.lines_lost_write_error),
             ],

@@ -164,13 +164,6 @@ impl Pipeline {
         self.stats.kernel.store(kernel);
     }
 
-    /// Counts events a userspace queue in front of the pipeline dropped (and the
-    /// denied packets they carried), so the loss shows by stage.
-    pub fn record_queue_overflow(&mut self, events: u64, denied_packets: u64) {
-        self.counters.events_lost_queue += events;
-        self.counters.denied_packets_lost += denied_packets;
-    }
-
     /// Handles one event: counted, filtered by scope, formatted into the pending
     /// group; the group is written once it reaches the group size.
     #[inline]

@@ -11,7 +11,7 @@ use datapath_common::abi::{Counters, DIRECTION_EGRESS, DIRECTION_INGRESS, VERDIC
 ///
 /// After [`crate::pipeline::Pipeline::flush`], the accounting identity holds:
 /// `events_received == lines_written + lines_lost_no_space + lines_lost_write_error + events_filtered_scope`;
-/// events read from the ring are `events_received + events_lost_queue`.
+/// every event read from the ring is received (no queue stands between them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PipelineCounters {
     /// Events handed to `on_event`.
@@ -27,14 +27,11 @@ pub struct PipelineCounters {
     pub lines_lost_no_space: u64,
     /// Lines not written because of another write error.
     pub lines_lost_write_error: u64,
-    /// Events dropped before `on_event` by a userspace queue that overflowed, as
-    /// reported through `Pipeline::record_queue_overflow` (0 without a queue).
-    pub events_lost_queue: u64,
     /// Sum of `Count` over DENY lines written.
     pub denied_packets_written: u64,
     /// AUDIT events received (packets that passed but audit-mode policies would drop).
     pub events_audit: u64,
-    /// Sum of `Count` over DENY events lost in userspace (either loss stage).
+    /// Sum of `Count` over DENY events lost in userspace (disk full or write error).
     pub denied_packets_lost: u64,
     /// Sum of `Count` over DENY events filtered by scope (never, under `deny` or `all`).
     pub denied_packets_filtered: u64,
@@ -110,7 +107,7 @@ macro_rules! atomic_mirror {
 
 atomic_mirror!(AtomicPipelineCounters of PipelineCounters {
     events_received, events_accept, events_deny, events_filtered_scope, lines_written,
-    bytes_written, lines_lost_no_space, lines_lost_write_error, events_lost_queue, denied_packets_written,
+    bytes_written, lines_lost_no_space, lines_lost_write_error, denied_packets_written,
     denied_packets_lost, denied_packets_filtered, lines_pending, rotations, rotation_errors,
     events_audit,
 });
@@ -170,6 +167,8 @@ mod tests {
             events_lost_ring: 6,
             denied_packets_lost_ring: 7,
             events_filtered_scope: 8,
+            audit_packets: [9, 10],
+            audited_packets_lost_ring: 12,
         };
         s.kernel.store(&k);
         assert_eq!(s.kernel.load(), k);

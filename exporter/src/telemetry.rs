@@ -10,7 +10,7 @@ use crate::stats::{KernelCounters, PipelineCounters};
 pub struct LossWatch {
     interval: Duration,
     last_check: Option<Instant>,
-    last: [u64; 4],
+    last: [u64; 3],
 }
 
 impl LossWatch {
@@ -18,7 +18,7 @@ impl LossWatch {
         Self {
             interval,
             last_check: None,
-            last: [0; 4],
+            last: [0; 3],
         }
     }
 
@@ -41,7 +41,6 @@ impl LossWatch {
             kernel.events_lost_ring,
             pipeline.lines_lost_no_space,
             pipeline.lines_lost_write_error,
-            pipeline.events_lost_queue,
         ];
         if current == self.last {
             return false;
@@ -56,11 +55,9 @@ impl LossWatch {
             lost_kernel_ring = delta[0],
             lost_disk_full = delta[1],
             lost_write_error = delta[2],
-            lost_queue = delta[3],
             total_lost_kernel_ring = current[0],
             total_lost_disk_full = current[1],
             total_lost_write_error = current[2],
-            total_lost_queue = current[3],
             "flow-log events lost since the last report"
         );
         true
