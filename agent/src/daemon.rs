@@ -248,9 +248,23 @@ pub async fn run(
                     blind.set_not_ready_reason("kubernetes-api", reason);
                 }
             });
+            let options = k8s_source::SourceOptions {
+                policy_source: match config.policy_source {
+                    config::PolicyObjects::NetworkPolicy => {
+                        k8s_source::PolicySource::NetworkPolicy
+                    }
+                    config::PolicyObjects::PolicyEndpoint => {
+                        k8s_source::PolicySource::PolicyEndpoint
+                    }
+                },
+                // PolicyEndpoints name each selected pod's hostIP: pods of other
+                // nodes are dropped as objects arrive.
+                node_addresses: node_addresses(),
+                ..k8s_source::SourceOptions::default()
+            };
             tokio::spawn(k8s_source::run(
                 client,
-                k8s_source::SourceOptions::default(),
+                options,
                 source_metrics,
                 state_tx,
                 health_tx,

@@ -517,15 +517,36 @@ impl Enforcer {
 /// Names for the flow-log lines: every pod with an address, and every policy id.
 fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> EnrichmentSnapshot {
     let mut pods = HashMap::new();
+    // Many pods share one set of isolating policies: one string per set.
+    let mut joined: HashMap<Vec<policy::PolicyRef>, Arc<str>> = HashMap::new();
+    let mut isolated_by = |policies: &[policy::PolicyRef]| -> Arc<str> {
+        if policies.is_empty() {
+            return Arc::default();
+        }
+        if let Some(names) = joined.get(policies) {
+            return names.clone();
+        }
+        let names: Vec<String> = policies.iter().map(ToString::to_string).collect();
+        let names: Arc<str> = names.join(exporter::ISOLATED_BY_SEPARATOR).into();
+        joined.insert(policies.to_vec(), names.clone());
+        names
+    };
     for pod in cluster.pods.values() {
         if !pod.in_peer_sets() {
             continue;
         }
-        let info = PodInfo {
+        let mut info = PodInfo {
             name: pod.name.as_str().into(),
             namespace: pod.namespace.as_str().into(),
             node: pod.node_name.as_deref().unwrap_or("").into(),
+            ..Default::default()
         };
+        if let Some(local) = resolved.pods.get(&pod.key()) {
+            info.isolated_by[usize::from(datapath::abi::DIRECTION_INGRESS)] =
+                isolated_by(&local.ingress.isolating);
+            info.isolated_by[usize::from(datapath::abi::DIRECTION_EGRESS)] =
+                isolated_by(&local.egress.isolating);
+        }
         for ip in &pod.ips {
             pods.insert(*ip, info.clone());
         }

@@ -325,6 +325,7 @@ fn main() {
                 name: format!("peer-{i}").into(),
                 namespace: format!("ns-{}", i % 20).into(),
                 node: "other-node".into(),
+                ..Default::default()
             },
         );
     }
@@ -334,6 +335,7 @@ fn main() {
             name: "target".into(),
             namespace: "bench".into(),
             node: "bench-node".into(),
+            ..Default::default()
         },
     );
     let out = OutDir(PathBuf::from(format!(
