@@ -427,7 +427,7 @@ fn build_shipper(config: &AgentConfig) -> Result<cloudwatch::Shipper> {
     sc.region = config.cloudwatch_region.clone();
     sc.endpoint_url = config.cloudwatch_endpoint.clone();
     sc.flush_interval = config.cloudwatch_flush_interval;
-    cloudwatch::Shipper::new(sc).context("CloudWatch exporter configuration")
+    cloudwatch::Shipper::new(sc).context("CloudWatch shipper configuration")
 }
 
 fn hostname() -> String {

@@ -1,4 +1,4 @@
-//! The daemon with the CloudWatch exporter on: flow-log lines on disk reach a real
+//! The daemon with the CloudWatch shipper on: flow-log lines on disk reach a real
 //! local CloudWatch Logs endpoint (moto) through the real SDK, in the group and stream
 //! the EKS guide names, and the shipper's metrics are on the agent's /metrics.
 
