@@ -34,6 +34,8 @@
 //! assert!(planner.plan(&resolver.resolve(&state, &options)).is_empty());
 //! ```
 
+pub mod cluster;
+mod cluster_load;
 mod compile;
 pub mod endpoints;
 pub mod error;
@@ -47,7 +49,13 @@ pub mod model;
 pub mod plan;
 mod prefixes;
 pub mod resolve;
+pub mod tiers;
 
+pub use cluster::{
+    ClusterAction, ClusterNetworkPolicy, ClusterPeer, ClusterRule, ClusterRuleRef, NamespacedPods,
+    Tier,
+};
+pub use cluster_load::{CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND};
 pub use endpoints::{PolicyEndpoint, load_policy_endpoint};
 pub use error::{ApplyError, LoadError};
 pub use ids::{
@@ -61,3 +69,4 @@ pub use resolve::{
     DirectionRules, EnforcingMode, PodState, ResolveOptions, Resolved, ResolvedPod, Resolver,
     Unenforceable, resolve,
 };
+pub use tiers::{DecidingTier, TierDecision, TierIssue, Tiers, resolve_tiers};

@@ -168,13 +168,13 @@ pub fn load_value_into(
 }
 
 /// Where a document came from, for error messages.
-struct Doc<'a> {
+pub(crate) struct Doc<'a> {
     source_name: &'a str,
     index: usize,
 }
 
 impl Doc<'_> {
-    fn field(&self, path: impl Into<String>, message: impl Into<String>) -> LoadError {
+    pub(crate) fn field(&self, path: impl Into<String>, message: impl Into<String>) -> LoadError {
         LoadError::Field {
             source_name: self.source_name.to_owned(),
             doc: self.index,
@@ -238,6 +238,16 @@ fn load_document(
             }
             state.upsert_policy(policy);
         }
+        (
+            crate::cluster_load::CLUSTER_POLICY_API_VERSION,
+            crate::cluster_load::CLUSTER_POLICY_KIND,
+        ) => {
+            let policy = crate::cluster_load::cluster_policy(doc, doc.parse(value)?)?;
+            if state.cluster_policies.contains_key(&policy.name) {
+                return Err(doc.duplicate("ClusterNetworkPolicy", policy.name));
+            }
+            state.upsert_cluster_policy(policy);
+        }
         ("v1", "List") => {
             let items = match value.get("items") {
                 Some(serde_yaml::Value::Sequence(items)) => items.clone(),
@@ -259,7 +269,7 @@ fn load_document(
     Ok(())
 }
 
-fn object_name(doc: &Doc<'_>, meta: &Metadata) -> Result<String, LoadError> {
+pub(crate) fn object_name(doc: &Doc<'_>, meta: &Metadata) -> Result<String, LoadError> {
     match meta.name.as_deref() {
         Some(name) if !name.is_empty() => Ok(name.to_owned()),
         _ => Err(doc.field("metadata.name", "missing")),
@@ -474,7 +484,11 @@ fn port(doc: &Doc<'_>, path: &str, p: PortManifest) -> Result<PolicyPort, LoadEr
     })
 }
 
-fn selector(doc: &Doc<'_>, path: &str, s: SelectorManifest) -> Result<LabelSelector, LoadError> {
+pub(crate) fn selector(
+    doc: &Doc<'_>,
+    path: &str,
+    s: SelectorManifest,
+) -> Result<LabelSelector, LoadError> {
     let mut match_expressions = Vec::new();
     for (i, r) in s.match_expressions.into_iter().enumerate() {
         let needs_values = matches!(r.operator, Operator::In | Operator::NotIn);

@@ -341,6 +341,8 @@ pub struct ClusterState {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: BTreeMap<PodRef, Pod>,
     pub policies: BTreeMap<PolicyRef, NetworkPolicy>,
+    /// Cluster-wide policies (Admin and Baseline tiers), by name.
+    pub cluster_policies: BTreeMap<String, crate::cluster::ClusterNetworkPolicy>,
     /// The source's revision of this state, for "applied at least this" checks: the
     /// policy directory's newest modification time in nanoseconds; 0 when the source
     /// has none.
@@ -371,6 +373,13 @@ impl ClusterState {
         {
             return Err(format!("NetworkPolicy {policy}"));
         }
+        if let Some(name) = other
+            .cluster_policies
+            .keys()
+            .find(|k| self.cluster_policies.contains_key(*k))
+        {
+            return Err(format!("ClusterNetworkPolicy {name}"));
+        }
         for namespace in other.namespaces.values() {
             self.upsert_namespace(namespace.clone());
         }
@@ -379,6 +388,9 @@ impl ClusterState {
         }
         for policy in other.policies.values() {
             self.upsert_policy(policy.clone());
+        }
+        for policy in other.cluster_policies.values() {
+            self.upsert_cluster_policy(policy.clone());
         }
         Ok(())
     }
@@ -413,6 +425,17 @@ impl ClusterState {
 
     pub fn remove_policy(&mut self, policy: &PolicyRef) -> Option<NetworkPolicy> {
         self.policies.remove(policy)
+    }
+
+    pub fn upsert_cluster_policy(&mut self, policy: crate::cluster::ClusterNetworkPolicy) {
+        self.cluster_policies.insert(policy.name.clone(), policy);
+    }
+
+    pub fn remove_cluster_policy(
+        &mut self,
+        name: &str,
+    ) -> Option<crate::cluster::ClusterNetworkPolicy> {
+        self.cluster_policies.remove(name)
     }
 }
 

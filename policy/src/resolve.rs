@@ -235,7 +235,7 @@ fn changed_keys<'a, K: Ord + Clone, V: PartialEq>(
 /// Succeeded or Failed pod keeps its podIP in the API, but its interface is gone and the
 /// address may already belong to a new pod; a terminating pod stays Running (and
 /// enforced) through its grace period.
-fn is_local(pod: &Pod, options: &ResolveOptions) -> bool {
+pub(crate) fn is_local(pod: &Pod, options: &ResolveOptions) -> bool {
     !pod.host_network
         && pod.node_name.as_deref() == Some(options.node_name.as_str())
         && !matches!(pod.phase, PodPhase::Succeeded | PodPhase::Failed)

@@ -12,7 +12,7 @@ use policy::{
 
 use super::Probe;
 
-fn selector_matches(sel: &LabelSelector, labels: &Labels) -> bool {
+pub fn selector_matches(sel: &LabelSelector, labels: &Labels) -> bool {
     for (k, v) in &sel.match_labels {
         if labels.get(k) != Some(v) {
             return false;
@@ -33,7 +33,7 @@ fn selector_matches(sel: &LabelSelector, labels: &Labels) -> bool {
     true
 }
 
-fn ns_labels(state: &ClusterState, ns: &str) -> Labels {
+pub fn ns_labels(state: &ClusterState, ns: &str) -> Labels {
     let mut labels = state
         .namespaces
         .get(ns)
@@ -44,7 +44,7 @@ fn ns_labels(state: &ClusterState, ns: &str) -> Labels {
 }
 
 /// policyTypes, or the default: Ingress, plus Egress when there are egress rules.
-fn has_type(p: &NetworkPolicy, ingress: bool) -> bool {
+pub fn has_type(p: &NetworkPolicy, ingress: bool) -> bool {
     match &p.spec.policy_types {
         Some(types) => types
             .iter()
@@ -53,7 +53,7 @@ fn has_type(p: &NetworkPolicy, ingress: bool) -> bool {
     }
 }
 
-fn protocol_number(p: Protocol) -> u8 {
+pub fn protocol_number(p: Protocol) -> u8 {
     match p {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,
@@ -120,7 +120,7 @@ fn port_matches(rule: &PolicyRule, destination: &Pod, protocol: u8, port: u16) -
 }
 
 /// Does `me`'s side allow the connection? `ingress`: `other` connects to `me`.
-fn side_allows(
+pub fn side_allows(
     state: &ClusterState,
     mode: EnforcingMode,
     me: &Pod,
