@@ -177,11 +177,19 @@ pub async fn run(
     let binding = enforcer::binding::BindingOptions::new(&config.veth_prefix)
         .map_err(anyhow::Error::msg)
         .context("veth_prefix")?;
-    let enforcer = Arc::new(Mutex::new(
-        Enforcer::new(dp, resolve_options(&config), snapshot)
-            .with_binding(binding)
-            .with_unbound_gauge(enforcement_metrics.pods_unbound.clone()),
-    ));
+    let mut enforcer = Enforcer::new(dp, resolve_options(&config), snapshot)
+        .with_binding(binding)
+        .with_unbound_gauge(enforcement_metrics.pods_unbound.clone());
+    // On a node (policies from the API), the incumbent agent's filters and pins are
+    // taken over after our first complete apply; a lab or demo agent in a namespace
+    // never touches the node's bpffs (deploy/README.md, "Migrating").
+    if matches!(
+        config.policy_source(),
+        config::PolicySource::Kubernetes { .. }
+    ) {
+        enforcer = enforcer.with_incumbent_takeover(datapath::incumbent::INCUMBENT_PIN_ROOT);
+    }
+    let enforcer = Arc::new(Mutex::new(enforcer));
     // The VPC CNI's hook: bound before anything else runs, so a CNI ADD that comes
     // while we start waits in the socket's backlog instead of failing.
     let cni_hook_task = match config.cni_hook_socket() {

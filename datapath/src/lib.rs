@@ -18,6 +18,7 @@ mod entries;
 mod error;
 mod events;
 mod fold_flush;
+pub mod incumbent;
 pub mod frame_run;
 pub mod links;
 mod loader;

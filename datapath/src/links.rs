@@ -68,6 +68,11 @@ impl LinkTable {
             .and_then(|n| self.by_name.get(n))
     }
 
+    /// Every link, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Link> {
+        self.by_name.values()
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
@@ -85,7 +90,7 @@ fn netlink_error(what: &str, reason: impl std::fmt::Display) -> DatapathError {
 }
 
 /// Sends one dump request and collects every message of the answer.
-fn dump(
+pub(crate) fn dump(
     what: &str,
     request: RouteNetlinkMessage,
 ) -> Result<Vec<RouteNetlinkMessage>, DatapathError> {

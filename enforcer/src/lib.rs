@@ -85,6 +85,9 @@ pub struct Enforcer {
     /// Stale sets, lists and records a previous agent left are removed after our
     /// first complete apply.
     reconciled: bool,
+    /// The incumbent agent's pin root, when we take over from it after our first
+    /// complete apply (datapath::incumbent).
+    incumbent_pin_root: Option<std::path::PathBuf>,
 }
 
 impl Enforcer {
@@ -130,7 +133,16 @@ impl Enforcer {
             last: None,
             generation_base,
             reconciled: false,
+            incumbent_pin_root: None,
         }
+    }
+
+    /// Takes over from the EKS network policy agent after the first complete apply:
+    /// its filters go from the interfaces we enforce, its pins under `pin_root` once
+    /// none of its filters is left (datapath::incumbent).
+    pub fn with_incumbent_takeover(mut self, pin_root: impl Into<std::path::PathBuf>) -> Self {
+        self.incumbent_pin_root = Some(pin_root.into());
+        self
     }
 
     /// Interface naming other than the VPC CNI's default (`eni` prefix).
@@ -211,6 +223,12 @@ impl Enforcer {
             // Every pod's state is in this version's maps now: an older agent's
             // programs, enforcing beside ours until here, can go.
             self.dp.retire_other_versions()?;
+            // Likewise the incumbent's, on every interface we enforce (logged there).
+            if let Some(root) = &self.incumbent_pin_root
+                && let Err(e) = self.dp.take_over_incumbent(root)
+            {
+                tracing::error!(error = %e, "looking for the incumbent network policy agent failed; whatever it left stays");
+            }
             self.reconciled = true;
         }
         self.snapshot.store(Arc::new(enrichment(

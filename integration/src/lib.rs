@@ -5,3 +5,4 @@ pub mod frames;
 pub mod gate;
 pub mod kernel;
 pub mod podnet;
+pub mod standin;
