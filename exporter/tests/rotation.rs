@@ -58,7 +58,10 @@ fn sustained_writes_across_many_rotations_keep_every_line_once_and_in_order() {
         dir.path(),
         FileSinkConfig {
             max_file_bytes: 256 * 1024,
-            min_file_age: Duration::from_millis(100),
+            // The tail contract: a file stays live at least this long, so a reader
+            // that looks more often never misses one. 500 ms holds for a follower
+            // starved by a loaded machine (100 ms did not, at load 7 on 2 cores).
+            min_file_age: Duration::from_millis(500),
             compress: true,
             compress_grace: Duration::from_millis(300),
             flush_interval: Duration::from_millis(20),
@@ -67,18 +70,18 @@ fn sustained_writes_across_many_rotations_keep_every_line_once_and_in_order() {
             ..Default::default()
         },
     );
-    // About 20,000 lines/s for 2 s: one rotation per ~100 ms.
+    // About 6,700 lines/s for 6 s: a rotation at most every 500 ms.
     let total: u64 = 40_000;
     let stop = Arc::new(AtomicBool::new(false));
     let follower = {
         let (live, stop) = (live.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || follow(live, stop, total as usize, Duration::from_secs(30)))
+        std::thread::spawn(move || follow(live, stop, total as usize, Duration::from_secs(120)))
     };
     let started = Instant::now();
     for id in 0..total {
         p.on_event(&numbered_event(id));
         if id % 200 == 199 {
-            let due = started + Duration::from_micros(id * 50);
+            let due = started + Duration::from_micros(id * 150);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
@@ -90,7 +93,7 @@ fn sustained_writes_across_many_rotations_keep_every_line_once_and_in_order() {
     let followed = follower.join().unwrap();
     let c = p.counters();
     assert_eq!(c.lines_written, total);
-    assert!(c.rotations >= 10, "only {} rotations", c.rotations);
+    assert!(c.rotations >= 8, "only {} rotations", c.rotations);
 
     // The tail reader saw every line exactly once, in order.
     let followed_ids: Vec<u64> = followed.iter().map(|l| line_id(l)).collect();
