@@ -349,8 +349,14 @@ pub async fn run(
         })
     };
 
+    let housekeeper = enforcer
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the enforcer's lock is poisoned"))?
+        .datapath()
+        .housekeeper()
+        .context("opening the datapath's pins for housekeeping")?;
     let housekeeping = tokio::spawn(housekeeping(
-        enforcer.clone(),
+        housekeeper,
         stats.clone(),
         config.deny_fold_window,
         config.conntrack_cache_cleanup_period,
@@ -444,50 +450,41 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown-node".into())
 }
 
-/// Periodic kernel-side chores: flush due DENY folds, publish kernel counters, sweep
-/// idle conntrack entries.
+/// Periodic kernel-side chores on a handle of their own (never the enforcer's lock):
+/// flush due DENY folds, publish kernel counters, sweep idle conntrack entries.
 async fn housekeeping(
-    enforcer: Arc<Mutex<Enforcer>>,
+    housekeeper: datapath::Housekeeper,
     stats: Arc<SharedStats>,
     fold_window: Duration,
-    ct_period: Duration,
+    ct_chores: ConntrackChores,
     stop: CancellationToken,
 ) {
     let tick = (fold_window / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
-    let mut last_sweep = tokio::time::Instant::now();
+    let housekeeper = Arc::new(Mutex::new((housekeeper, ct_chores)));
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let sweep = last_sweep.elapsed() >= ct_period;
-        if sweep {
-            last_sweep = tokio::time::Instant::now();
-        }
-        let (enforcer, stats) = (enforcer.clone(), stats.clone());
-        // The enforcer's lock may be held by a long apply: wait for it off the
-        // runtime's workers.
+        let (housekeeper, stats) = (housekeeper.clone(), stats.clone());
+        // Map walks and program runs block: off the runtime's workers.
         let chores = tokio::task::spawn_blocking(move || {
-            let Ok(mut e) = enforcer.lock() else {
+            let Ok(mut guard) = housekeeper.lock() else {
                 return false;
             };
-            let dp = e.datapath();
+            let (h, ct_chores) = &mut *guard;
             if !fold_window.is_zero()
-                && let Err(err) = dp.flush_folds()
+                && let Err(err) = h.flush_folds()
             {
                 tracing::warn!(error = %err, "flushing DENY folds failed");
             }
-            match dp.maps().counters() {
+            match h.counters() {
                 Ok(c) => stats.kernel.store(&KernelCounters::from(&c)),
                 Err(err) => tracing::warn!(error = %err, "reading kernel counters failed"),
             }
-            if sweep {
-                match dp.maps().sweep_conntrack(ct_period) {
-                    Ok(n) if n > 0 => tracing::debug!(removed = n, "conntrack sweep"),
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "conntrack sweep failed"),
-                }
+            if ct_chores.due(std::time::Instant::now()) {
+                ct_chores.run(h.maps(), &stats);
             }
             true
         });

@@ -18,6 +18,7 @@ mod entries;
 mod error;
 mod events;
 mod fold_flush;
+mod housekeeping;
 pub mod incumbent;
 pub mod frame_run;
 pub mod links;
@@ -32,6 +33,7 @@ pub use error::DatapathError;
 pub use events::{EventReader, decode_event};
 pub use loader::{DEFAULT_FOLD_ENTRIES, DEFAULT_WAKEUP_THRESHOLD_BYTES, Datapath, LoadOptions};
 pub use maps::{ConntrackEntry, DatapathMaps, RuleListId, pinned_pod_records, rule_list};
+pub use housekeeping::Housekeeper;
 pub use pins::PinLayout;
 
 pub use datapath_common as abi;

@@ -286,6 +286,14 @@ impl Datapath {
         &self.pins
     }
 
+    /// A handle of its own for the periodic chores (see [`crate::Housekeeper`]).
+    ///
+    /// # Errors
+    /// A pin that cannot be opened.
+    pub fn housekeeper(&self) -> Result<crate::Housekeeper, DatapathError> {
+        crate::Housekeeper::open(&self.pins)
+    }
+
     /// The event reader; `None` once taken.
     pub fn take_event_reader(&mut self) -> Option<EventReader> {
         self.ring.take().map(EventReader::new)

@@ -61,7 +61,7 @@ impl Enforcer {
             HookMode::Strict => EnforcingMode::Strict,
             HookMode::Standard => EnforcingMode::Standard,
         };
-        let known = self.planner.record_of(&pod).map(|r| self.kernel_record(r));
+        let known = self.planner.record_of(&pod).copied();
         // An unknown pod's addresses are those of the CNI's host routes through its veth
         // (the programs check a pod's source address, so a record needs them).
         let routes = match known {
@@ -72,7 +72,7 @@ impl Enforcer {
         for link in found {
             let ifindex = link.ifindex;
             let record = known.unwrap_or_else(|| {
-                let mut record = self.kernel_record(&policy::initial_pod_record(mode));
+                let mut record = self.planner.initial_record(mode);
                 with_routed_addresses(&mut record, &routes, ifindex);
                 record
             });

@@ -79,9 +79,6 @@ pub struct Enforcer {
     unbound_gauge: Gauge,
     snapshot: SnapshotHandle,
     last: Option<Resolved>,
-    /// Added to every generation written, above any a previous agent left, so its
-    /// conntrack entries are re-evaluated under our rules.
-    generation_base: u32,
     /// Stale sets, lists and records a previous agent left are removed after our
     /// first complete apply.
     reconciled: bool,
@@ -113,15 +110,11 @@ impl Enforcer {
             .map(|(id, _)| *id)
             .max()
             .unwrap_or(0);
-        let generation_base = pods
-            .iter()
-            .map(|(_, r)| r.generation)
-            .max()
-            .map_or(0, |g| g.saturating_add(1));
+        let max_generation = pods.iter().map(|(_, r)| r.generation).max();
         Self {
             dp,
             resolver: Resolver::new(),
-            planner: Planner::starting_after(max_set, max_list),
+            planner: Planner::starting_after(max_set, max_list).with_generations_above(max_generation),
             options,
             binding: BindingOptions::default(),
             interfaces: HashMap::new(),
@@ -131,7 +124,6 @@ impl Enforcer {
             unbound_gauge: Gauge::default(),
             snapshot,
             last: None,
-            generation_base,
             reconciled: false,
             incumbent_pin_root: None,
         }
@@ -365,8 +357,7 @@ impl Enforcer {
         report: &mut ApplyReport,
     ) -> Result<(), EnforceError> {
         let Candidate { link, found } = candidate;
-        if let Some(record) = self.planner.record_of(pod) {
-            let record = self.kernel_record(record);
+        if let Some(record) = self.planner.record_of(pod).copied() {
             self.dp.maps().put_pod(link.ifindex, &record)?;
         }
         let ifindex = match self.dp.attach(&link.name) {
@@ -445,12 +436,6 @@ impl Enforcer {
         Ok(())
     }
 
-    fn kernel_record(&self, record: &datapath::abi::PodRecord) -> datapath::abi::PodRecord {
-        let mut record = *record;
-        record.generation = record.generation.wrapping_add(self.generation_base);
-        record
-    }
-
     /// Deletes what the pinned maps hold that the current state does not: records of
     /// interfaces we do not manage, entries of policy sets no record points at, and
     /// rule lists no entry uses. Reconciles against the maps, not against memory.
@@ -501,9 +486,8 @@ impl Enforcer {
             }
             MapOp::DeleteRuleList { id } => self.dp.maps().remove_rule_list(*id)?,
             MapOp::PutPod { pod, record } => {
-                let record = self.kernel_record(record);
                 for ifindex in self.ifindexes_of(pod) {
-                    self.dp.maps().put_pod(ifindex, &record)?;
+                    self.dp.maps().put_pod(ifindex, record)?;
                 }
             }
             MapOp::DeletePod { pod } => {

@@ -71,6 +71,9 @@ pub struct Planner {
     sets: HashMap<u32, SharedSet>,
     /// Set ids by the hash of their entries.
     sets_by_content: HashMap<u64, Vec<u32>>,
+    /// Where generations start: above any a previous agent left in pinned records,
+    /// so its conntrack entries are re-evaluated under our rules.
+    generation_base: u32,
 }
 
 /// Ops collected in their three phases.
@@ -106,6 +109,22 @@ impl Planner {
             next_list_id: max_list_id.saturating_add(1).max(1),
             next_set: max_policy_set.saturating_add(1).max(1),
             ..Self::default()
+        }
+    }
+
+    /// Generations start above `max_pinned_generation` (the highest a previous agent's
+    /// records hold), so every record written differs from every pinned one.
+    pub fn with_generations_above(mut self, max_pinned_generation: Option<u32>) -> Self {
+        self.generation_base = max_pinned_generation.map_or(0, |g| g.saturating_add(1));
+        self
+    }
+
+    /// The record for an interface before anything is resolved for its pod (see
+    /// [`initial_pod_record`]), in this planner's generations.
+    pub fn initial_record(&self, mode: crate::EnforcingMode) -> PodRecord {
+        PodRecord {
+            generation: self.generation_base,
+            ..initial_pod_record(mode)
         }
     }
 
@@ -175,7 +194,7 @@ impl Planner {
             let set = self.join_set(want, phases);
             let record = PodRecord {
                 policy_set: set,
-                generation: 1,
+                generation: self.generation_base.wrapping_add(1),
                 ingress_state: states[0].as_u8(),
                 egress_state: states[1].as_u8(),
                 addr_flags,
