@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use policy::explain::{
     DirectionVerdict, Endpoint, Explainer, Explanation, PeerEntry, Reason, Target, parse_source,
 };
-use policy::{ClusterState, Direction, EnforcingMode, Protocol};
+use policy::{ClusterState, Direction, EnforcingMode};
 use serde_json::{Value, json};
 
 /// How long the cluster may take to list everything once.
@@ -169,14 +169,6 @@ pub fn explain_all(explainer: &Explainer, from: &str, to: &[String]) -> Result<V
     Ok(out)
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-    }
-}
-
 fn direction_json(v: &DirectionVerdict) -> Value {
     let allowed_by = match &v.reason {
         Reason::Allowed(rule) => {
@@ -222,7 +214,7 @@ pub fn to_json(explanations: &[Explanation], mode: EnforcingMode) -> Value {
             json!({
                 "from": {"pod": e.from.pod.as_ref().map(ToString::to_string), "ip": e.from.ip.to_string()},
                 "to": {"pod": e.to.pod.as_ref().map(ToString::to_string), "ip": e.to.ip.to_string()},
-                "protocol": protocol_name(e.protocol),
+                "protocol": e.protocol.name(),
                 "port": e.port,
                 "family": if e.from.ip.is_ipv4() { "IPv4" } else { "IPv6" },
                 "allowed": e.allowed(),

@@ -89,6 +89,15 @@ pub enum Protocol {
 impl Protocol {
     pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 
+    /// The name as manifests and flow lines write it: `TCP`, `UDP`, `SCTP`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
     /// The IP protocol number the datapath compares.
     pub const fn number(self) -> u8 {
         match self {

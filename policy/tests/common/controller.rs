@@ -26,14 +26,6 @@ use serde_json::{Value, json};
 /// table's policies are split over several objects.
 pub const CHUNK: usize = 2;
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-    }
-}
-
 fn selector_json(s: &LabelSelector) -> Value {
     let expressions: Vec<Value> = s
         .match_expressions
@@ -64,7 +56,7 @@ fn pod_ip(pod: &Pod, node: &str, node_ip: IpAddr) -> Option<IpAddr> {
 }
 
 fn port_json(protocol: Protocol, port: Option<u16>, end: Option<u16>) -> Value {
-    let mut v = json!({"protocol": protocol_name(protocol)});
+    let mut v = json!({"protocol": protocol.name()});
     if let Some(p) = port {
         v["port"] = json!(p);
     }
