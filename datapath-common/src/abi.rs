@@ -316,13 +316,19 @@ pub fn clear_past_prefix<const N: usize>(addr: &mut [u8; N], prefix_len: u8) {
     }
 }
 
-/// One allow rule: a protocol (or any) and an inclusive destination-port range, and
-/// the policy it came from.
+/// `Rule::action`: a matching packet passes (NetworkPolicy rules, Accept rules).
+pub const RULE_ACCEPT: u8 = 0;
+/// `Rule::action`: a matching packet drops (Admin and Baseline Deny rules).
+pub const RULE_DENY: u8 = 1;
+
+/// One rule: a protocol (or any) and an inclusive destination-port range, what a
+/// matching packet gets (`action`) and the policy it came from.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rule {
     pub protocol: u8,
-    pub _pad: u8,
+    /// `RULE_ACCEPT` or `RULE_DENY`.
+    pub action: u8,
     pub port_min: u16,
     pub port_max: u16,
     pub _pad2: u16,

@@ -63,9 +63,17 @@ pub fn rule_admits(rule: &Rule, protocol: u8, port: u16) -> bool {
         && port <= rule.port_max
 }
 
-/// The policy id of the first rule in `list` that admits the packet.
+/// The rule that decides a packet: its policy id and its `RULE_*` action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub policy_id: u32,
+    pub action: u8,
+}
+
+/// The first rule in `list` that admits the packet's protocol and port: it decides
+/// (its `action`, `RULE_ACCEPT` or `RULE_DENY`).
 #[inline(always)]
-pub fn first_admitting_rule(list: &RuleList, protocol: u8, port: u16) -> Option<u32> {
+pub fn first_matching_rule(list: &RuleList, protocol: u8, port: u16) -> Option<RuleMatch> {
     let len = list.len as usize;
     let mut i = 0;
     while i < MAX_RULES_PER_LIST {
@@ -74,7 +82,10 @@ pub fn first_admitting_rule(list: &RuleList, protocol: u8, port: u16) -> Option<
         }
         let rule = &list.rules[i];
         if rule_admits(rule, protocol, port) {
-            return Some(rule.policy_id);
+            return Some(RuleMatch {
+                policy_id: rule.policy_id,
+                action: rule.action,
+            });
         }
         i += 1;
     }
@@ -82,17 +93,38 @@ pub fn first_admitting_rule(list: &RuleList, protocol: u8, port: u16) -> Option<
 }
 
 /// The verdict for a new flow given the pod's state in that direction and the rule
-/// that admitted it (if the longest matching prefix had one).
+/// that decided it (if the longest matching prefix had one). A rule of policy id 0
+/// stands for the enforcing mode's default: an allow is reported as default allow, a
+/// deny as strict mode reports a pod no rule admits (no rule matched).
 #[inline(always)]
-pub fn decide(state: u8, admitted_by: Option<u32>) -> Decision {
+pub fn decide(state: u8, matched: Option<RuleMatch>) -> Decision {
     if state == STATE_DEFAULT_ALLOW {
         return Decision::accept(0, REASON_DEFAULT_ALLOW);
     }
     if state != STATE_POLICIES_APPLIED && state != STATE_POLICIES_AUDIT {
         return Decision::deny(0, REASON_DEFAULT_DENY);
     }
-    if let Some(policy_id) = admitted_by {
-        return Decision::accept(policy_id, REASON_POLICY);
+    if let Some(m) = matched {
+        let by_default = m.policy_id == 0;
+        return if m.action == RULE_DENY {
+            Decision::deny(
+                m.policy_id,
+                if by_default {
+                    REASON_NO_RULE_MATCHED
+                } else {
+                    REASON_POLICY
+                },
+            )
+        } else {
+            Decision::accept(
+                m.policy_id,
+                if by_default {
+                    REASON_DEFAULT_ALLOW
+                } else {
+                    REASON_POLICY
+                },
+            )
+        };
     }
     Decision {
         // Audit passes what no rule admits; only audit-mode policies set that state.
@@ -263,6 +295,22 @@ mod tests {
         }
     }
 
+    fn with_action(action: u8, rule: Rule) -> Rule {
+        Rule { action, ..rule }
+    }
+
+    /// The policy id of the first rule that decides, whatever its action.
+    fn first_admitting_rule(list: &RuleList, protocol: u8, port: u16) -> Option<u32> {
+        first_matching_rule(list, protocol, port).map(|m| m.policy_id)
+    }
+
+    fn accepted(policy_id: u32) -> Option<RuleMatch> {
+        Some(RuleMatch {
+            policy_id,
+            action: RULE_ACCEPT,
+        })
+    }
+
     fn list(rules: &[Rule]) -> RuleList {
         let mut l = RuleList::default();
         l.rules[..rules.len()].copy_from_slice(rules);
@@ -302,17 +350,51 @@ mod tests {
     }
 
     #[test]
+    fn the_first_matching_rule_decides_with_its_action() {
+        let admin_deny_web = with_action(RULE_DENY, rule(PROTO_TCP, 80, 80, 20));
+        let np_allow = rule(PROTO_TCP, 0, u16::MAX, 7);
+        let l = list(&[admin_deny_web, np_allow]);
+        let deny = |policy_id| {
+            Some(RuleMatch {
+                policy_id,
+                action: RULE_DENY,
+            })
+        };
+        assert_eq!(first_matching_rule(&l, PROTO_TCP, 80), deny(20));
+        assert_eq!(first_matching_rule(&l, PROTO_TCP, 443), accepted(7));
+        assert_eq!(first_matching_rule(&l, PROTO_UDP, 80), None);
+        assert_eq!(
+            decide(STATE_POLICIES_APPLIED, deny(20)),
+            Decision::deny(20, REASON_POLICY)
+        );
+        // An audit-mode pod still drops what an Admin rule denies.
+        assert_eq!(
+            decide(STATE_POLICIES_AUDIT, deny(20)),
+            Decision::deny(20, REASON_POLICY)
+        );
+        // Policy id 0: the mode's default, folded into the list.
+        assert_eq!(
+            decide(STATE_POLICIES_APPLIED, accepted(0)),
+            Decision::accept(0, REASON_DEFAULT_ALLOW)
+        );
+        assert_eq!(
+            decide(STATE_POLICIES_APPLIED, deny(0)),
+            Decision::deny(0, REASON_NO_RULE_MATCHED)
+        );
+    }
+
+    #[test]
     fn decide_follows_pod_state() {
         assert_eq!(
             decide(STATE_DEFAULT_ALLOW, None),
             Decision::accept(0, REASON_DEFAULT_ALLOW)
         );
         assert_eq!(
-            decide(STATE_DEFAULT_DENY, Some(3)),
+            decide(STATE_DEFAULT_DENY, accepted(3)),
             Decision::deny(0, REASON_DEFAULT_DENY)
         );
         assert_eq!(
-            decide(STATE_POLICIES_APPLIED, Some(3)),
+            decide(STATE_POLICIES_APPLIED, accepted(3)),
             Decision::accept(3, REASON_POLICY)
         );
         assert_eq!(

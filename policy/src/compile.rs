@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::prefixes::{PrefixUnion, RuleOrder};
 use crate::resolve::{DirectionRules, EnforcingMode, PodState, ResolveOptions, Unenforceable};
+use crate::tiers::{Tiers, fold_tiers};
 
 /// Compiled rules by policy and direction, kept across resolutions.
 pub(crate) type CompiledCache = HashMap<(PolicyRef, Direction), Arc<Vec<CompiledRule>>>;
@@ -317,6 +318,8 @@ pub(crate) struct PodPass<'s, 'a> {
     pub table: &'a PolicyTable,
     pub order: &'a RuleOrder,
     pub options: &'a ResolveOptions,
+    /// This resolution's cluster tiers, folded into the pods' entries.
+    pub tiers: &'a Tiers,
 }
 
 impl PodPass<'_, '_> {
@@ -338,7 +341,14 @@ impl PodPass<'_, '_> {
             && !audit.is_empty()
             && self.options.mode == EnforcingMode::Standard;
         let selecting = if audit_only { audit } else { enforcing };
-        if selecting.is_empty() && self.options.mode == EnforcingMode::Standard {
+        let tiered = self
+            .tiers
+            .pods
+            .get(&pod.key())
+            .map(|t| t.direction(direction))
+            .filter(|t| !t.is_empty());
+        if selecting.is_empty() && self.options.mode == EnforcingMode::Standard && tiered.is_none()
+        {
             return (DirectionRules::allow(), None);
         }
         let mut union = PrefixUnion::default();
@@ -360,7 +370,10 @@ impl PodPass<'_, '_> {
         for addr in &self.options.node_addresses {
             union.add(IpNet::from(*addr), &[node_local]);
         }
-        let entries = union.build(self.order);
+        let mut entries = union.build(self.order);
+        if let Some(tiered) = tiered {
+            entries = fold_tiers(&entries, tiered, !selecting.is_empty(), self.options.mode);
+        }
         let isolating: Vec<PolicyRef> = selecting.iter().map(|p| p.key()).collect();
         if let Some((prefix, list)) = entries.iter().find(|(_, l)| l.len() > MAX_RULES_PER_LIST) {
             let report = Unenforceable {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::cluster::ClusterRuleRef;
 use crate::model::{Direction, PolicyRef};
 
 /// No policy decided (default allow, default deny, no rule matched).
@@ -41,10 +42,12 @@ pub enum PolicyIdTarget<'a> {
     Rule(&'a RuleRef),
 }
 
-/// Policy id -> rule, for the rules of the current resolution.
+/// Policy id -> rule, for the rules of the current resolution: NetworkPolicy rules,
+/// and cluster policy rules (ids from `tiers::CLUSTER_RULE_ID_BASE`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyTable {
     rules: BTreeMap<u32, RuleRef>,
+    cluster: BTreeMap<u32, ClusterRuleRef>,
 }
 
 impl PolicyTable {
@@ -61,9 +64,13 @@ impl PolicyTable {
         self.rules.get(&id)
     }
 
-    /// A short text for flow-log lines: `x/allow-web ingress rule 0`, `node-local`,
-    /// `none`, or `unknown policy id N`.
+    /// A short text for flow-log lines: `x/allow-web ingress rule 0`, a cluster rule
+    /// (`Admin ClusterNetworkPolicy deny-x (priority 10) ingress rule 0`),
+    /// `node-local`, `none`, or `unknown policy id N`.
     pub fn describe(&self, id: u32) -> String {
+        if let Some(rule) = self.cluster.get(&id) {
+            return rule.to_string();
+        }
         match self.get(id) {
             Some(PolicyIdTarget::None) => "none".to_owned(),
             Some(PolicyIdTarget::NodeLocal) => NODE_LOCAL_NAME.to_owned(),
@@ -86,6 +93,18 @@ impl PolicyTable {
 
     pub(crate) fn insert(&mut self, id: u32, rule: RuleRef) {
         self.rules.insert(id, rule);
+    }
+
+    /// The cluster policy rule behind `id`, if it is one.
+    pub fn cluster_rule(&self, id: u32) -> Option<&ClusterRuleRef> {
+        self.cluster.get(&id)
+    }
+
+    pub(crate) fn set_cluster_rules(
+        &mut self,
+        rules: impl IntoIterator<Item = (u32, ClusterRuleRef)>,
+    ) {
+        self.cluster = rules.into_iter().collect();
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use datapath_common::{
     Decision, FAMILY_IPV4, FAMILY_IPV6, PodRecord, PolicyKey, RuleList, STATE_DEFAULT_ALLOW,
-    decide, first_admitting_rule, policy_key,
+    decide, first_matching_rule, policy_key,
 };
 use ipnet::IpNet;
 
@@ -179,9 +179,9 @@ impl MapModel {
             Direction::Ingress => record.ingress_state,
             Direction::Egress => record.egress_state,
         };
-        let admitted = self
+        let matched = self
             .longest_match(record, direction, peer)
-            .and_then(|list| first_admitting_rule(list, protocol, port));
-        decide(state, admitted)
+            .and_then(|list| first_matching_rule(list, protocol, port));
+        decide(state, matched)
     }
 }

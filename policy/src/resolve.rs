@@ -19,12 +19,14 @@ use datapath_common::{
 };
 use ipnet::IpNet;
 
+use crate::cluster::ClusterNetworkPolicy;
 use crate::compile::{ClusterIndex, CompiledCache, PodPass, patch_compiled, policy_may_involve};
 use crate::ids::{NODE_LOCAL_POLICY_ID, PolicyIdAllocator, PolicyTable, RuleRef};
 use crate::model::{
     ClusterState, Direction, Namespace, NetworkPolicy, Pod, PodPhase, PodRef, PolicyRef,
 };
 use crate::prefixes::RuleOrder;
+use crate::tiers::{Tiers, resolve_tiers};
 
 /// `NETWORK_POLICY_ENFORCING_MODE` as the EKS guide describes it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,6 +178,8 @@ struct Memory {
     namespaces: BTreeMap<String, Namespace>,
     pods: BTreeMap<PodRef, Pod>,
     policies: BTreeMap<PolicyRef, NetworkPolicy>,
+    cluster_policies: BTreeMap<String, ClusterNetworkPolicy>,
+    tiers: Tiers,
     compiled: CompiledCache,
     table: Arc<PolicyTable>,
     order: Arc<RuleOrder>,
@@ -275,11 +279,34 @@ impl Resolver {
                 None => memory.policies.remove(key),
             };
         }
-        if !changed_policies.is_empty() || first {
-            let (table, order) = self.policy_table(state);
+        let cluster_changed = memory.cluster_policies != state.cluster_policies;
+        // Cluster tiers are recomputed whole while any cluster policy exists (a pod
+        // change may move it in or out of their peer sets); local pods whose tiers
+        // changed are recomputed.
+        let tiers = if cluster_changed || !state.cluster_policies.is_empty() {
+            resolve_tiers(state, options)
+        } else {
+            Tiers::default()
+        };
+        if tiers.pods != memory.tiers.pods {
+            let keys: BTreeSet<&PodRef> =
+                tiers.pods.keys().chain(memory.tiers.pods.keys()).collect();
+            for key in keys {
+                if tiers.pods.get(key) != memory.tiers.pods.get(key) {
+                    dirty.insert(key.clone());
+                }
+            }
+        }
+        if !changed_policies.is_empty() || first || tiers.table != memory.tiers.table {
+            let (mut table, order) = self.policy_table(state);
+            table.set_cluster_rules(tiers.table.iter().map(|(id, e)| (id, e.rule.clone())));
             memory.table = Arc::new(table);
             memory.order = Arc::new(order);
         }
+        if cluster_changed {
+            memory.cluster_policies = state.cluster_policies.clone();
+        }
+        memory.tiers = tiers;
 
         for key in changed_keys(&memory.pods, &state.pods) {
             let old = memory.pods.remove(&key);
@@ -335,6 +362,7 @@ impl Resolver {
                 table: &memory.table,
                 order: &memory.order,
                 options,
+                tiers: &memory.tiers,
             };
             for key in &dirty {
                 let Some(pod) = state.pods.get(key) else {

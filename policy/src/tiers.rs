@@ -17,13 +17,13 @@
 //! closed: it denies every destination on its ports. Both are reported as
 //! `TierIssue`s naming the rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
 use datapath_common::{
     Decision, PROTO_ANY, REASON_DEFAULT_ALLOW, REASON_DEFAULT_DENY, REASON_NO_RULE_MATCHED,
-    REASON_POLICY, Rule, rule_admits,
+    REASON_POLICY, RULE_ACCEPT, RULE_DENY, Rule, rule_admits,
 };
 use ipnet::IpNet;
 
@@ -199,6 +199,12 @@ fn longest_match(entries: &BTreeMap<IpNet, Vec<Rule>>, ip: IpAddr) -> Option<&[R
         .map(|(_, rules)| rules.as_slice())
 }
 
+/// Is `rule` a NetworkPolicy rule (or the node-local one), not a folded cluster rule
+/// or default?
+fn is_network_policy_rule(rule: &Rule) -> bool {
+    rule.policy_id != 0 && rule.policy_id < CLUSTER_RULE_ID_BASE
+}
+
 /// The id of the first rule the packet matches at its longest prefix.
 fn first_match(
     entries: &BTreeMap<IpNet, Vec<Rule>>,
@@ -253,7 +259,14 @@ impl Tiers {
         if !np.isolating.is_empty() {
             let decision = if !np.state.uses_entries() {
                 Decision::deny(0, REASON_DEFAULT_DENY)
-            } else if let Some(id) = first_match(&np.entries, peer, protocol, port) {
+            } else if let Some(id) = longest_match(&np.entries, peer).and_then(|rules| {
+                // The pod's entries hold its cluster rules too (`fold_tiers`): only
+                // NetworkPolicy rules decide here.
+                rules
+                    .iter()
+                    .find(|r| is_network_policy_rule(r) && rule_admits(r, protocol, port))
+                    .map(|r| r.policy_id)
+            }) {
                 Decision::accept(id, REASON_POLICY)
             } else if np.state == PodState::PoliciesAudit {
                 Decision::audit(0, REASON_NO_RULE_MATCHED)
@@ -275,7 +288,8 @@ impl Tiers {
         }
         let decision = match options.mode {
             EnforcingMode::Standard => Decision::accept(0, REASON_DEFAULT_ALLOW),
-            EnforcingMode::Strict => Decision::deny(0, REASON_DEFAULT_DENY),
+            // As the datapath reports strict mode's deny of a pod no policy selects.
+            EnforcingMode::Strict => Decision::deny(0, REASON_NO_RULE_MATCHED),
         };
         decided(decision, DecidingTier::Default)
     }
@@ -386,13 +400,35 @@ fn ordered_rules(state: &ClusterState) -> (Vec<OrderedRule<'_>>, ClusterRuleTabl
     (out, table, issues)
 }
 
+/// `Rule::action` of a Pass rule, in the per-tier lists only: `fold_tiers` expands
+/// Pass rules, so the datapath sees only `RULE_ACCEPT` and `RULE_DENY`.
+const RULE_PASS: u8 = 2;
+/// The action bits of `Rule::action` in the per-tier lists.
+const RULE_ACTION_MASK: u8 = 0x3;
+/// `Rule::action` flag of an Admin rule, in the per-tier lists only.
+const RULE_ADMIN: u8 = 0x80;
+
+/// The `Rule::action` byte of a cluster rule in its tier's list.
+fn action_byte(tier: Tier, action: ClusterAction) -> u8 {
+    let code = match action {
+        ClusterAction::Accept => RULE_ACCEPT,
+        ClusterAction::Deny => RULE_DENY,
+        ClusterAction::Pass => RULE_PASS,
+    };
+    match tier {
+        Tier::Admin => code | RULE_ADMIN,
+        Tier::Baseline => code,
+    }
+}
+
 /// The datapath rules of `ports` for destination `dest` (named ports resolved on it).
-fn port_rules(id: u32, ports: &[PolicyPort], dest: &Pod) -> Vec<Rule> {
+fn port_rules(id: u32, action: u8, ports: &[PolicyPort], dest: &Pod) -> Vec<Rule> {
     let rule = |protocol, port_min, port_max| Rule {
         protocol,
         port_min,
         port_max,
         policy_id: id,
+        action,
         ..Rule::default()
     };
     if ports.is_empty() {
@@ -428,6 +464,8 @@ fn add_cluster_rule(
 ) {
     let rule = ordered.rule;
     let ingress = ordered.direction == Direction::Ingress;
+    let action = action_byte(ordered.policy.tier, ordered.action);
+    let port_rules = |ports: &[PolicyPort], dest: &Pod| port_rules(ordered.id, action, ports, dest);
     let peer_pods = || state.pods.values().filter(|p| p.in_peer_sets());
     let labels_of = |p: &Pod| {
         namespace_labels
@@ -437,7 +475,7 @@ fn add_cluster_rule(
     };
     let add_pod = |union: &mut PrefixUnion, peer: &Pod| {
         let dest = if ingress { pod } else { peer };
-        let rules = port_rules(ordered.id, &rule.ports, dest);
+        let rules = port_rules(&rule.ports, dest);
         if !rules.is_empty() {
             for ip in &peer.ips {
                 union.add(IpNet::from(*ip), &rules);
@@ -446,7 +484,7 @@ fn add_cluster_rule(
     };
     let add_network = |union: &mut PrefixUnion, net: IpNet| {
         if ingress || !has_named_port(&rule.ports) {
-            let rules = port_rules(ordered.id, &rule.ports, pod);
+            let rules = port_rules(&rule.ports, pod);
             if !rules.is_empty() {
                 union.add(net, &rules);
             }
@@ -459,11 +497,11 @@ fn add_cluster_rule(
             .cloned()
             .collect();
         if !fixed.is_empty() {
-            union.add(net, &port_rules(ordered.id, &fixed, pod));
+            union.add(net, &port_rules(&fixed, pod));
         }
         for dest in peer_pods() {
             for ip in dest.ips.iter().filter(|ip| net.contains(*ip)) {
-                let rules = port_rules(ordered.id, &rule.ports, dest);
+                let rules = port_rules(&rule.ports, dest);
                 if !rules.is_empty() {
                     union.add(IpNet::from(*ip), &rules);
                 }
@@ -555,4 +593,140 @@ pub fn resolve_tiers(state: &ClusterState, options: &ResolveOptions) -> Tiers {
         table,
         issues,
     }
+}
+
+/// The rules of the longest prefix of `entries` holding all of `x`.
+fn covering(entries: &BTreeMap<IpNet, Vec<Rule>>, x: IpNet) -> &[Rule] {
+    (0..=x.prefix_len())
+        .rev()
+        .find_map(|len| {
+            let candidate = IpNet::new(x.addr(), len).ok()?.trunc();
+            entries.get(&candidate)
+        })
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Drops rules no packet reaches: those an earlier rule covers (protocol and ports).
+fn prune(list: Vec<Rule>) -> Vec<Rule> {
+    let mut out: Vec<Rule> = Vec::with_capacity(list.len());
+    for r in list {
+        let shadowed = out.iter().any(|e| {
+            (e.protocol == PROTO_ANY || e.protocol == r.protocol)
+                && e.port_min <= r.port_min
+                && r.port_max <= e.port_max
+        });
+        if !shadowed {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// `rule` restricted to the packets `within` matches (protocol and ports), if any.
+fn intersect(rule: &Rule, within: &Rule) -> Option<Rule> {
+    let protocol = if within.protocol == PROTO_ANY {
+        rule.protocol
+    } else if rule.protocol == PROTO_ANY || rule.protocol == within.protocol {
+        within.protocol
+    } else {
+        return None;
+    };
+    let port_min = rule.port_min.max(within.port_min);
+    let port_max = rule.port_max.min(within.port_max);
+    (port_min <= port_max).then_some(Rule {
+        protocol,
+        port_min,
+        port_max,
+        ..*rule
+    })
+}
+
+/// One pod direction's NetworkPolicy entries (`np`, the node-local rule included)
+/// with its cluster tiers folded in, so the datapath's one lookup and first-match scan
+/// applies the whole tier order with rules that only accept or deny. Each prefix's
+/// list: node-local, the Admin rules, then the rules after the Admin tier (the
+/// NetworkPolicy rules; where no NetworkPolicy selects the pod (`np_selects` false),
+/// Baseline rules instead, a Baseline Pass becoming the mode's default of policy id
+/// 0, and in standard mode a last allow-everything rule of policy id 0: the default
+/// allow the pod's state no longer gives). An Admin Pass rule is replaced by the
+/// rules after the Admin tier restricted to what it matches, then a deny of policy id
+/// 0 for the rest of it (no rule matched), so no later Admin rule sees its packets.
+pub(crate) fn fold_tiers(
+    np: &BTreeMap<IpNet, Vec<Rule>>,
+    tiered: &TieredDirection,
+    np_selects: bool,
+    mode: EnforcingMode,
+) -> BTreeMap<IpNet, Vec<Rule>> {
+    let no_rules = BTreeMap::new();
+    let baseline = if np_selects {
+        &no_rules
+    } else {
+        &tiered.baseline
+    };
+    let default_action = match mode {
+        EnforcingMode::Standard => RULE_ACCEPT,
+        EnforcingMode::Strict => RULE_DENY,
+    };
+    let catch_all = !np_selects && mode == EnforcingMode::Standard;
+    let mut prefixes: BTreeSet<IpNet> = np
+        .keys()
+        .chain(tiered.admin.keys())
+        .chain(baseline.keys())
+        .copied()
+        .collect();
+    if catch_all {
+        prefixes.extend(
+            ["0.0.0.0/0", "::/0"].map(|n| n.parse::<IpNet>().unwrap_or_else(|_| unreachable!())),
+        );
+    }
+    let mut out = BTreeMap::new();
+    for x in prefixes {
+        let np_list = covering(np, x);
+        let is_node_local = |r: &&Rule| r.policy_id == NODE_LOCAL_POLICY_ID;
+        let mut after_admin: Vec<Rule> = np_list
+            .iter()
+            .filter(|r| !is_node_local(r))
+            .copied()
+            .collect();
+        after_admin.extend(covering(baseline, x).iter().map(|r| {
+            if r.action & RULE_ACTION_MASK == RULE_PASS {
+                Rule {
+                    action: default_action,
+                    policy_id: 0,
+                    ..*r
+                }
+            } else {
+                *r
+            }
+        }));
+        if catch_all {
+            after_admin.push(Rule {
+                protocol: PROTO_ANY,
+                port_min: 0,
+                port_max: u16::MAX,
+                action: RULE_ACCEPT,
+                policy_id: 0,
+                ..Rule::default()
+            });
+        }
+        let mut list: Vec<Rule> = np_list.iter().filter(is_node_local).copied().collect();
+        for admin in covering(&tiered.admin, x) {
+            if admin.action & RULE_ACTION_MASK == RULE_PASS {
+                list.extend(after_admin.iter().filter_map(|r| intersect(r, admin)));
+                list.push(Rule {
+                    action: RULE_DENY,
+                    policy_id: 0,
+                    ..*admin
+                });
+            } else {
+                list.push(Rule {
+                    action: admin.action & RULE_ACTION_MASK,
+                    ..*admin
+                });
+            }
+        }
+        list.extend(after_admin);
+        out.insert(x, prune(list));
+    }
+    out
 }

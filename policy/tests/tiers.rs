@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use common::{Family, PROTOCOLS, Probe, cluster, options, oracle, probes};
 use datapath_common::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use policy::{
-    ClusterAction, ClusterPeer, ClusterState, DecidingTier, Direction, EnforcingMode, ObjectRef,
-    PolicyPort, PortRef, Resolved, Resolver, Tier, Tiers, resolve_tiers,
+    ClusterAction, ClusterPeer, ClusterState, DecidingTier, Direction, EnforcingMode, MapModel,
+    ObjectRef, Planner, PolicyPort, PortRef, Resolved, Resolver, Tier, Tiers, resolve_tiers,
 };
 
 // ---- the plain evaluator ------------------------------------------------------
@@ -150,6 +150,8 @@ struct Programmed {
     options: policy::ResolveOptions,
     resolved: Resolved,
     tiers: Tiers,
+    /// The maps the datapath would hold, written through the planner.
+    maps: MapModel,
 }
 
 impl Programmed {
@@ -160,11 +162,14 @@ impl Programmed {
         let options = options(family, mode);
         let resolved = Resolver::new().resolve(&state, &options);
         let tiers = resolve_tiers(&state, &options);
+        let mut maps = MapModel::new();
+        maps.apply(&Planner::new().plan(&resolved)).unwrap();
         Self {
             state,
             options,
             resolved,
             tiers,
+            maps,
         }
     }
 
@@ -202,6 +207,40 @@ impl Programmed {
         )
     }
 
+    /// The in-memory datapath's verdict for both sides, as the kernel looks it up.
+    fn datapath_allows(&self, probe: &Probe) -> bool {
+        if probe.from == probe.to {
+            return true;
+        }
+        let (from_ip, to_ip) = (
+            self.state.pods[&probe.from].ips[0],
+            self.state.pods[&probe.to].ips[0],
+        );
+        let egress = self.maps.decide(
+            &probe.from,
+            Direction::Egress,
+            to_ip,
+            probe.protocol,
+            probe.port,
+        );
+        let ingress = self.maps.decide(
+            &probe.to,
+            Direction::Ingress,
+            from_ip,
+            probe.protocol,
+            probe.port,
+        );
+        // The datapath names what Tiers::decide names.
+        let (e, i) = self.connect(
+            &format!("{}/{}", probe.from.namespace, probe.from.name),
+            &format!("{}/{}", probe.to.namespace, probe.to.name),
+            probe.protocol,
+            probe.port,
+        );
+        assert_eq!((egress, ingress), (e.decision, i.decision), "{probe:?}");
+        egress.passes() && ingress.passes()
+    }
+
     fn allows(&self, probe: &Probe) -> bool {
         if probe.from == probe.to {
             return true;
@@ -221,9 +260,12 @@ impl Programmed {
         for probe in &all {
             let expected = oracle_allows(&self.state, mode, probe);
             let got = self.allows(probe);
+            let datapath = self.datapath_allows(probe);
             allowed += usize::from(got);
-            if expected != got {
-                mismatches.push(format!("{probe:?}: oracle {expected}, resolver {got}"));
+            if expected != got || expected != datapath {
+                mismatches.push(format!(
+                    "{probe:?}: oracle {expected}, resolver {got}, datapath maps {datapath}"
+                ));
             }
         }
         assert!(
@@ -494,6 +536,15 @@ spec:
 ---
 apiVersion: networking.k8s.aws/v1alpha1
 kind: ClusterNetworkPolicy
+metadata: {name: y-c-passes}
+spec:
+  tier: Baseline
+  priority: 10
+  subject: {namespaces: {matchLabels: {ns: x}}}
+  ingress: [{action: Pass, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {pod: c}}}}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
 metadata: {name: y-calls-x}
 spec:
   tier: Baseline
@@ -518,6 +569,10 @@ spec:
         assert_eq!(egress.tier, DecidingTier::Default);
         let (_, ingress) = p.connect("z/a", "x/b", PROTO_TCP, 80);
         assert!(!ingress.decision.passes());
+        // A Baseline Pass goes to the default before the priority-100 Accept.
+        let (egress, ingress) = p.connect("y/c", "x/b", PROTO_SCTP, 81);
+        assert!(egress.decision.passes() && !ingress.decision.passes());
+        assert_eq!(ingress.tier, DecidingTier::Default);
         // The node's own address still passes.
         let node = p.options.node_addresses[0];
         let d = p.side("x/a", Direction::Ingress, node, PROTO_TCP, 8080);

@@ -1,5 +1,6 @@
 //! The policy decision for a new flow: the pod's state in that direction, the longest
-//! entry holding the peer, and the first rule of its list admitting protocol and port.
+//! entry holding the peer, and the first rule of its list admitting protocol and port,
+//! whose action (accept or deny) decides.
 
 use datapath_common::*;
 
@@ -30,19 +31,44 @@ impl Judged<'_> {
         } else {
             longest_v6(selector_be, &key.peer_addr, lookups)
         };
-        let list_id = if found == NO_LIST {
+        let matched = if found == NO_LIST {
             None
         } else {
-            Some(found as u32)
+            unpack(first_matching_rule_of(found as u32, key.protocol, port))
         };
-        let admitted = match list_id {
-            // SAFETY: map values stay valid for the duration of the program (RCU).
-            Some(list_id) => match RULE_LISTS.get_ptr(&list_id) {
-                Some(list) => first_admitting_rule(unsafe { &*list }, key.protocol, port),
-                None => None,
-            },
-            None => None,
-        };
-        decide(state, admitted)
+        decide(state, matched)
     }
+}
+
+/// What [`first_matching_rule_of`] returns when no rule matches.
+const NO_MATCH: i64 = -1;
+
+/// The first rule of list `list_id` matching `protocol` and `port`, packed as
+/// `action << 32 | policy_id`, or [`NO_MATCH`].
+///
+/// A BPF subprogram rather than inlined: the scan has one exit per rule, and inlined,
+/// each exit carried on into both the accept and the deny paths of the caller, past
+/// the verifier's instruction limit.
+#[inline(never)]
+fn first_matching_rule_of(list_id: u32, protocol: u8, port: u16) -> i64 {
+    // SAFETY: map values stay valid for the duration of the program (RCU).
+    match RULE_LISTS.get_ptr(&list_id) {
+        Some(list) => match first_matching_rule(unsafe { &*list }, protocol, port) {
+            Some(m) => (i64::from(m.action) << 32) | i64::from(m.policy_id),
+            None => NO_MATCH,
+        },
+        None => NO_MATCH,
+    }
+}
+
+/// The rule match [`first_matching_rule_of`] packed.
+#[inline(always)]
+fn unpack(packed: i64) -> Option<RuleMatch> {
+    if packed < 0 {
+        return None;
+    }
+    Some(RuleMatch {
+        policy_id: packed as u32,
+        action: (packed >> 32) as u8,
+    })
 }
