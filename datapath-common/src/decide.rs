@@ -101,7 +101,9 @@ pub fn decide(state: u8, matched: Option<RuleMatch>) -> Decision {
     if state == STATE_DEFAULT_ALLOW {
         return Decision::accept(0, REASON_DEFAULT_ALLOW);
     }
-    if state != STATE_POLICIES_APPLIED && state != STATE_POLICIES_AUDIT {
+    // One test for both rule-checking states, and the verdict by arithmetic: a branch
+    // on audit here would double the verifier's walk of everything after the decision.
+    if state & !STATE_AUDIT_BIT != STATE_POLICIES_APPLIED {
         return Decision::deny(0, REASON_DEFAULT_DENY);
     }
     if let Some(m) = matched {
@@ -127,15 +129,32 @@ pub fn decide(state: u8, matched: Option<RuleMatch>) -> Decision {
         };
     }
     Decision {
-        // Audit passes what no rule admits; only audit-mode policies set that state.
-        verdict: if state == STATE_POLICIES_AUDIT {
-            VERDICT_AUDIT
-        } else {
-            VERDICT_DENY
-        },
+        // DENY for STATE_POLICIES_APPLIED, AUDIT for STATE_POLICIES_AUDIT.
+        verdict: (state & STATE_AUDIT_BIT) << 1,
         policy_id: 0,
         reason: REASON_NO_RULE_MATCHED,
     }
+}
+
+/// The bit that makes `STATE_POLICIES_APPLIED` into `STATE_POLICIES_AUDIT`.
+pub const STATE_AUDIT_BIT: u8 = 1;
+const _: () = assert!(STATE_POLICIES_AUDIT == STATE_POLICIES_APPLIED | STATE_AUDIT_BIT);
+const _: () = assert!(STATE_POLICIES_APPLIED & STATE_AUDIT_BIT == 0);
+const _: () =
+    assert!(VERDICT_DENY == 0 && VERDICT_ACCEPT == 1 && VERDICT_AUDIT == STATE_AUDIT_BIT << 1);
+const _: () = assert!(FOLD_DIRECTION_AUDIT == VERDICT_AUDIT);
+
+/// 1 when a packet with `verdict` passes (ACCEPT, AUDIT), 0 when it is dropped; no
+/// branch, so the verifier walks one path for all three.
+#[inline(always)]
+pub const fn verdict_passes(verdict: u8) -> u8 {
+    (verdict | (verdict >> 1)) & 1
+}
+
+/// 1 for AUDIT, 0 for ACCEPT and DENY; no branch.
+#[inline(always)]
+pub const fn verdict_is_audit(verdict: u8) -> u8 {
+    verdict >> 1
 }
 
 /// The destination port a policy in `direction` judges: the pod's own port for

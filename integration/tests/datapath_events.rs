@@ -286,7 +286,9 @@ fn verifier_instruction_counts_are_printed() {
         println!(
             "verifier: {name}: {verified} instructions verified, {translated} bytes translated"
         );
-        assert!(verified > 0 && verified < 1_000_000, "{name}: {verified}");
+        // Headroom under the verifier's 1M limit: a change that doubles the walk (a
+        // branch on a new verdict value after the decision did) fails here first.
+        assert!(verified > 0 && verified < 600_000, "{name}: {verified}");
     }
 }
 

@@ -78,11 +78,8 @@ pub(super) fn emit_event(
     };
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         c.events_lost += 1;
-        if verdict == VERDICT_DENY {
-            c.denied_packets_lost += count;
-        } else if verdict == VERDICT_AUDIT {
-            c.audited_packets_lost += count;
-        }
+        c.denied_packets_lost += count * u64::from(verdict_passes(verdict) ^ 1);
+        c.audited_packets_lost += count * u64::from(verdict_is_audit(verdict));
         return;
     };
     let (src, src_port, dst, dst_port) = flow_endpoints(key);

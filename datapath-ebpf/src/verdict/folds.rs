@@ -40,11 +40,8 @@ impl Judged<'_> {
             return verdict;
         }
         let mut fold_key = *key;
-        fold_key.direction = if verdict == VERDICT_AUDIT {
-            self.direction | FOLD_DIRECTION_AUDIT
-        } else {
-            self.direction
-        };
+        // FOLD_DIRECTION_AUDIT is VERDICT_AUDIT's bit: no branch on the verdict.
+        fold_key.direction = self.direction | (verdict & FOLD_DIRECTION_AUDIT);
         match FOLDS.get_ptr_mut(&fold_key) {
             Some(fold) => {
                 // SAFETY: map value valid for this run; counts change only through

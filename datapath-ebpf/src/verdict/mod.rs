@@ -55,16 +55,15 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
         now: 0,
     };
     let verdict = judged.run();
-    let passes = verdict != VERDICT_DENY;
+    // Without branches on the verdict: each would double the verifier's walk.
+    let passes = verdict_passes(verdict);
     if let Some(c) = counters() {
         let d = (direction & 1) as usize;
         c.packets[d][passes as usize] += segs;
         c.bytes[d][passes as usize] += len;
-        if verdict == VERDICT_AUDIT {
-            c.audited_packets[d] += segs;
-        }
+        c.audited_packets[d] += segs * u64::from(verdict_is_audit(verdict));
     }
-    if passes { TCX_NEXT } else { DROP }
+    if passes != 0 { TCX_NEXT } else { DROP }
 }
 
 /// One packet being judged: what every path below needs to know about it.

@@ -19,7 +19,8 @@ impl Judged<'_> {
         } else {
             self.pod.egress_state
         };
-        if state != STATE_POLICIES_APPLIED && state != STATE_POLICIES_AUDIT {
+        // Both rule-checking states in one test (see `decide`).
+        if state & !STATE_AUDIT_BIT != STATE_POLICIES_APPLIED {
             return decide(state, None);
         }
         let selector_be = policy_selector(self.pod.policy_set, direction).to_be();
