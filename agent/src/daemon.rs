@@ -258,9 +258,7 @@ pub async fn run(
             });
             let options = k8s_source::SourceOptions {
                 policy_source: match config.policy_source {
-                    config::PolicyObjects::NetworkPolicy => {
-                        k8s_source::PolicySource::NetworkPolicy
-                    }
+                    config::PolicyObjects::NetworkPolicy => k8s_source::PolicySource::NetworkPolicy,
                     config::PolicyObjects::PolicyEndpoint => {
                         k8s_source::PolicySource::PolicyEndpoint
                     }

@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn full_jitter_is_the_ceiling_scaled_by_the_unit() {
         let ceiling = 100 * MS;
-        assert_eq!(jittered(ceiling, 1.0, 0.999_999), ceiling.mul_f64(0.999_999));
+        assert_eq!(
+            jittered(ceiling, 1.0, 0.999_999),
+            ceiling.mul_f64(0.999_999)
+        );
     }
 
     #[test]

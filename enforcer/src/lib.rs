@@ -114,7 +114,8 @@ impl Enforcer {
         Self {
             dp,
             resolver: Resolver::new(),
-            planner: Planner::starting_after(max_set, max_list).with_generations_above(max_generation),
+            planner: Planner::starting_after(max_set, max_list)
+                .with_generations_above(max_generation),
             options,
             binding: BindingOptions::default(),
             interfaces: HashMap::new(),

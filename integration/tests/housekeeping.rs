@@ -28,10 +28,17 @@ fn a_housekeeper_of_its_own_flushes_folds_reads_counters_and_sweeps_conntrack() 
     let first = fx.events();
     assert_eq!(first.len(), 1, "one event at once, four packets folded");
     wait_for_coarse_clock(first[0].timestamp_ns + window.as_nanos() as u64);
-    assert_eq!(housekeeper.flush_folds().expect("flush"), 1, "one fold examined");
+    assert_eq!(
+        housekeeper.flush_folds().expect("flush"),
+        1,
+        "one fold examined"
+    );
     let flushed = fx.events();
     assert_eq!(flushed.len(), 1);
-    assert_eq!(flushed[0].count, 4, "the flush through the pinned program sent the rest");
+    assert_eq!(
+        flushed[0].count, 4,
+        "the flush through the pinned program sent the rest"
+    );
     let counters = housekeeper.counters().expect("counters");
     assert_eq!(
         counters.packets[DIRECTION_INGRESS as usize][VERDICT_DENY as usize],
@@ -43,6 +50,9 @@ fn a_housekeeper_of_its_own_flushes_folds_reads_counters_and_sweeps_conntrack() 
     assert_eq!(fx.run(DIRECTION_INGRESS, pa, &allowed), ACT_PASS);
     assert_eq!(fx.dp().maps().conntrack().len(), 1);
     wait_for_coarse_clock(coarse_now_ns() + 2_000_000);
-    assert_eq!(housekeeper.sweep_conntrack(Duration::ZERO).expect("sweep"), 1);
+    assert_eq!(
+        housekeeper.sweep_conntrack(Duration::ZERO).expect("sweep"),
+        1
+    );
     assert!(fx.dp().maps().conntrack().is_empty());
 }

@@ -28,10 +28,10 @@ use kube::api::{ListParams, VersionMatch, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::retry::Backoff;
 use crate::convert::{Key, Kind, Object, Watched};
 use crate::error::{ErrorReason, Failure};
 use crate::health::Monitor;
+use crate::retry::Backoff;
 use crate::source::SourceOptions;
 
 /// A change for the state task.
