@@ -22,7 +22,7 @@ use policy::{ClusterState, EnforcingMode, ResolveOptions};
 use telemetry::{HttpConfig, HttpServers, Metrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
-use crate::{flowlog::FlowLogThread, guard::InstanceGuard, source};
+use crate::{flow_records::ConntrackChores, flowlog::FlowLogThread, guard::InstanceGuard, source};
 use enforcer::Enforcer;
 
 /// What the kernel's settings map should hold for this configuration.
@@ -206,7 +206,16 @@ pub async fn run(
     };
     let links_changed = Arc::new(tokio::sync::Notify::new());
     let link_watcher = enforcer::link_watch::spawn_watcher(links_changed.clone(), shutdown.clone());
-    let flow_log = FlowLogThread::spawn(reader, pipeline, crate::flowlog::DEFAULT_POLL_INTERVAL)?;
+    let (ct_chores, record_inbox) = ConntrackChores::new(
+        crate::flow_records::record_options(&config),
+        config.conntrack_cache_cleanup_period,
+    );
+    let flow_log = FlowLogThread::spawn_with_records(
+        reader,
+        pipeline,
+        crate::flowlog::DEFAULT_POLL_INTERVAL,
+        record_inbox,
+    )?;
     tracing::info!(pins = %config.bpffs_pin_dir.display(), log_file = %config.log_file.display(), %metrics_addr, %health_addr, "netpol-agent running");
 
     let (state_tx, mut state_rx) = tokio::sync::watch::channel::<Option<Arc<ClusterState>>>(None);
@@ -357,7 +366,7 @@ pub async fn run(
         housekeeper,
         stats.clone(),
         config.deny_fold_window,
-        config.conntrack_cache_cleanup_period,
+        ct_chores,
         shutdown.clone(),
     ));
 
@@ -449,7 +458,8 @@ fn hostname() -> String {
 }
 
 /// Periodic kernel-side chores on a handle of their own (never the enforcer's lock):
-/// flush due DENY folds, publish kernel counters, sweep idle conntrack entries.
+/// flush due DENY folds, publish kernel counters, sweep conntrack (ending flows,
+/// making flow records when they are on).
 async fn housekeeping(
     housekeeper: datapath::Housekeeper,
     stats: Arc<SharedStats>,

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod demo;
 pub mod explain;
+pub mod flow_records;
 pub mod flowlog;
 pub mod guard;
 pub mod inspect;

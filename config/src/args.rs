@@ -65,6 +65,13 @@ pub struct RunArgs {
     /// json|compat-v1.3: flow-log line format [default: json].
     #[arg(long, value_name = "FORMAT")]
     pub flow_log_format: Option<String>,
+    /// true|false: flow records (packets and bytes per flow both ways, at flow end and
+    /// every --flow-record-interval) in the flow log [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub flow_records: Option<String>,
+    /// A record of a long flow at least this often, 0 = only at flow end [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub flow_record_interval: Option<String>,
     /// Fold repeated DENYs of a flow within this window, 0 = off [default: 1s].
     #[arg(long, value_name = "DURATION")]
     pub deny_fold_window: Option<String>,
@@ -170,7 +177,8 @@ impl RunArgs {
             enable_network_policy, enable_ipv6, enforcing_mode, enable_policy_event_logs,
             enable_cloudwatch_logs, log_file, log_file_max_size, log_file_max_backups,
             log_file_max_age, log_file_min_age, log_file_compress_grace, flow_log_flush_interval,
-            flow_log_scope, flow_log_format, deny_fold_window, ring_buffer_size, policy_hash_entries,
+            flow_log_scope, flow_log_format, flow_records, flow_record_interval,
+            deny_fold_window, ring_buffer_size, policy_hash_entries,
             metrics_bind_addr,
             health_probe_bind_addr, conntrack_cache_cleanup_period, conntrack_cache_table_size,
             log_level, log_format, operational_log_file, max_concurrent_reconciles, cluster_name, node_name,

@@ -51,6 +51,11 @@ pub mod defaults {
     pub const FLOW_LOG_SCOPE: FlowLogScope = FlowLogScope::All;
     /// Ours: our JSON line.
     pub const FLOW_LOG_FORMAT: LineFormat = LineFormat::Json;
+    /// Ours: no flow records unless asked (every DNS query would become a record, and
+    /// CloudWatch bills per byte).
+    pub const FLOW_RECORDS: bool = false;
+    /// Ours: a long flow's record every minute, as VPC Flow Logs' shortest aggregation.
+    pub const FLOW_RECORD_INTERVAL: Duration = Duration::from_secs(60);
     /// Ours: repeated DENYs of one flow within this window fold into one line with a count.
     pub const DENY_FOLD_WINDOW: Duration = Duration::from_secs(1);
     /// Ours: kernel ring buffer bytes (the incumbent's is 512 KiB and loses events past
@@ -141,6 +146,13 @@ pub struct AgentConfig {
     pub flow_log_scope: FlowLogScope,
     /// Line format (`--flow-log-format`, json|compat-v1.3).
     pub flow_log_format: LineFormat,
+    /// Flow records in the flow log (`--flow-records`): packets and bytes per flow both
+    /// ways, at the flow's end and every `flow_record_interval`.
+    pub flow_records: bool,
+    /// A record of a long flow at least this often (`--flow-record-interval`); 0: only
+    /// at the flow's end.
+    #[serde(with = "crate::values::duration_serde")]
+    pub flow_record_interval: Duration,
     /// Repeated DENYs of one flow within this window fold into one line with a count
     /// (`--deny-fold-window`); 0 disables folding.
     #[serde(with = "crate::values::duration_serde")]
@@ -236,6 +248,8 @@ impl Default for AgentConfig {
             flow_log_flush_interval: d::FLOW_LOG_FLUSH_INTERVAL,
             flow_log_scope: d::FLOW_LOG_SCOPE,
             flow_log_format: d::FLOW_LOG_FORMAT,
+            flow_records: d::FLOW_RECORDS,
+            flow_record_interval: d::FLOW_RECORD_INTERVAL,
             deny_fold_window: d::DENY_FOLD_WINDOW,
             ring_buffer_size: d::RING_BUFFER_SIZE,
             policy_hash_entries: d::POLICY_HASH_ENTRIES,

@@ -257,6 +257,8 @@ settings! {
     flow_log_flush_interval: Duration, "--flow-log-flush-interval", "NETPOL_FLOW_LOG_FLUSH_INTERVAL", false;
     flow_log_scope: FlowLogScope, "--flow-log-scope", "NETPOL_FLOW_LOG_SCOPE", false;
     flow_log_format: LineFormat, "--flow-log-format", "NETPOL_FLOW_LOG_FORMAT", false;
+    flow_records: bool, "--flow-records", "NETPOL_FLOW_RECORDS", false;
+    flow_record_interval: Duration, "--flow-record-interval", "NETPOL_FLOW_RECORD_INTERVAL", false;
     deny_fold_window: Duration, "--deny-fold-window", "NETPOL_DENY_FOLD_WINDOW", false;
     ring_buffer_size: u32, "--ring-buffer-size", "NETPOL_RING_BUFFER_SIZE", false;
     policy_hash_entries: u32, "--policy-hash-entries", "NETPOL_POLICY_HASH_ENTRIES", false;

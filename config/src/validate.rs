@@ -275,6 +275,10 @@ pub fn problems(config: &AgentConfig) -> Vec<(&'static str, String)> {
         ),
     );
     check(
+        "flow_record_interval",
+        check_range(config.flow_record_interval, Duration::ZERO, secs(86_400)),
+    );
+    check(
         "deny_fold_window",
         check_range(config.deny_fold_window, Duration::ZERO, secs(60)),
     );

@@ -487,6 +487,8 @@ fn sample(key: &str) -> &'static str {
         "flow_log_scope" => "deny",
         "flow_log_format" => "compat-v1.3",
         "deny_fold_window" => "0",
+        "flow_records" => "true",
+        "flow_record_interval" => "10s",
         "ring_buffer_size" => "65536",
         "policy_hash_entries" => "4096",
         "metrics_bind_addr" => ":9100",

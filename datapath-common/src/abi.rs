@@ -9,7 +9,7 @@ use core::{
 
 /// Bumped whenever a map layout changes: pins live under `.../v{ABI_VERSION}/`, so a
 /// newer agent never reinterprets an older map.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Rules one rule list holds (the incumbent holds 24 per prefix).
 pub const MAX_RULES_PER_LIST: usize = 64;
@@ -372,20 +372,46 @@ pub struct FlowKey {
 const _: () = assert!(size_of::<FlowKey>() == 44);
 const _: () = assert!(offset_of!(FlowKey, pod_addr) == 12);
 
-/// A conntrack entry.
+/// A conntrack entry: the flow's verdict state and its counters, both ways.
+///
+/// The counters are exact under concurrency: the datapath adds to them with atomic
+/// adds (several CPUs may carry one flow), and userspace takes an entry's last value
+/// with one lookup-and-delete when the flow ends.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
+    /// The last packet's time (coarse clock), refreshed at most once a second.
     pub last_seen_ns: u64,
     /// The pod's `generation` when the flow was last allowed.
     pub generation: u32,
     /// The direction of the flow's first packet.
     pub origin_direction: u8,
-    pub _pad: [u8; 3],
+    /// Non-zero once a TCP RST passed either way. Plain byte stores: setting a flag
+    /// twice is harmless, and no store clobbers a neighbouring flag.
+    pub rst_seen: u8,
+    /// Non-zero once a TCP FIN passed, by direction (`DIRECTION_INGRESS`,
+    /// `DIRECTION_EGRESS`).
+    pub fin_seen: [u8; 2],
     pub policy_id: u32,
-    pub _pad2: u32,
+    pub _pad: u32,
+    /// The first packet's time (coarse clock).
+    pub start_ns: u64,
+    /// Wire packets (`max(1, gso_segs)`) by direction as seen from the pod.
+    pub packets: [u64; 2],
+    /// Bytes of the frames the datapath saw (Ethernet header included), by direction.
+    pub bytes: [u64; 2],
 }
-const _: () = assert!(size_of::<CtValue>() == 24);
+const _: () = assert!(size_of::<CtValue>() == 64);
+const _: () = assert!(offset_of!(CtValue, fin_seen) == 14);
+const _: () = assert!(offset_of!(CtValue, packets) == 32);
+const _: () = assert!(offset_of!(CtValue, bytes) == 48);
+
+impl CtValue {
+    /// Has the flow ended as TCP ends: a RST either way, or a FIN both ways?
+    pub const fn tcp_closed(&self) -> bool {
+        self.rst_seen != 0 || (self.fin_seen[0] != 0 && self.fin_seen[1] != 0)
+    }
+}
 
 /// Pending DENY packets of one flow, folded into one event per window.
 #[repr(C)]
@@ -469,9 +495,15 @@ pub struct Counters {
     pub audited_packets: [u64; 2],
     /// Audited packets carried by lost events.
     pub audited_packets_lost: u64,
-    pub _reserved: u64,
+    /// Conntrack entries the datapath created (inserts that found no entry).
+    pub conntrack_inserts: u64,
+    /// Conntrack entries the datapath deleted itself (a flow its pod's new rules deny).
+    pub conntrack_removals: u64,
+    /// Packets no entry counted: two CPUs opened the same flow at the same instant,
+    /// and the one whose insert lost dropped its packet from the flow's counters.
+    pub conntrack_insert_races: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 20 * 8);
+const _: () = assert!(size_of::<Counters>() == 22 * 8);
 
 /// One verdict, sent through the `EVENTS` ring buffer.
 #[repr(C)]

@@ -217,6 +217,9 @@ impl DatapathMaps {
             sum.fragments_untracked += c.fragments_untracked;
             sum.spoofed_packets += c.spoofed_packets;
             sum.wakeups_forced += c.wakeups_forced;
+            sum.conntrack_inserts += c.conntrack_inserts;
+            sum.conntrack_removals += c.conntrack_removals;
+            sum.conntrack_insert_races += c.conntrack_insert_races;
         }
         Ok(sum)
     }
@@ -227,6 +230,29 @@ impl DatapathMaps {
             .filter_map(Result::ok)
             .map(|(key, value)| ConntrackEntry { key, value })
             .collect()
+    }
+
+    /// The conntrack map itself, for the sweep's lookup-and-delete.
+    pub(crate) fn conntrack_map(&self) -> &MapData {
+        use aya::maps::IterableMap as _;
+        self.conntrack.map()
+    }
+
+    /// One conntrack entry's value, if present.
+    ///
+    /// # Errors
+    /// A failed map read other than "not found".
+    pub fn conntrack_value(&self, key: &FlowKey) -> Result<Option<CtValue>, DatapathError> {
+        match self.conntrack.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(DatapathError::map(map_names::CONNTRACK, e)),
+        }
     }
 
     /// # Errors

@@ -33,7 +33,7 @@ pub use sink::{
     DEFAULT_FLOW_LOG_PATH, FileSinkConfig, ensure_operational_log_apart, list_shipping_order,
     parse_rotated_name,
 };
-pub use stats::{KernelCounters, PipelineCounters, SharedStats};
+pub use stats::{ConntrackCounters, KernelCounters, PipelineCounters, SharedStats};
 pub mod metrics;
 
 #[cfg(test)]

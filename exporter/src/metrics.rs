@@ -59,6 +59,7 @@ impl Collector for StatsCollector {
         let k = self.stats.kernel.load();
         let p = self.stats.pipeline.load();
         let h = self.stats.housekeeping.load();
+        let ct = self.stats.conntrack.load();
         let e = &mut enc;
         labelled_counter(
             e,
@@ -117,6 +118,51 @@ impl Collector for StatsCollector {
             &[
                 ("kernel", k.events_filtered_scope),
                 ("userspace", p.events_filtered_scope),
+            ],
+        )?;
+        gauge(
+            e,
+            "network_policy_conntrack_entries",
+            "Conntrack entries alive at the last sweep",
+            ct.conntrack_entries as f64,
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_conntrack_removed",
+            "Conntrack entries gone, by who removed them: ended by the sweep (TCP close or idleness), deleted by the datapath (its pod's new rules deny the flow), or evicted by the kernel's LRU from a full table (never reported as flow records)",
+            "by",
+            &[
+                ("sweep", ct.conntrack_ended),
+                ("datapath", ct.conntrack_removed_kernel),
+                ("lru_eviction", ct.conntrack_evicted),
+            ],
+        )?;
+        counter(
+            e,
+            "network_policy_conntrack_inserts",
+            "Conntrack entries the datapath created",
+            ct.conntrack_inserts,
+        )?;
+        counter(
+            e,
+            "network_policy_conntrack_insert_race_packets",
+            "Packets no conntrack entry counted: two CPUs opened the same flow at the same instant and the second insert lost",
+            ct.conntrack_insert_race_packets,
+        )?;
+        counter(
+            e,
+            "network_policy_flow_records",
+            "Flow records the conntrack sweep made (periodic and final)",
+            ct.records_made,
+        )?;
+        labelled_counter(
+            e,
+            "network_policy_flow_records_dropped",
+            "Flow records not written, by why: the queue to the pipeline was full, or the compat line format has no record lines",
+            "reason",
+            &[
+                ("queue", ct.records_lost_queue),
+                ("compat_format", p.records_skipped_format),
             ],
         )?;
         counter(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use arc_swap::Cache;
 use datapath_common::abi::{FlowEvent, VERDICT_ACCEPT, VERDICT_AUDIT};
 use datapath_common::clock::monotonic_now_ns;
+use datapath_common::record::FlowRecord;
 
 use crate::clock::WallClock;
 use crate::enrich::{EnrichmentSnapshot, SnapshotHandle};
@@ -195,6 +196,34 @@ impl Pipeline {
         self.formatter.append(&mut self.buf, ev, unix_ms, &names);
         self.line_ends.push((self.buf.len(), denied_packets));
         self.last_event_ns = ev.timestamp_ns;
+        if self.first_pending_at.is_none() {
+            self.first_pending_at = Some(Instant::now());
+        }
+        if self.buf.len() >= self.group_bytes {
+            self.write_pending(Instant::now());
+        }
+    }
+
+    /// Handles one flow record: formatted into the pending group like an event's line
+    /// (the flow scope does not apply: records have their own switch), or counted as
+    /// skipped in a layout without record lines.
+    pub fn on_record(&mut self, record: &FlowRecord) {
+        self.counters.records_received += 1;
+        let ev = record.as_event();
+        let snapshot = self.snapshot.load();
+        let names = snapshot.resolve(&ev);
+        let times = (
+            self.clock.unix_ms(record.start_ns),
+            self.clock.unix_ms(record.end_ns),
+        );
+        if !self
+            .formatter
+            .append_record(&mut self.buf, record, &ev, times, &names)
+        {
+            self.counters.records_skipped_format += 1;
+            return;
+        }
+        self.line_ends.push((self.buf.len(), 0));
         if self.first_pending_at.is_none() {
             self.first_pending_at = Some(Instant::now());
         }

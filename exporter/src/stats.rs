@@ -10,7 +10,8 @@ use datapath_common::abi::{Counters, DIRECTION_EGRESS, DIRECTION_INGRESS, VERDIC
 /// Counts owned by the pipeline thread; a snapshot readable as a plain struct.
 ///
 /// After [`crate::pipeline::Pipeline::flush`], the accounting identity holds:
-/// `events_received == lines_written + lines_lost_no_space + lines_lost_write_error + events_filtered_scope`;
+/// `events_received + records_received == lines_written + lines_lost_no_space +
+/// lines_lost_write_error + events_filtered_scope + records_skipped_format`;
 /// every event read from the ring is received (no queue stands between them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PipelineCounters {
@@ -39,6 +40,40 @@ pub struct PipelineCounters {
     pub lines_pending: u64,
     pub rotations: u64,
     pub rotation_errors: u64,
+    /// Flow records handed to `on_record`.
+    pub records_received: u64,
+    /// Flow records not written because the line format has no record lines
+    /// (`compat`).
+    pub records_skipped_format: u64,
+}
+
+/// Conntrack and flow-record accounting, as the agent's conntrack sweep last
+/// published it.
+///
+/// Every flow the datapath tracked is in exactly one place: alive in conntrack
+/// (`conntrack_entries`), ended by the sweep (`conntrack_ended`, each with its final
+/// record when records are on), deleted by the datapath itself (a flow its pod's new
+/// rules deny), or evicted by the kernel's LRU when the table was full
+/// (`conntrack_evicted`: counted, never reported as a record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConntrackCounters {
+    /// Entries alive at the last sweep.
+    pub conntrack_entries: u64,
+    /// Entries the datapath created.
+    pub conntrack_inserts: u64,
+    /// Entries the datapath deleted itself.
+    pub conntrack_removed_kernel: u64,
+    /// Entries the sweep deleted (flows that ended).
+    pub conntrack_ended: u64,
+    /// Entries the LRU evicted (inserts minus removals minus live, since the agent
+    /// started).
+    pub conntrack_evicted: u64,
+    /// Packets no conntrack entry counted (two CPUs opened one flow at once).
+    pub conntrack_insert_race_packets: u64,
+    /// Flow records made by the sweep.
+    pub records_made: u64,
+    /// Flow records dropped because the pipeline's record queue was full.
+    pub records_lost_queue: u64,
 }
 
 /// The kernel's counters, summed over CPUs, as the datapath last read them.
@@ -109,7 +144,12 @@ atomic_mirror!(AtomicPipelineCounters of PipelineCounters {
     events_received, events_accept, events_deny, events_filtered_scope, lines_written,
     bytes_written, lines_lost_no_space, lines_lost_write_error, denied_packets_written,
     denied_packets_lost, denied_packets_filtered, lines_pending, rotations, rotation_errors,
-    events_audit,
+    events_audit, records_received, records_skipped_format,
+});
+
+atomic_mirror!(AtomicConntrackCounters of ConntrackCounters {
+    conntrack_entries, conntrack_inserts, conntrack_removed_kernel, conntrack_ended,
+    conntrack_evicted, conntrack_insert_race_packets, records_made, records_lost_queue,
 });
 
 atomic_mirror!(AtomicKernelCounters of KernelCounters {
@@ -135,6 +175,7 @@ pub struct SharedStats {
     pub pipeline: AtomicPipelineCounters,
     pub kernel: AtomicKernelCounters,
     pub housekeeping: AtomicHousekeepingCounters,
+    pub conntrack: AtomicConntrackCounters,
     /// Nanoseconds from the kernel timestamp of the last line written to its write.
     pub lag_ns: AtomicU64,
 }

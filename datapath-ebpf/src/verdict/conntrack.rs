@@ -1,14 +1,19 @@
 //! Conntrack on the packet path: a tracked flow passes (re-judged when the pod's rules
 //! changed), a new one is judged and tracked, mid-stream TCP is taken as a reply when
 //! the reverse direction would open it, and an ICMP error passes when the flow it
-//! quotes is tracked.
+//! quotes is tracked. Every packet of a tracked flow is counted in its entry (packets
+//! and bytes by direction, with atomic adds), and TCP FIN/RST flags are noted, so
+//! userspace can report each flow's volume and end.
 
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::bindings::BPF_NOEXIST;
 use datapath_common::*;
 
-use super::Judged;
+use super::{Judged, globals::counters};
 use crate::{
-    maps::CONNTRACK,
-    parse::{self, TCP_ACK, TCP_SYN},
+    maps::{CONNTRACK, CT_SCRATCH},
+    parse::{self, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 impl Judged<'_> {
@@ -19,6 +24,7 @@ impl Judged<'_> {
             // store whole u64/u32 fields.
             let ct = unsafe { &mut *ct };
             if ct.generation == self.pod.generation {
+                self.count(ct);
                 if self.now.wrapping_sub(ct.last_seen_ns) > 1_000_000_000 {
                     ct.last_seen_ns = self.now;
                 }
@@ -28,12 +34,17 @@ impl Judged<'_> {
             let origin = ct.origin_direction;
             let decision = self.evaluate(origin, key);
             if decision.is_accept() {
+                self.count(ct);
                 ct.generation = self.pod.generation;
                 ct.policy_id = decision.policy_id;
                 ct.last_seen_ns = self.now;
                 return VERDICT_ACCEPT;
             }
-            let _ = CONNTRACK.remove(key);
+            if CONNTRACK.remove(key).is_ok()
+                && let Some(c) = counters()
+            {
+                c.conntrack_removals += 1;
+            }
             return self.refuse(key, decision);
         }
         let p = self.pkt;
@@ -65,17 +76,64 @@ impl Judged<'_> {
         }
     }
 
+    /// Adds this packet to a tracked flow's counters and notes TCP FIN/RST.
+    #[inline(always)]
+    fn count(&self, ct: &mut CtValue) {
+        let d = (self.direction & 1) as usize;
+        atomic_add(&mut ct.packets[d], self.segs);
+        atomic_add(&mut ct.bytes[d], self.len);
+        let p = self.pkt;
+        if p.protocol == PROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+            // A closing flow's end time is its last packet's, not a second stale.
+            ct.last_seen_ns = self.now;
+            if p.tcp_flags & TCP_RST != 0 {
+                ct.rst_seen = 1;
+            }
+            if p.tcp_flags & TCP_FIN != 0 {
+                ct.fin_seen[d] = 1;
+            }
+        }
+    }
+
+    /// Tracks a new flow, this packet its first counted. When another CPU tracked the
+    /// same flow at the same instant, its entry stays and this packet is counted as an
+    /// insert race instead (the one packet no entry holds).
     #[inline(always)]
     fn track(&self, key: &FlowKey, origin: u8, policy_id: u32) {
-        let ct = CtValue {
-            last_seen_ns: self.now,
-            generation: self.pod.generation,
-            origin_direction: origin,
-            _pad: [0; 3],
-            policy_id,
-            _pad2: 0,
+        let Some(ct) = CT_SCRATCH.get_ptr_mut(0) else {
+            return;
         };
-        let _ = CONNTRACK.insert(key, &ct, 0);
+        // SAFETY: this CPU's scratch slot; nothing else runs on it meanwhile (TC
+        // programs run with preemption disabled).
+        let ct = unsafe { &mut *ct };
+        let d = (self.direction & 1) as usize;
+        let p = self.pkt;
+        let tcp_flags = if p.protocol == PROTO_TCP {
+            p.tcp_flags
+        } else {
+            0
+        };
+        ct.last_seen_ns = self.now;
+        ct.generation = self.pod.generation;
+        ct.origin_direction = origin;
+        ct.rst_seen = (tcp_flags & TCP_RST != 0) as u8;
+        ct.fin_seen = [0; 2];
+        ct.fin_seen[d] = (tcp_flags & TCP_FIN != 0) as u8;
+        ct.policy_id = policy_id;
+        ct._pad = 0;
+        ct.start_ns = self.now;
+        ct.packets = [0; 2];
+        ct.packets[d] = self.segs;
+        ct.bytes = [0; 2];
+        ct.bytes[d] = self.len;
+        let inserted = CONNTRACK.insert(key, ct, BPF_NOEXIST as u64).is_ok();
+        if let Some(c) = counters() {
+            if inserted {
+                c.conntrack_inserts += 1;
+            } else {
+                c.conntrack_insert_races += self.segs;
+            }
+        }
     }
 
     /// An ICMP error passes when the flow it quotes is tracked on this interface.
@@ -99,4 +157,12 @@ impl Judged<'_> {
         );
         CONNTRACK.get_ptr(&key).is_some()
     }
+}
+
+/// Atomic add (BPF `lock xadd`): other CPUs may count into the same entry.
+#[inline(always)]
+fn atomic_add(v: &mut u64, n: u64) {
+    // SAFETY: the u64 is 8-byte aligned inside the map value (offsets asserted in
+    // datapath-common) and lives for the program run.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(v, n) };
 }
