@@ -256,7 +256,7 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
         None,
     )?;
     start_agent(state, opts)?;
-    wait_ready(&names.node_netns, Duration::from_secs(60))?;
+    wait_ready(&names.node_netns, AGENT_DEADLINE)?;
     let late: Vec<&LabPodState> = state.pods.iter().filter(|p| p.pod.wire_late).collect();
     if !late.is_empty() {
         wait_unbound(&names.node_netns, late.len())?;
@@ -267,7 +267,7 @@ fn build(state: &mut LabState, docs: &[serde_yaml::Value], opts: &UpOptions) -> 
     }
     // Links and pods in the same order from here on.
     state.pods.sort_by_key(|p| p.pod.wire_late);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + AGENT_DEADLINE;
     for link in &links {
         wait_programmed(&names, link, deadline)?;
     }
@@ -342,8 +342,14 @@ fn wait_programmed(names: &LabNames, link: &netlab::PodLink, deadline: Instant) 
     Ok(())
 }
 
+/// How long the lab waits for the agent (start-up, binding, enforcing what `lab apply`
+/// wrote) before it gives up saying why. Every wait returns as soon as its condition
+/// holds; the bound only has to hold on a slow, loaded machine, where loading the
+/// datapath alone has taken 26 s.
+const AGENT_DEADLINE: Duration = Duration::from_secs(180);
+
 /// How long `lab apply` waits for the agent to enforce what it wrote.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+const APPLY_TIMEOUT: Duration = AGENT_DEADLINE;
 
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
@@ -388,7 +394,7 @@ fn wait_applied(state_dir: &Path, node_netns: &str, revision: u64) -> Result<()>
 /// Waits until the agent reports at least `count` pods without an interface (it has
 /// seen pods the lab wires late).
 fn wait_unbound(node_netns: &str, count: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + AGENT_DEADLINE;
     loop {
         let unbound = agent_metric(node_netns, "network_policy_pods_unbound");
         if unbound.is_some_and(|n| n as usize >= count) {
@@ -506,7 +512,7 @@ pub fn apply(state_dir: &Path, manifests_dir: &Path) -> Result<LabState> {
     if state.agent_pid.is_some() {
         wait_applied(state_dir, &names.node_netns, revision)?;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + AGENT_DEADLINE;
     for (pod, netns, link) in new_links {
         wait_programmed(&names, &link, deadline).with_context(|| format!("pod {}", pod.key()))?;
         netlab::assign_addresses(
