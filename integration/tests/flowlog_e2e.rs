@@ -31,7 +31,7 @@ type LineKey = (
     String,
 );
 
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 21] = [
     "level",
     "timestamp",
     "logger",
