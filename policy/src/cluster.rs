@@ -1,12 +1,15 @@
 //! Cluster-wide policy tiers as the AWS ClusterNetworkPolicy kind
 //! (`networking.k8s.aws/v1alpha1`) states them: a tier (Admin or Baseline), a
 //! priority, the pods it applies to, and ordered rules that Accept, Deny or Pass.
+//! The same model holds a policy read from ClusterPolicyEndpoints
+//! (`cluster_endpoints`), which names its pods (`subject_pods`) in place of selectors.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::model::{Direction, LabelSelector, Labels, Pod, PolicyPort};
+use crate::model::{Direction, LabelSelector, Labels, Pod, PodRef, PolicyPort};
 
 /// Where a cluster policy sits relative to namespace NetworkPolicies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -92,7 +95,8 @@ impl NamespacedPods {
 pub enum ClusterPeer {
     /// `namespaces` (pod selector empty) or `pods`.
     Pods(NamespacedPods),
-    /// `networks` (egress only): CIDRs.
+    /// `networks` (egress only in the kind): CIDRs. Also the resolved addresses of a
+    /// ClusterPolicyEndpoint, in both directions.
     Networks(Vec<IpNet>),
     /// `domainNames` (egress only): the datapath cannot match names.
     DomainNames(Vec<String>),
@@ -123,14 +127,22 @@ pub struct ClusterNetworkPolicy {
     /// 0-1000; lower is tried first.
     pub priority: u32,
     pub subject: NamespacedPods,
+    /// An explicit set of selected pods in place of `subject`: a policy read from
+    /// ClusterPolicyEndpoints, whose controller already chose the pods
+    /// (`podSelectorEndpoints`). `None` for a ClusterNetworkPolicy.
+    pub subject_pods: Option<BTreeSet<PodRef>>,
     pub ingress: Vec<ClusterRule>,
     pub egress: Vec<ClusterRule>,
 }
 
 impl ClusterNetworkPolicy {
-    /// Does the policy apply to `pod`, whose namespace has `namespace_labels`?
+    /// Does the policy apply to `pod`, whose namespace has `namespace_labels`? By
+    /// `subject_pods` when set, else by `subject`.
     pub fn selects(&self, pod: &Pod, namespace_labels: &Labels) -> bool {
-        self.subject.matches(pod, namespace_labels)
+        match &self.subject_pods {
+            Some(pods) => pods.contains(&pod.key()),
+            None => self.subject.matches(pod, namespace_labels),
+        }
     }
 
     pub fn rules(&self, direction: Direction) -> &[ClusterRule] {

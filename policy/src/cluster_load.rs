@@ -225,6 +225,7 @@ pub(crate) fn cluster_policy(
         tier: spec.tier,
         priority,
         subject,
+        subject_pods: None,
         ingress,
         egress,
     })

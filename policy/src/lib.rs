@@ -35,6 +35,7 @@
 //! ```
 
 pub mod cluster;
+pub mod cluster_endpoints;
 mod cluster_load;
 mod compile;
 pub mod endpoints;
@@ -55,6 +56,7 @@ pub use cluster::{
     ClusterAction, ClusterNetworkPolicy, ClusterPeer, ClusterRule, ClusterRuleRef, NamespacedPods,
     Tier,
 };
+pub use cluster_endpoints::{ClusterPolicyEndpoint, load_cluster_policy_endpoint};
 pub use cluster_load::{CLUSTER_POLICY_API_VERSION, CLUSTER_POLICY_KIND};
 pub use endpoints::{PolicyEndpoint, load_policy_endpoint};
 pub use error::{ApplyError, LoadError};
