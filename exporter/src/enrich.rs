@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use datapath_common::abi::{DIRECTION_INGRESS, FAMILY_IPV4, FlowEvent, VERDICT_ACCEPT};
 
-use crate::labels;
+use crate::labels::{self, Tier};
 
 /// What separates the policy names of the `Isolated By` key.
 pub const ISOLATED_BY_SEPARATOR: &str = ",";
@@ -28,13 +28,68 @@ pub struct PodInfo {
     pub isolated_by: [Arc<str>; 2],
 }
 
+/// The rule behind one policy id, as flow lines name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// The `Policy` value: `namespace/name` of a NetworkPolicy,
+    /// `ClusterNetworkPolicy/name` (see [`CLUSTER_POLICY_PREFIX`]) of a cluster
+    /// policy, or a fixed name (`node-local`).
+    pub name: Arc<str>,
+    /// The `Tier` value of a verdict the rule decided.
+    pub tier: Tier,
+}
+
+impl PolicyInfo {
+    pub fn new(name: impl Into<Arc<str>>, tier: Tier) -> Self {
+        Self {
+            name: name.into(),
+            tier,
+        }
+    }
+
+    /// A cluster policy's rule: named [`CLUSTER_POLICY_PREFIX`] + `name`.
+    pub fn cluster(name: &str, tier: Tier) -> Self {
+        let mut text = String::with_capacity(CLUSTER_POLICY_PREFIX.len() + name.len());
+        text.push_str(CLUSTER_POLICY_PREFIX);
+        text.push_str(name);
+        Self::new(text, tier)
+    }
+}
+
+/// A NetworkPolicy rule's name (tier `NETWORK_POLICY`).
+impl From<&str> for PolicyInfo {
+    fn from(name: &str) -> Self {
+        Self::new(name, Tier::NetworkPolicy)
+    }
+}
+
+/// A NetworkPolicy rule's name (tier `NETWORK_POLICY`).
+impl From<String> for PolicyInfo {
+    fn from(name: String) -> Self {
+        Self::new(name, Tier::NetworkPolicy)
+    }
+}
+
+/// A NetworkPolicy rule's name (tier `NETWORK_POLICY`).
+impl From<Arc<str>> for PolicyInfo {
+    fn from(name: Arc<str>) -> Self {
+        Self::new(name, Tier::NetworkPolicy)
+    }
+}
+
+/// What the `Policy` value of a cluster policy's rule starts with. Cluster policies
+/// have no namespace; the kind in its place keeps the value apart from every
+/// `namespace/name` (namespace names are lower case) and, holding a `/`, from every
+/// reason label.
+pub const CLUSTER_POLICY_PREFIX: &str = "ClusterNetworkPolicy/";
+
 /// Everything enrichment needs, immutable once published.
 #[derive(Debug, Clone, Default)]
 pub struct EnrichmentSnapshot {
     /// Pod addresses (IPv4 and IPv6) to pods, on every node.
     pub pods: HashMap<IpAddr, PodInfo>,
-    /// Policy ids as the datapath reports them to `namespace/name`.
-    pub policies: HashMap<u32, Arc<str>>,
+    /// Policy ids as the datapath reports them to the rule's policy name and tier.
+    pub policies: HashMap<u32, PolicyInfo>,
     /// The node this agent runs on (the `Node` key).
     pub node_name: Arc<str>,
 }
@@ -52,14 +107,19 @@ pub fn snapshot_handle(snapshot: EnrichmentSnapshot) -> SnapshotHandle {
 pub struct Resolved<'a> {
     pub src: Option<&'a PodInfo>,
     pub dst: Option<&'a PodInfo>,
-    /// `namespace/name`, or a reason label (see [`labels::reason`]) when no policy
-    /// decided, or `unknown-policy` for an id the snapshot does not know.
+    /// `namespace/name`, `ClusterNetworkPolicy/name`, or a reason label (see
+    /// [`labels::reason`]) when no policy decided, or `unknown-policy` for an id the
+    /// snapshot does not know.
     pub policy: &'a str,
+    /// The deciding tier: the deciding rule's, else from the reason (see
+    /// [`labels::tier`]); `NETWORK_POLICY` for an id the snapshot does not know.
+    pub tier: Tier,
     /// The peer pod's node when the peer is a pod on another node, else `""`.
     pub peer_node: &'a str,
     pub node: &'a str,
-    /// For a packet that did not pass as allowed (DENY): the policies isolating the pod
-    /// whose interface decided, in the event's direction; `""` otherwise.
+    /// For a packet that did not pass as allowed (DENY) and that no cluster rule
+    /// decided: the policies isolating the pod whose interface decided, in the event's
+    /// direction; `""` otherwise.
     pub isolated_by: &'a str,
 }
 
@@ -69,13 +129,16 @@ impl EnrichmentSnapshot {
     pub fn resolve(&self, ev: &FlowEvent) -> Resolved<'_> {
         let src = self.pods.get(&event_addr(ev.family, &ev.src_addr));
         let dst = self.pods.get(&event_addr(ev.family, &ev.dst_addr));
-        let policy = if ev.policy_id == 0 {
-            labels::reason(ev.reason)
+        let (policy, rule_tier) = if ev.policy_id == 0 {
+            (labels::reason(ev.reason), None)
         } else {
             self.policies
                 .get(&ev.policy_id)
-                .map_or("unknown-policy", |name| name)
+                .map_or(("unknown-policy", Some(Tier::NetworkPolicy)), |p| {
+                    (&*p.name, Some(p.tier))
+                })
         };
+        let tier = labels::tier(rule_tier, ev.reason);
         let peer = if ev.direction == DIRECTION_INGRESS {
             src
         } else {
@@ -90,8 +153,10 @@ impl EnrichmentSnapshot {
         } else {
             src
         };
+        // A cluster rule's deny is final: no NetworkPolicy rule would let the packet in.
+        let by_network_policies = !matches!(tier, Tier::Admin | Tier::Baseline);
         let isolated_by = match local {
-            Some(p) if ev.verdict != VERDICT_ACCEPT => p
+            Some(p) if ev.verdict != VERDICT_ACCEPT && by_network_policies => p
                 .isolated_by
                 .get(usize::from(ev.direction))
                 .map_or("", |names| names),
@@ -101,6 +166,7 @@ impl EnrichmentSnapshot {
             src,
             dst,
             policy,
+            tier,
             peer_node,
             node: &self.node_name,
             isolated_by,
@@ -146,6 +212,14 @@ mod tests {
         s.pods
             .insert("fd00::9".parse().unwrap(), pod("db", "data", "node-b"));
         s.policies.insert(3, "data/allow-client".into());
+        s.policies.insert(
+            0x8000_0000,
+            PolicyInfo::cluster("deny-egress-to-metadata", Tier::Admin),
+        );
+        s.policies.insert(
+            0x8000_0001,
+            PolicyInfo::cluster("baseline-deny-all", Tier::Baseline),
+        );
         s
     }
 
@@ -170,6 +244,7 @@ mod tests {
         assert_eq!(&*r.src.unwrap().name, "client");
         assert_eq!(&*r.dst.unwrap().namespace, "data");
         assert_eq!(r.policy, "data/allow-client");
+        assert_eq!(r.tier, Tier::NetworkPolicy);
         assert_eq!(r.peer_node, "node-b");
         assert_eq!(r.node, "node-a");
     }
@@ -190,6 +265,7 @@ mod tests {
         assert!(r.src.is_none());
         assert_eq!(&*r.dst.unwrap().name, "client");
         assert_eq!(r.policy, "no-rule-matched");
+        assert_eq!(r.tier, Tier::NetworkPolicy);
         assert_eq!(r.peer_node, "");
     }
 
@@ -206,6 +282,52 @@ mod tests {
         let r = s.resolve(&ev);
         assert_eq!(&*r.dst.unwrap().name, "db");
         assert_eq!(r.policy, "unknown-policy");
+        assert_eq!(r.tier, Tier::NetworkPolicy);
+    }
+
+    #[test]
+    fn cluster_rule_ids_resolve_to_the_cluster_policy_and_its_tier() {
+        let mut s = snapshot();
+        let client = s.pods.get_mut(&"10.0.0.1".parse().unwrap()).unwrap();
+        client.isolated_by = [Arc::default(), "default/out".into()];
+        let mut ev = FlowEvent {
+            family: FAMILY_IPV4,
+            direction: DIRECTION_EGRESS,
+            src_addr: v4([10, 0, 0, 1]),
+            dst_addr: v4([169, 254, 169, 254]),
+            verdict: datapath_common::abi::VERDICT_DENY,
+            reason: datapath_common::abi::REASON_POLICY,
+            policy_id: 0x8000_0000,
+            ..Default::default()
+        };
+        let r = s.resolve(&ev);
+        assert_eq!(r.policy, "ClusterNetworkPolicy/deny-egress-to-metadata");
+        assert_eq!(r.tier, Tier::Admin);
+        assert_eq!(
+            r.isolated_by, "",
+            "an Admin deny names no NetworkPolicy: none of their rules would admit it"
+        );
+        ev.policy_id = 0x8000_0001;
+        let r = s.resolve(&ev);
+        assert_eq!(r.policy, "ClusterNetworkPolicy/baseline-deny-all");
+        assert_eq!(r.tier, Tier::Baseline);
+        ev.policy_id = 0;
+        ev.reason = REASON_NO_RULE_MATCHED;
+        let r = s.resolve(&ev);
+        assert_eq!(
+            (r.tier, r.isolated_by),
+            (Tier::NetworkPolicy, "default/out")
+        );
+    }
+
+    #[test]
+    fn plain_names_convert_to_network_policy_entries() {
+        let p: PolicyInfo = "ns/p".into();
+        assert_eq!(p, PolicyInfo::new("ns/p", Tier::NetworkPolicy));
+        assert_eq!(
+            &*PolicyInfo::cluster("x", Tier::Admin).name,
+            "ClusterNetworkPolicy/x"
+        );
     }
 
     #[test]

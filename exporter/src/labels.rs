@@ -53,19 +53,63 @@ pub fn reason(code: u8) -> &'static str {
     }
 }
 
-/// The incumbent's `Tier` word for the compatibility format:
-/// `NETWORK_POLICY` when a NetworkPolicy rule decided, or when the pod is isolated by
-/// policies and none of their rules matched; `DEFAULT` when the pod's default state
-/// decided (not isolated, or default-deny); `ERROR` when the packet was refused for a
-/// datapath reason (spoofed source, untracked fragment) or the reason is unknown.
-pub fn tier(policy_id: u32, reason_code: u8) -> &'static str {
-    if policy_id != 0 {
-        return "NETWORK_POLICY";
+/// The layer of the tier order that decided a verdict: the `Tier` key of a JSON line
+/// and the `Tier` word of a compatibility line (the incumbent's five words).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// A ClusterNetworkPolicy rule of the Admin tier (before NetworkPolicies).
+    Admin,
+    /// A NetworkPolicy rule, or the pod is isolated by NetworkPolicies and none of
+    /// their rules matched.
+    #[default]
+    NetworkPolicy,
+    /// A ClusterNetworkPolicy rule of the Baseline tier (for pods no NetworkPolicy
+    /// selects in the direction).
+    Baseline,
+    /// The pod's default state: not isolated (allow) or default-deny.
+    Default,
+    /// Refused for a datapath reason (spoofed source, untracked fragment) or an
+    /// unknown reason.
+    Error,
+}
+
+impl Tier {
+    /// Every tier, in the tier order.
+    pub const ALL: [Tier; 5] = [
+        Tier::Admin,
+        Tier::NetworkPolicy,
+        Tier::Baseline,
+        Tier::Default,
+        Tier::Error,
+    ];
+
+    /// `ADMIN`, `NETWORK_POLICY`, `BASELINE`, `DEFAULT` or `ERROR`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Admin => "ADMIN",
+            Tier::NetworkPolicy => "NETWORK_POLICY",
+            Tier::Baseline => "BASELINE",
+            Tier::Default => "DEFAULT",
+            Tier::Error => "ERROR",
+        }
+    }
+}
+
+/// The tier of a verdict. `rule` is the tier of the rule that decided, as the
+/// enrichment snapshot names it (`None` when no rule decided, policy id 0); without
+/// one the reason tells: `NETWORK_POLICY` when the pod is isolated by policies and
+/// none of their rules matched, `DEFAULT` when the pod's default state decided (not
+/// isolated, or default-deny), `ERROR` for a datapath reason (spoofed source,
+/// untracked fragment) or an unknown reason.
+#[inline]
+pub fn tier(rule: Option<Tier>, reason_code: u8) -> Tier {
+    if let Some(tier) = rule {
+        return tier;
     }
     match reason_code {
-        REASON_POLICY | REASON_NO_RULE_MATCHED => "NETWORK_POLICY",
-        REASON_DEFAULT_ALLOW | REASON_DEFAULT_DENY => "DEFAULT",
-        _ => "ERROR",
+        REASON_POLICY | REASON_NO_RULE_MATCHED => Tier::NetworkPolicy,
+        REASON_DEFAULT_ALLOW | REASON_DEFAULT_DENY => Tier::Default,
+        _ => Tier::Error,
     }
 }
 
@@ -76,21 +120,33 @@ mod tests {
     #[test]
     fn tiers_follow_the_deciding_layer() {
         let rows = [
-            (7, REASON_POLICY, "NETWORK_POLICY"),
-            (0, REASON_NO_RULE_MATCHED, "NETWORK_POLICY"),
-            (0, REASON_DEFAULT_ALLOW, "DEFAULT"),
-            (0, REASON_DEFAULT_DENY, "DEFAULT"),
-            (0, REASON_SPOOFED_SOURCE, "ERROR"),
-            (0, REASON_FRAGMENT_UNTRACKED, "ERROR"),
-            (0, 200, "ERROR"),
+            (Some(Tier::NetworkPolicy), REASON_POLICY, "NETWORK_POLICY"),
+            (Some(Tier::Admin), REASON_POLICY, "ADMIN"),
+            (Some(Tier::Baseline), REASON_POLICY, "BASELINE"),
+            (None, REASON_POLICY, "NETWORK_POLICY"),
+            (None, REASON_NO_RULE_MATCHED, "NETWORK_POLICY"),
+            (None, REASON_DEFAULT_ALLOW, "DEFAULT"),
+            (None, REASON_DEFAULT_DENY, "DEFAULT"),
+            (None, REASON_SPOOFED_SOURCE, "ERROR"),
+            (None, REASON_FRAGMENT_UNTRACKED, "ERROR"),
+            (None, 200, "ERROR"),
         ];
-        for (id, reason_code, want) in rows {
+        for (rule, reason_code, want) in rows {
             assert_eq!(
-                tier(id, reason_code),
+                tier(rule, reason_code).as_str(),
                 want,
-                "policy {id} reason {reason_code}"
+                "rule tier {rule:?} reason {reason_code}"
             );
         }
+    }
+
+    #[test]
+    fn tier_words_are_the_incumbents_five() {
+        let words: Vec<&str> = Tier::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            words,
+            ["ADMIN", "NETWORK_POLICY", "BASELINE", "DEFAULT", "ERROR"]
+        );
     }
 
     #[test]

@@ -19,10 +19,12 @@ pub mod labels;
 pub mod timefmt;
 
 pub use enrich::{
-    EnrichmentSnapshot, ISOLATED_BY_SEPARATOR, PodInfo, SnapshotHandle, snapshot_handle,
+    CLUSTER_POLICY_PREFIX, EnrichmentSnapshot, ISOLATED_BY_SEPARATOR, PodInfo, PolicyInfo,
+    SnapshotHandle, snapshot_handle,
 };
 pub use error::ExporterError;
 pub use format::{FlowScope, LineFormat, LineFormatter};
+pub use labels::Tier;
 pub mod pipeline;
 pub mod sink;
 pub mod stats;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use datapath_common::abi::{DIRECTION_INGRESS, FAMILY_IPV4, FlowKey, PROTO_TCP};
 use datapath_common::record::{FlowEnd, FlowRecord};
 use exporter::clock::WallClock;
-use exporter::enrich::{EnrichmentSnapshot, PodInfo};
-use exporter::{FileSinkConfig, LineFormat, Pipeline, PipelineConfig, snapshot_handle};
+use exporter::enrich::{EnrichmentSnapshot, PodInfo, PolicyInfo};
+use exporter::{FileSinkConfig, LineFormat, Pipeline, PipelineConfig, Tier, snapshot_handle};
 
 fn config(format: LineFormat) -> PipelineConfig {
     PipelineConfig {
@@ -78,7 +78,7 @@ fn a_record_line_is_a_verdict_line_of_its_initiator_then_the_record_keys() {
             r#"{"level":"info","timestamp":"2023-05-30T16:05:34.073Z","logger":"ebpf-client","msg":"Flow Info: ","#,
             r#""Src IP":"10.9.0.1","Src Port":40000,"Dest IP":"10.1.0.2","Dest Port":80,"Proto":"TCP","Verdict":"ACCEPT","#,
             r#""Direction":"ingress","Src Pod":"","Src Namespace":"","Dest Pod":"web-1","Dest Namespace":"shop","#,
-            r#""Policy":"default-allow","Count":3,"Bytes":300,"Node":"node-a","Peer Node":"","Isolated By":"","#,
+            r#""Policy":"default-allow","Count":3,"Bytes":300,"Node":"node-a","Peer Node":"","Isolated By":"","Tier":"DEFAULT","#,
             r#""Record":"fin","Start":"2023-05-30T16:05:32.573Z","End":"2023-05-30T16:05:34.073Z","#,
             r#""Reverse Count":5,"Reverse Bytes":6000}"#,
             "\n"
@@ -88,6 +88,35 @@ fn a_record_line_is_a_verdict_line_of_its_initiator_then_the_record_keys() {
     assert_eq!(line["Record"], "fin");
     let c = p.counters();
     assert_eq!((c.records_received, c.lines_written), (1, 1));
+}
+
+#[test]
+fn a_record_of_a_flow_a_cluster_rule_admitted_names_it_and_its_tier_before_the_record_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("network-policy-agent.log");
+    let mut snap = EnrichmentSnapshot {
+        node_name: "node-a".into(),
+        ..Default::default()
+    };
+    snap.policies.insert(
+        0x8000_0003,
+        PolicyInfo::cluster("baseline-allow-web", Tier::Baseline),
+    );
+    let mut p = Pipeline::new(config(LineFormat::Json), snapshot_handle(snap), &path).unwrap();
+    p.set_clock(WallClock::fixed(1_685_462_731_573_000_000));
+    p.on_record(&FlowRecord {
+        policy_id: 0x8000_0003,
+        ..record(FlowEnd::Idle)
+    });
+    p.flush();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(concat!(
+            r#""Policy":"ClusterNetworkPolicy/baseline-allow-web","Count":3,"Bytes":300,"#,
+            r#""Node":"node-a","Peer Node":"","Isolated By":"","Tier":"BASELINE","Record":"idle","#
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -100,6 +100,11 @@ impl PolicyTable {
         self.cluster.get(&id)
     }
 
+    /// Every cluster policy rule, by ascending id.
+    pub fn cluster_rules(&self) -> impl Iterator<Item = (u32, &ClusterRuleRef)> {
+        self.cluster.iter().map(|(id, r)| (*id, r))
+    }
+
     pub(crate) fn set_cluster_rules(
         &mut self,
         rules: impl IntoIterator<Item = (u32, ClusterRuleRef)>,

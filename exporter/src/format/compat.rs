@@ -4,18 +4,19 @@
 //! `Proto: X Verdict: Y Direction: Z Tier: T`, as the incumbent does. Unlike the
 //! incumbent, addresses keep every octet (`64.6.160.0`). `level` is `info` for DENY
 //! (and AUDIT, a verdict the incumbent does not have) and `debug` for ACCEPT, as the
-//! incumbent logs them. No pod, policy or count: use
-//! the JSON layout for those.
+//! incumbent logs them. `Tier` is the incumbent's word for the deciding layer
+//! (`ADMIN`, `NETWORK_POLICY`, `BASELINE`, `DEFAULT`, `ERROR`), as the JSON line's
+//! `Tier` key. No pod, policy or count: use the JSON layout for those.
 
 use datapath_common::abi::{FAMILY_IPV4, FlowEvent, VERDICT_ACCEPT};
 
 use super::write::{push_ip, push_u64};
-use crate::labels;
+use crate::labels::{self, Tier};
 use crate::timefmt::TIMESTAMP_LEN;
 
-/// Appends one compatibility line for `ev`.
+/// Appends one compatibility line for `ev`, decided in `tier`.
 #[inline]
-pub fn append_line(buf: &mut Vec<u8>, ev: &FlowEvent, ts: &[u8; TIMESTAMP_LEN]) {
+pub fn append_line(buf: &mut Vec<u8>, ev: &FlowEvent, ts: &[u8; TIMESTAMP_LEN], tier: Tier) {
     let head: &[u8] = if ev.verdict == VERDICT_ACCEPT {
         b"{\"level\":\"debug\",\"ts\":\""
     } else {
@@ -39,7 +40,7 @@ pub fn append_line(buf: &mut Vec<u8>, ev: &FlowEvent, ts: &[u8; TIMESTAMP_LEN]) 
     buf.extend_from_slice(pick(v6, b" Direction: ", b" Direction "));
     buf.extend_from_slice(labels::direction(ev.direction).as_bytes());
     buf.extend_from_slice(pick(v6, b" Tier: ", b", Tier "));
-    buf.extend_from_slice(labels::tier(ev.policy_id, ev.reason).as_bytes());
+    buf.extend_from_slice(tier.as_str().as_bytes());
     buf.extend_from_slice(b"\"}\n");
 }
 

@@ -1,7 +1,8 @@
 //! The default line: one JSON object whose first keys are exactly those of the EKS
 //! guide's example (`level` … `Verdict`, same names, order and value types), followed
-//! by ours (`Direction` … `Isolated By`); a flow record's line adds its own keys after
-//! those (`Record` … `Reverse Bytes`). See the crate README for every key.
+//! by ours (`Direction` … `Isolated By`, then `Tier`); a flow record's line adds its
+//! own keys after those (`Record` … `Reverse Bytes`). See the crate README for every
+//! key.
 
 use datapath_common::abi::FlowEvent;
 use datapath_common::record::FlowRecord;
@@ -109,4 +110,6 @@ fn append_keys(
     push_json_str(buf, names.peer_node);
     buf.extend_from_slice(b"\",\"Isolated By\":\"");
     push_json_str(buf, names.isolated_by);
+    buf.extend_from_slice(b"\",\"Tier\":\"");
+    buf.extend_from_slice(names.tier.as_str().as_bytes());
 }

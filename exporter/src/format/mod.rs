@@ -119,7 +119,7 @@ impl LineFormatter {
         let ts = self.timestamps.format(unix_ms);
         match self.format {
             LineFormat::Json => json::append_line(buf, ev, ts, names),
-            LineFormat::Compat => compat::append_line(buf, ev, ts),
+            LineFormat::Compat => compat::append_line(buf, ev, ts, names.tier),
         }
     }
 
