@@ -29,7 +29,7 @@ use datapath::{
     Datapath,
     links::{self, LinkTable},
 };
-use exporter::{EnrichmentSnapshot, PodInfo, SnapshotHandle};
+use exporter::{EnrichmentSnapshot, PodInfo, PolicyInfo, SnapshotHandle, Tier};
 use policy::{ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, Resolver};
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -517,7 +517,9 @@ impl Enforcer {
     }
 }
 
-/// Names for the flow-log lines: every pod with an address, and every policy id.
+/// Names for the flow-log lines: every pod with an address, and every policy id with
+/// its tier (NetworkPolicy rules and node-local `NETWORK_POLICY`, cluster rules their
+/// policy's `ADMIN` or `BASELINE`).
 fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> EnrichmentSnapshot {
     let mut pods = HashMap::new();
     // Many pods share one set of isolating policies: one string per set.
@@ -554,14 +556,154 @@ fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> E
             pods.insert(*ip, info.clone());
         }
     }
-    let mut policies: HashMap<u32, Arc<str>> = HashMap::new();
+    let mut policies: HashMap<u32, PolicyInfo> = HashMap::new();
     for (id, rule) in resolved.table.iter() {
         policies.insert(id, rule.policy.to_string().into());
     }
-    policies.insert(policy::NODE_LOCAL_POLICY_ID, "node-local".into());
+    // Cluster policies have no namespace: `ClusterNetworkPolicy/<name>`, one string
+    // per policy however many rules it has.
+    let mut cluster_names: HashMap<&str, Arc<str>> = HashMap::new();
+    for (id, rule) in resolved.table.cluster_rules() {
+        let tier = match rule.tier {
+            policy::Tier::Admin => Tier::Admin,
+            policy::Tier::Baseline => Tier::Baseline,
+        };
+        let name = cluster_names
+            .entry(rule.policy.as_str())
+            .or_insert_with(|| PolicyInfo::cluster(&rule.policy, tier).name);
+        policies.insert(id, PolicyInfo::new(Arc::clone(name), tier));
+    }
+    policies.insert(policy::NODE_LOCAL_POLICY_ID, policy::NODE_LOCAL_NAME.into());
     EnrichmentSnapshot {
         pods,
         policies,
         node_name: node_name.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datapath::abi::{
+        DIRECTION_EGRESS, DIRECTION_INGRESS, FAMILY_IPV4, FlowEvent, REASON_POLICY, VERDICT_ACCEPT,
+        VERDICT_DENY,
+    };
+
+    /// A pod of node-1, a NetworkPolicy selecting it, an Admin cluster policy (two
+    /// rules) and a Baseline one.
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {nodeName: node-1, containers: [{name: c, image: x}]}
+status: {phase: Running, podIPs: [{ip: 10.1.0.2}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 80}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: deny-egress-to-metadata}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  egress:
+    - {name: imds, action: Deny, to: [{networks: [169.254.169.254/32]}]}
+    - {name: imds-v6, action: Deny, to: [{networks: ["fd00:ec2::254/128"]}]}
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-allow-dns}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+    - {action: Accept, to: [{networks: [10.100.0.10/32]}]}
+"#;
+
+    fn event(policy_id: u32, direction: u8, verdict: u8) -> FlowEvent {
+        let mut pod = [0; 16];
+        pod[..4].copy_from_slice(&[10, 1, 0, 2]);
+        FlowEvent {
+            family: FAMILY_IPV4,
+            direction,
+            verdict,
+            reason: REASON_POLICY,
+            policy_id,
+            src_addr: pod,
+            dst_addr: pod,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cluster_rule_ids_are_named_after_their_cluster_policy_with_its_tier() {
+        let state = policy::load_str("state.yaml", STATE).unwrap();
+        let options = ResolveOptions {
+            node_name: "node-1".into(),
+            ..Default::default()
+        };
+        let resolved = Resolver::new().resolve(&state, &options);
+        let snapshot = enrichment(&state, &resolved, "node-1");
+
+        let cluster: Vec<(u32, String)> = resolved
+            .table
+            .cluster_rules()
+            .map(|(id, r)| (id, r.policy.clone()))
+            .collect();
+        assert_eq!(cluster.len(), 3, "{cluster:?}");
+        for (id, policy) in &cluster {
+            assert!(*id >= policy::tiers::CLUSTER_RULE_ID_BASE);
+            let want = if policy == "baseline-allow-dns" {
+                Tier::Baseline
+            } else {
+                Tier::Admin
+            };
+            let ev = event(*id, DIRECTION_EGRESS, VERDICT_DENY);
+            let names = snapshot.resolve(&ev);
+            assert_eq!(
+                names.policy,
+                format!("ClusterNetworkPolicy/{policy}"),
+                "id {id:#x}"
+            );
+            assert_eq!(names.tier, want, "id {id:#x} of {policy}");
+        }
+        let admin: Vec<&PolicyInfo> = cluster
+            .iter()
+            .filter(|(_, p)| p == "deny-egress-to-metadata")
+            .map(|(id, _)| &snapshot.policies[id])
+            .collect();
+        assert_eq!(admin.len(), 2);
+        assert!(
+            Arc::ptr_eq(&admin[0].name, &admin[1].name),
+            "the rules of one policy share its name"
+        );
+
+        // NetworkPolicy rules and node-local keep their names and tier.
+        let (np_id, _) = resolved.table.iter().next().expect("allow-web has a rule");
+        let names = snapshot.resolve(&event(np_id, DIRECTION_INGRESS, VERDICT_ACCEPT));
+        assert_eq!(
+            (names.policy, names.tier),
+            ("shop/allow-web", Tier::NetworkPolicy)
+        );
+        let names = snapshot.resolve(&event(
+            policy::NODE_LOCAL_POLICY_ID,
+            DIRECTION_INGRESS,
+            VERDICT_ACCEPT,
+        ));
+        assert_eq!(
+            (names.policy, names.tier),
+            ("node-local", Tier::NetworkPolicy)
+        );
     }
 }
