@@ -4,7 +4,9 @@
 //! carried over; the API object is dropped right after. PolicyEndpoint objects
 //! (`networking.k8s.aws/v1alpha1`, no Rust type in k8s-openapi) are read as
 //! `PolicyEndpointObject`, their spec kept as JSON for
-//! `policy::load_policy_endpoint`.
+//! `policy::load_policy_endpoint`; ClusterPolicyEndpoints (the same group,
+//! cluster-scoped) likewise as `ClusterPolicyEndpointObject` for
+//! `policy::load_cluster_policy_endpoint`.
 
 use std::collections::BTreeMap;
 
@@ -23,15 +25,20 @@ pub enum Kind {
     Pod,
     NetworkPolicy,
     PolicyEndpoint,
+    ClusterPolicyEndpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Namespace,
         Kind::Pod,
         Kind::NetworkPolicy,
         Kind::PolicyEndpoint,
+        Kind::ClusterPolicyEndpoint,
     ];
+
+    /// How many kinds there are (the length of the per-kind arrays).
+    pub(crate) const COUNT: usize = Self::ALL.len();
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +46,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::PolicyEndpoint => "PolicyEndpoint",
+            Kind::ClusterPolicyEndpoint => "ClusterPolicyEndpoint",
         }
     }
 
@@ -49,6 +57,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::NetworkPolicy => "networkpolicies",
             Kind::PolicyEndpoint => "policyendpoints",
+            Kind::ClusterPolicyEndpoint => "clusterpolicyendpoints",
         }
     }
 
@@ -58,6 +67,7 @@ impl Kind {
             Kind::Pod => 1,
             Kind::NetworkPolicy => 2,
             Kind::PolicyEndpoint => 3,
+            Kind::ClusterPolicyEndpoint => 4,
         }
     }
 }
@@ -76,6 +86,8 @@ pub enum Key {
     NetworkPolicy(policy::PolicyRef),
     /// One PolicyEndpoint object (a slice of a policy), by its own namespace and name.
     PolicyEndpoint(policy::ObjectRef),
+    /// One ClusterPolicyEndpoint object (a slice of a cluster policy), by its name.
+    ClusterPolicyEndpoint(String),
 }
 
 impl std::fmt::Display for Key {
@@ -85,6 +97,7 @@ impl std::fmt::Display for Key {
             Key::Pod(r) => write!(f, "Pod {r}"),
             Key::NetworkPolicy(r) => write!(f, "NetworkPolicy {r}"),
             Key::PolicyEndpoint(r) => write!(f, "PolicyEndpoint {r}"),
+            Key::ClusterPolicyEndpoint(name) => write!(f, "ClusterPolicyEndpoint {name}"),
         }
     }
 }
@@ -96,6 +109,7 @@ pub enum Object {
     Pod(policy::Pod),
     NetworkPolicy(policy::NetworkPolicy),
     PolicyEndpoint(policy::PolicyEndpoint),
+    ClusterPolicyEndpoint(policy::ClusterPolicyEndpoint),
 }
 
 impl Object {
@@ -105,6 +119,7 @@ impl Object {
             Object::Pod(p) => Key::Pod(p.key()),
             Object::NetworkPolicy(p) => Key::NetworkPolicy(p.key()),
             Object::PolicyEndpoint(p) => Key::PolicyEndpoint(p.key()),
+            Object::ClusterPolicyEndpoint(p) => Key::ClusterPolicyEndpoint(p.name.clone()),
         }
     }
 }
@@ -120,6 +135,10 @@ pub trait Watched:
     + 'static
 {
     const KIND: Kind;
+
+    /// May the API server not serve this kind at all (its CRD not installed)? A 404
+    /// to a list then means "no objects", not a failure (`watch`).
+    const OPTIONAL: bool = false;
 
     /// The identity, from metadata only (enough for DELETED events).
     fn model_key(&self) -> Key;
@@ -332,6 +351,73 @@ impl Watched for PolicyEndpointObject {
     }
 }
 
+/// A `networking.k8s.aws/v1alpha1` ClusterPolicyEndpoint (cluster-scoped) as the API
+/// serves it: metadata, and the spec left as JSON for the policy crate's loader. The
+/// CRD exists only where the EKS controller supports ClusterNetworkPolicies, so the
+/// kind is `OPTIONAL`.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ClusterPolicyEndpointObject {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Value,
+}
+
+impl k8s_openapi::Resource for ClusterPolicyEndpointObject {
+    const API_VERSION: &'static str =
+        policy::cluster_endpoints::CLUSTER_POLICY_ENDPOINT_API_VERSION;
+    const GROUP: &'static str = "networking.k8s.aws";
+    const KIND: &'static str = policy::cluster_endpoints::CLUSTER_POLICY_ENDPOINT_KIND;
+    const VERSION: &'static str = "v1alpha1";
+    const URL_PATH_SEGMENT: &'static str = "clusterpolicyendpoints";
+    type Scope = k8s_openapi::ClusterResourceScope;
+}
+
+impl k8s_openapi::ListableResource for ClusterPolicyEndpointObject {
+    const LIST_KIND: &'static str = "ClusterPolicyEndpointList";
+}
+
+impl k8s_openapi::Metadata for ClusterPolicyEndpointObject {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl Watched for ClusterPolicyEndpointObject {
+    const KIND: Kind = Kind::ClusterPolicyEndpoint;
+    const OPTIONAL: bool = true;
+
+    fn model_key(&self) -> Key {
+        Key::ClusterPolicyEndpoint(self.name_any())
+    }
+
+    fn to_model(&self) -> Result<Object, ConvertError> {
+        let key = self.model_key();
+        let manifest = json!({
+            "apiVersion": policy::cluster_endpoints::CLUSTER_POLICY_ENDPOINT_API_VERSION,
+            "kind": policy::cluster_endpoints::CLUSTER_POLICY_ENDPOINT_KIND,
+            "metadata": { "name": self.name_any() },
+            "spec": self.spec,
+        });
+        let value = serde_yaml::to_value(&manifest).map_err(|source| ConvertError::Encode {
+            object: key.to_string(),
+            source,
+        })?;
+        policy::load_cluster_policy_endpoint(&key.to_string(), value)
+            .map(Object::ClusterPolicyEndpoint)
+            .map_err(|source| ConvertError::Invalid {
+                object: key.to_string(),
+                source: Box::new(source),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,5 +550,42 @@ spec:
             pod.model_key(),
             Key::Pod(policy::ObjectRef::new("shop", "web-1"))
         );
+    }
+
+    const CLUSTER_SLICE: &str = r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterPolicyEndpoint
+metadata: {name: guard-x7k2p, generateName: guard-, resourceVersion: "9"}
+spec:
+  policyRef: {name: guard}
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {}}
+  podSelectorEndpoints: [{podIP: 10.0.0.5, hostIP: 192.168.0.1, name: web-1, namespace: shop}]
+  egress: [{cidr: 169.254.169.254/32, action: Deny}]
+"#;
+
+    #[test]
+    fn cluster_policy_endpoint_from_the_api_equals_the_policy_loaders_reading() {
+        let object: ClusterPolicyEndpointObject = api_object(CLUSTER_SLICE);
+        let expected =
+            policy::load_cluster_policy_endpoint("x", serde_yaml::from_str(CLUSTER_SLICE).unwrap())
+                .expect("loads");
+        assert_eq!(
+            object.to_model().expect("converts"),
+            Object::ClusterPolicyEndpoint(expected)
+        );
+        assert_eq!(
+            object.model_key(),
+            Key::ClusterPolicyEndpoint("guard-x7k2p".into())
+        );
+        let bad: ClusterPolicyEndpointObject =
+            api_object(&CLUSTER_SLICE.replace("action: Deny", "action: Allow"));
+        let error = bad.to_model().expect_err("bad action").to_string();
+        assert!(
+            error.contains("ClusterPolicyEndpoint guard-x7k2p"),
+            "{error}"
+        );
+        assert!(error.contains("spec.egress[0].action"), "{error}");
     }
 }

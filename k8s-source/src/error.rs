@@ -61,6 +61,9 @@ pub enum ErrorReason {
     Unauthorized,
     /// 410: the watch history or a list's continue token has expired; a relist follows.
     Gone,
+    /// 404: the server does not serve the resource (its CRD is not installed). For an
+    /// optional kind (ClusterPolicyEndpoints) this means "no objects", not a failure.
+    NotFound,
     /// No connection to the API server, or it broke (refused, reset, TLS, DNS).
     Connect,
     /// A request timed out (client side, or answered 408/504).
@@ -74,10 +77,11 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 8] = [
+    pub const ALL: [ErrorReason; 9] = [
         Self::Forbidden,
         Self::Unauthorized,
         Self::Gone,
+        Self::NotFound,
         Self::Connect,
         Self::Timeout,
         Self::Decode,
@@ -91,6 +95,7 @@ impl ErrorReason {
             Self::Forbidden => "forbidden",
             Self::Unauthorized => "unauthorized",
             Self::Gone => "gone",
+            Self::NotFound => "not_found",
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::Decode => "decode",
@@ -104,6 +109,7 @@ impl ErrorReason {
         match code {
             401 => Self::Unauthorized,
             403 => Self::Forbidden,
+            404 => Self::NotFound,
             410 => Self::Gone,
             408 | 504 => Self::Timeout,
             429 | 500..=599 => Self::Server,
@@ -227,7 +233,8 @@ mod tests {
             (504, ErrorReason::Timeout),
             (429, ErrorReason::Server),
             (500, ErrorReason::Server),
-            (404, ErrorReason::Other),
+            (404, ErrorReason::NotFound),
+            (400, ErrorReason::Other),
         ] {
             assert_eq!(ErrorReason::of(&api_error(code)), reason, "{code}");
         }

@@ -80,7 +80,7 @@ pub(crate) struct Failing {
 }
 
 /// The failures of the watchers, by `Kind::index`.
-pub(crate) type Failures = [Option<Failing>; 4];
+pub(crate) type Failures = [Option<Failing>; Kind::COUNT];
 
 /// The channel the watchers report their failures on.
 pub(crate) fn failures() -> (Arc<watch::Sender<Failures>>, watch::Receiver<Failures>) {
@@ -95,6 +95,8 @@ pub(crate) struct Monitor {
     metrics: SourceMetrics,
     report: Arc<watch::Sender<Failures>>,
     failing: Option<Failing>,
+    /// An optional kind the server does not serve (404), since when.
+    absent: Option<Instant>,
 }
 
 impl Monitor {
@@ -108,6 +110,7 @@ impl Monitor {
             metrics,
             report,
             failing: None,
+            absent: None,
         }
     }
 
@@ -183,8 +186,41 @@ impl Monitor {
         tracing::warn!(kind = self.kind.as_str(), error = %failure.message, "watch event not decoded; ignored");
     }
 
+    /// An optional kind's list was answered 404 (its CRD is not installed): counted as
+    /// `not_found` and logged once (INFO) until the kind is served; not a failure, so
+    /// the source stays healthy. The next list follows after `recheck_in`.
+    pub(crate) fn absent(&mut self, failure: &Failure, recheck_in: Duration) {
+        self.metrics.count(self.kind, failure.reason);
+        self.clear_failure();
+        if self.absent.is_some() {
+            tracing::debug!(kind = self.kind.as_str(), error = %failure.message, ?recheck_in, "still not served");
+            return;
+        }
+        self.absent = Some(Instant::now());
+        tracing::info!(
+            kind = self.kind.as_str(),
+            resource = self.kind.plural(),
+            error = %failure.message,
+            ?recheck_in,
+            "the API server does not serve this kind (404: its CRD is not installed): taken as no objects; checking again periodically"
+        );
+    }
+
     /// A call succeeded (a complete list, a watch accepted, an event).
     pub(crate) fn succeeded(&mut self) {
+        if let Some(since) = self.absent.take() {
+            tracing::info!(
+                kind = self.kind.as_str(),
+                resource = self.kind.plural(),
+                absent_secs = since.elapsed().as_secs_f64(),
+                "the API server serves this kind now"
+            );
+        }
+        self.clear_failure();
+    }
+
+    /// The server answered: any failure is over.
+    fn clear_failure(&mut self) {
         let Some(failing) = self.failing.take() else {
             return;
         };

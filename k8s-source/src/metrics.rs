@@ -1,6 +1,8 @@
 //! The source's Prometheus metric: `network_policy_source_errors`, failed API calls
-//! and watch ERROR events by watched kind (`namespaces`, `pods`, `networkpolicies`) and
-//! `ErrorReason`. Every row exists from the start, at zero.
+//! and watch ERROR events by watched kind (`namespaces`, `pods`, `networkpolicies`,
+//! `policyendpoints`, `clusterpolicyendpoints`) and `ErrorReason`. Every row exists
+//! from the start, at zero. A ClusterPolicyEndpoint list answered 404 (CRD absent) is
+//! counted as `not_found`, though it is no failure.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

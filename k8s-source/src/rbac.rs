@@ -47,4 +47,11 @@ pub const WATCHED_RESOURCES: &[ApiAccess] = &[
         resource: "policyendpoints",
         verbs: GRANTED_VERBS,
     },
+    // With `--policy-source policyendpoint` too: the cluster-scoped objects the EKS
+    // controller derives from ClusterNetworkPolicies (Admin and Baseline tiers).
+    ApiAccess {
+        api_group: "networking.k8s.aws",
+        resource: "clusterpolicyendpoints",
+        verbs: GRANTED_VERBS,
+    },
 ];

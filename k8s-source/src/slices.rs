@@ -3,12 +3,14 @@
 //! `ClusterState::policies` (`policy::endpoints::merge`). Selected pods hosted on other
 //! nodes are dropped on arrival when the node's addresses are known, so a change that
 //! only concerns other nodes leaves the merged policy, and the published state, as
-//! they were.
+//! they were. `ClusterSlices` does the same for ClusterPolicyEndpoint objects, grouped
+//! by the ClusterNetworkPolicy they were derived from, into
+//! `ClusterState::cluster_policies` (`policy::cluster_endpoints::merge`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use policy::{ClusterState, ObjectRef, PolicyEndpoint, PolicyRef};
+use policy::{ClusterPolicyEndpoint, ClusterState, ObjectRef, PolicyEndpoint, PolicyRef};
 
 /// Every PolicyEndpoint object of the cluster, by policy.
 #[derive(Debug, Default)]
@@ -89,6 +91,93 @@ impl Slices {
             return false;
         }
         state.upsert_policy(merged);
+        true
+    }
+}
+
+/// Every ClusterPolicyEndpoint object of the cluster, by cluster policy name.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterSlices {
+    /// This node's addresses; empty keeps every selected pod.
+    node_addresses: Vec<IpAddr>,
+    by_policy: BTreeMap<String, BTreeMap<String, ClusterPolicyEndpoint>>,
+    /// Object name -> the cluster policy it belongs to.
+    owner: HashMap<String, String>,
+}
+
+impl ClusterSlices {
+    pub(crate) fn new(node_addresses: Vec<IpAddr>) -> Self {
+        Self {
+            node_addresses,
+            ..Self::default()
+        }
+    }
+
+    /// Add or replace one object; true when `state`'s cluster policies changed.
+    pub(crate) fn upsert(
+        &mut self,
+        state: &mut ClusterState,
+        mut slice: ClusterPolicyEndpoint,
+    ) -> bool {
+        slice.retain_subjects_on(&self.node_addresses);
+        let key = slice.name.clone();
+        let policy = slice.policy.clone();
+        let previous = self.owner.insert(key.clone(), policy.clone());
+        let mut changed = false;
+        if let Some(old) = previous.filter(|old| *old != policy) {
+            if let Some(group) = self.by_policy.get_mut(&old) {
+                group.remove(&key);
+            }
+            changed |= self.refresh(state, &old);
+        }
+        self.by_policy
+            .entry(policy.clone())
+            .or_default()
+            .insert(key, slice);
+        changed | self.refresh(state, &policy)
+    }
+
+    /// Remove one object by name; returns it, and whether `state` changed.
+    pub(crate) fn remove(
+        &mut self,
+        state: &mut ClusterState,
+        name: &str,
+    ) -> (Option<ClusterPolicyEndpoint>, bool) {
+        let Some(policy) = self.owner.remove(name) else {
+            return (None, false);
+        };
+        let removed = self
+            .by_policy
+            .get_mut(&policy)
+            .and_then(|group| group.remove(name));
+        let changed = self.refresh(state, &policy);
+        (removed, changed)
+    }
+
+    /// Forget every object and the cluster policies they made.
+    pub(crate) fn clear(&mut self, state: &mut ClusterState) {
+        for policy in self.by_policy.keys() {
+            state.remove_cluster_policy(policy);
+        }
+        self.by_policy.clear();
+        self.owner.clear();
+    }
+
+    /// Put the merge of `policy`'s objects in `state` (or remove it when none is
+    /// left); true when that changed `state`.
+    fn refresh(&mut self, state: &mut ClusterState, policy: &str) -> bool {
+        let merged = self
+            .by_policy
+            .get(policy)
+            .and_then(|group| policy::cluster_endpoints::merge(policy, group.values()));
+        let Some(merged) = merged else {
+            self.by_policy.remove(policy);
+            return state.remove_cluster_policy(policy).is_some();
+        };
+        if state.cluster_policies.get(policy) == Some(&merged) {
+            return false;
+        }
+        state.upsert_cluster_policy(merged);
         true
     }
 }
@@ -197,5 +286,96 @@ mod tests {
         slices.clear(&mut state);
         assert!(state.policies.is_empty());
         assert_eq!(state.namespaces.len(), 1);
+    }
+
+    fn cluster_slice(
+        name: &str,
+        policy: &str,
+        pods: &[(&str, &str)],
+        peer: &str,
+    ) -> ClusterPolicyEndpoint {
+        let subjects: Vec<String> = pods
+            .iter()
+            .map(|(pod, host)| {
+                format!(
+                    "{{podIP: 10.0.9.{}, hostIP: {host}, name: {pod}, namespace: shop}}",
+                    pod.len()
+                )
+            })
+            .collect();
+        let text = format!(
+            "apiVersion: networking.k8s.aws/v1alpha1\nkind: ClusterPolicyEndpoint\nmetadata: {{name: {name}}}\nspec:\n  policyRef: {{name: {policy}}}\n  tier: Admin\n  priority: 5\n  podSelectorEndpoints: [{}]\n  ingress: [{{cidr: {peer}, action: Deny}}]\n",
+            subjects.join(", ")
+        );
+        policy::load_cluster_policy_endpoint("test", serde_yaml::from_str(&text).expect("YAML"))
+            .expect("loads")
+    }
+
+    fn cluster_subjects(state: &ClusterState, policy: &str) -> Vec<String> {
+        state.cluster_policies[policy]
+            .subject_pods
+            .clone()
+            .expect("explicit subjects")
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    }
+
+    #[test]
+    fn cluster_slices_merge_by_policy_and_leave_when_the_last_one_goes() {
+        let mut slices = ClusterSlices::new(vec![HERE.parse().unwrap()]);
+        let mut state = ClusterState::default();
+        assert!(slices.upsert(
+            &mut state,
+            cluster_slice("guard-a", "guard", &[("a", HERE)], "10.0.1.1")
+        ));
+        assert!(slices.upsert(
+            &mut state,
+            cluster_slice(
+                "guard-b",
+                "guard",
+                &[("bb", HERE), ("ccc", THERE)],
+                "10.0.1.2"
+            )
+        ));
+        assert_eq!(
+            state.cluster_policies.len(),
+            1,
+            "one policy for two objects"
+        );
+        assert_eq!(
+            cluster_subjects(&state, "guard"),
+            ["a", "bb"],
+            "pods of other nodes left out"
+        );
+        // Only other-node pods change: nothing to publish.
+        assert!(!slices.upsert(
+            &mut state,
+            cluster_slice(
+                "guard-b",
+                "guard",
+                &[("bb", HERE), ("dddd", THERE)],
+                "10.0.1.2"
+            )
+        ));
+        // An object moving to another policy leaves the first one.
+        assert!(slices.upsert(
+            &mut state,
+            cluster_slice("guard-b", "other", &[("bb", HERE)], "10.0.1.2")
+        ));
+        assert_eq!(cluster_subjects(&state, "guard"), ["a"]);
+        assert_eq!(cluster_subjects(&state, "other"), ["bb"]);
+        let (removed, changed) = slices.remove(&mut state, "guard-a");
+        assert!(removed.is_some() && changed);
+        assert!(!state.cluster_policies.contains_key("guard"));
+        let (removed, changed) = slices.remove(&mut state, "guard-a");
+        assert!(removed.is_none() && !changed);
+        state.upsert_namespace(policy::Namespace {
+            name: "shop".into(),
+            labels: Default::default(),
+        });
+        slices.clear(&mut state);
+        assert!(state.cluster_policies.is_empty());
+        assert_eq!(state.namespaces.len(), 1, "nothing else cleared");
     }
 }

@@ -1,6 +1,7 @@
 //! The source as the agent sees it: start the watchers of the chosen `PolicySource`
-//! (Namespaces, Pods and NetworkPolicies; or Pods and PolicyEndpoints, whose objects
-//! are merged per policy by `slices`), own the one `ClusterState` they feed, and
+//! (Namespaces, Pods and NetworkPolicies; or Pods, PolicyEndpoints and
+//! ClusterPolicyEndpoints, whose objects are merged per policy by `slices`), own the
+//! one `ClusterState` they feed, and
 //! publish it as `Arc` snapshots on a watch channel, coalesced (at most one publish
 //! per `coalesce` interval, and never later than that after a change). Nothing is
 //! published before every watched kind has been listed once; an error never removes
@@ -22,10 +23,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::{Key, Kind, Object, PolicyEndpointObject, Watched};
+use crate::convert::{
+    ClusterPolicyEndpointObject, Key, Kind, Object, PolicyEndpointObject, Watched,
+};
 use crate::health::{self, Monitor, SourceHealth};
 use crate::metrics::SourceMetrics;
-use crate::slices::Slices;
+use crate::slices::{ClusterSlices, Slices};
 use crate::watch::{self as watch_task, Counters, Update};
 
 /// Which objects say what the policies are.
@@ -38,6 +41,9 @@ pub enum PolicySource {
     /// PolicyEndpoints (networking.k8s.aws/v1alpha1), which the EKS network policy
     /// controller derives from each NetworkPolicy with peers already resolved; the
     /// objects of one policy are merged into one policy named by their `policyRef`.
+    /// Also ClusterPolicyEndpoints (same group, cluster-scoped), derived from each
+    /// ClusterNetworkPolicy (Admin and Baseline tiers), merged likewise into
+    /// `ClusterState::cluster_policies`; a server without their CRD has none.
     PolicyEndpoint,
 }
 
@@ -46,7 +52,9 @@ impl PolicySource {
     pub const fn kinds(self) -> &'static [Kind] {
         match self {
             PolicySource::NetworkPolicy => &[Kind::Namespace, Kind::Pod, Kind::NetworkPolicy],
-            PolicySource::PolicyEndpoint => &[Kind::Pod, Kind::PolicyEndpoint],
+            PolicySource::PolicyEndpoint => {
+                &[Kind::Pod, Kind::PolicyEndpoint, Kind::ClusterPolicyEndpoint]
+            }
         }
     }
 }
@@ -82,6 +90,10 @@ pub struct SourceOptions {
     /// source blind (`SourceHealth`, which the agent's `/readyz` reports). Above the
     /// longest backoff, so that one slow retry alone does not flip readiness.
     pub blind_after: Duration,
+    /// An optional kind the server does not serve (ClusterPolicyEndpoints without
+    /// their CRD: 404) counts as listed with no objects and is listed again about this
+    /// often (less up to a tenth, at random), to pick up a CRD installed later.
+    pub absent_recheck: Duration,
 }
 
 impl Default for SourceOptions {
@@ -97,6 +109,7 @@ impl Default for SourceOptions {
             watch_timeout_secs: 290,
             gone_relist_jitter: Duration::from_secs(3),
             blind_after: Duration::from_secs(60),
+            absent_recheck: Duration::from_secs(60),
         }
     }
 }
@@ -118,6 +131,9 @@ pub struct KindStats {
     pub resyncs: u64,
     /// Objects the policy model rejected (ignored, previous version kept).
     pub rejected: u64,
+    /// Lists answered 404 for an optional kind (its CRD not installed), each taken as
+    /// no objects.
+    pub absent: u64,
 }
 
 /// Counters of the watchers plus publishing (zero for a kind not watched).
@@ -127,6 +143,7 @@ pub struct SourceStats {
     pub pods: KindStats,
     pub network_policies: KindStats,
     pub policy_endpoints: KindStats,
+    pub cluster_policy_endpoints: KindStats,
     /// Snapshots published on the channel.
     pub published: u64,
 }
@@ -138,13 +155,14 @@ impl SourceStats {
             Kind::Pod => &self.pods,
             Kind::NetworkPolicy => &self.network_policies,
             Kind::PolicyEndpoint => &self.policy_endpoints,
+            Kind::ClusterPolicyEndpoint => &self.cluster_policy_endpoints,
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
-    kinds: [Arc<Counters>; 4],
+    kinds: [Arc<Counters>; Kind::COUNT],
     published: AtomicU64,
 }
 
@@ -200,6 +218,9 @@ impl KubeSource {
                 Kind::PolicyEndpoint => {
                     spawn::<PolicyEndpointObject>(&client, options, tx, counters, monitor)
                 }
+                Kind::ClusterPolicyEndpoint => {
+                    spawn::<ClusterPolicyEndpointObject>(&client, options, tx, counters, monitor)
+                }
             }
         };
         let kinds = options.policy_source.kinds();
@@ -213,6 +234,7 @@ impl KubeSource {
                 kinds,
                 coalesce: options.coalesce,
                 slices: Slices::new(options.node_addresses.clone()),
+                cluster_slices: ClusterSlices::new(options.node_addresses.clone()),
             },
             shared.clone(),
         )));
@@ -250,7 +272,7 @@ fn spawn<K: Watched>(
 
 /// Run the source until `stop`, sending every snapshot as `Some` on `tx`: the shape
 /// of the agent's policy-source channel (as its directory source has). Nothing is sent
-/// before all three kinds are listed, so an agent that turns ready on its first
+/// before every watched kind is listed, so an agent that turns ready on its first
 /// applied state reports the caches' sync. Errors are counted in `metrics`; every
 /// change of health is sent on `health` (blind: the last snapshot stays the one in
 /// force, nothing emptier is sent).
@@ -295,7 +317,8 @@ pub struct KubeSourceHandle {
 }
 
 impl KubeSourceHandle {
-    /// Have all three kinds been listed and the first complete snapshot published?
+    /// Has every watched kind been listed (an optional kind not served counts as listed)
+    /// and the first complete snapshot published?
     /// Stays true afterwards: a broken watch keeps the last state in force.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
@@ -340,6 +363,7 @@ impl KubeSourceHandle {
                 gone_restarts: get(&c.gone_restarts),
                 resyncs: get(&c.resyncs),
                 rejected: get(&c.rejected),
+                absent: get(&c.absent),
             }
         };
         SourceStats {
@@ -347,6 +371,7 @@ impl KubeSourceHandle {
             pods: kind(Kind::Pod),
             network_policies: kind(Kind::NetworkPolicy),
             policy_endpoints: kind(Kind::PolicyEndpoint),
+            cluster_policy_endpoints: kind(Kind::ClusterPolicyEndpoint),
             published: self.shared.published.load(Ordering::Relaxed),
         }
     }
@@ -371,13 +396,16 @@ struct Publishing {
     kinds: &'static [Kind],
     coalesce: Duration,
     slices: Slices,
+    cluster_slices: ClusterSlices,
 }
 
-/// The working state: the cluster, and the PolicyEndpoint objects behind its policies.
+/// The working state: the cluster, and the PolicyEndpoint and ClusterPolicyEndpoint
+/// objects behind its policies.
 struct Working {
     state: ClusterState,
     slices: Slices,
-    listed: [bool; 4],
+    cluster_slices: ClusterSlices,
+    listed: [bool; Kind::COUNT],
 }
 
 /// The state task: apply updates, publish coalesced snapshots once all kinds synced.
@@ -392,11 +420,13 @@ async fn publish_loop(
         kinds,
         coalesce,
         slices,
+        cluster_slices,
     } = publishing;
     let mut working = Working {
         state: ClusterState::default(),
         slices,
-        listed: [false; 4],
+        cluster_slices,
+        listed: [false; Kind::COUNT],
     };
     let mut dirty = false;
     let mut next_publish = Instant::now();
@@ -432,6 +462,7 @@ async fn publish_loop(
                         namespaces = state.namespaces.len(),
                         pods = state.pods.len(),
                         policies = state.policies.len(),
+                        cluster_policies = state.cluster_policies.len(),
                         "Kubernetes API source synced"
                     );
                 }
@@ -471,6 +502,9 @@ impl Working {
             Object::Pod(p) => state.upsert_pod(p),
             Object::NetworkPolicy(p) => state.upsert_policy(p),
             Object::PolicyEndpoint(slice) => return self.slices.upsert(state, slice),
+            Object::ClusterPolicyEndpoint(slice) => {
+                return self.cluster_slices.upsert(state, slice);
+            }
         }
         true
     }
@@ -486,6 +520,10 @@ impl Working {
                 let (slice, changed) = self.slices.remove(state, r);
                 return (slice.map(Object::PolicyEndpoint), changed);
             }
+            Key::ClusterPolicyEndpoint(name) => {
+                let (slice, changed) = self.cluster_slices.remove(state, name);
+                return (slice.map(Object::ClusterPolicyEndpoint), changed);
+            }
         };
         let changed = removed.is_some();
         (removed, changed)
@@ -498,6 +536,7 @@ impl Working {
             Kind::Pod => state.pods.clear(),
             Kind::NetworkPolicy => state.policies.clear(),
             Kind::PolicyEndpoint => self.slices.clear(state),
+            Kind::ClusterPolicyEndpoint => self.cluster_slices.clear(state),
         }
     }
 }
@@ -524,7 +563,8 @@ mod tests {
         Working {
             state: ClusterState::default(),
             slices: Slices::default(),
-            listed: [false; 4],
+            cluster_slices: ClusterSlices::default(),
+            listed: [false; Kind::COUNT],
         }
     }
 
@@ -563,7 +603,7 @@ mod tests {
         assert_eq!(labels("new").as_deref(), Some("2"));
         assert_eq!(labels("gone"), None, "absent from the relist: removed");
         assert!(state.namespaces.contains_key("ns"), "other kinds untouched");
-        assert_eq!(working.listed, [false, true, false, false]);
+        assert_eq!(working.listed, [false, true, false, false, false]);
     }
 
     #[test]

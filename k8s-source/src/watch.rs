@@ -10,6 +10,14 @@
 //! cache; anything else is retried after an exponential backoff that starts over after
 //! any success (a list, a watch accepted, an event).
 //!
+//! An optional kind (`Watched::OPTIONAL`: ClusterPolicyEndpoints, whose CRD exists only
+//! where the EKS controller supports ClusterNetworkPolicies) answered 404 (not served)
+//! counts as listed with no objects: readiness does not wait for it, any objects it
+//! had are removed (a CRD deleted takes its objects with it), and the list is tried
+//! again every `SourceOptions::absent_recheck` (jittered), so a CRD installed later is
+//! picked up. Counted as `not_found` and logged once, not a failure: the source does
+//! not turn blind for it.
+//!
 //! kube-runtime's `watcher` is not used: it hides a successfully reopened watch and
 //! the bookmarks, so after a failed watch request nothing tells a quiet kind's watcher
 //! that it sees again (its health would stay blind, its backoff grown); it logs a WARN
@@ -57,6 +65,7 @@ pub(crate) struct Counters {
     pub(crate) gone_restarts: AtomicU64,
     pub(crate) resyncs: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) absent: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -199,6 +208,9 @@ impl<K: Watched> Watcher<K> {
                     .map(|period| Instant::now() + backoff::random_jitter(period, 0.1));
                 Ok(Next::Watch(resource_version))
             }
+            Err((failure, _)) if K::OPTIONAL && failure.reason == ErrorReason::NotFound => {
+                self.absent(&failure).await
+            }
             Err((failure, last_rv)) if failure.reason == ErrorReason::Gone => {
                 self.gone(&failure).await;
                 Ok(Next::List(match (from, last_rv) {
@@ -212,6 +224,24 @@ impl<K: Watched> Watcher<K> {
                 Ok(Next::List(ListFrom::Latest))
             }
         }
+    }
+
+    /// The server does not serve this optional kind: no objects (published as a
+    /// complete, empty list), and another list after `absent_recheck`.
+    async fn absent(&mut self, failure: &Failure) -> Result<Next, Stopped> {
+        bump(&self.counters.absent);
+        self.backoff.reset();
+        let delay = backoff::random_jitter(self.options.absent_recheck, 0.1);
+        self.monitor.absent(failure, delay);
+        let replace = Update::Replace {
+            kind: K::KIND,
+            objects: Vec::new(),
+            keep: Vec::new(),
+        };
+        self.tx.send(replace).await.map_err(|_| Stopped)?;
+        self.resync_at = None;
+        tokio::time::sleep(delay).await;
+        Ok(Next::List(ListFrom::Latest))
     }
 
     /// All pages of one list, converted. On failure, the resourceVersion of the pages
@@ -287,6 +317,10 @@ impl<K: Watched> Watcher<K> {
                 if failure.reason == ErrorReason::Gone {
                     self.gone(&failure).await;
                     Ok(Next::List(ListFrom::Cache(rv)))
+                } else if K::OPTIONAL && failure.reason == ErrorReason::NotFound {
+                    // The CRD went away: the list says whether the kind is gone.
+                    self.failed(&failure, "watch").await;
+                    Ok(Next::List(ListFrom::Latest))
                 } else {
                     self.failed(&failure, "watch").await;
                     Ok(Next::Watch(rv))

@@ -1,5 +1,6 @@
 //! The PolicyEndpoint source (`PolicySource::PolicyEndpoint`) against the fake API
-//! server: pods and policyendpoints listed and watched (nothing else), the objects of
+//! server: pods and policyendpoints listed and watched (and clusterpolicyendpoints,
+//! tested in `cluster_policy_endpoints.rs`; nothing else), the objects of
 //! one NetworkPolicy merged into one policy named by their `policyRef`, selected pods
 //! of other nodes left out, and the same list/watch discipline as the NetworkPolicy
 //! source: readiness after both lists, events, 410 Gone relists, dropped connections,
@@ -150,7 +151,7 @@ async fn lists_pods_and_policy_endpoints_and_merges_the_objects_of_each_policy()
     assert_eq!(state.pods.len(), 6, "pods are still watched");
     assert!(state.namespaces.is_empty(), "namespaces are not needed");
 
-    // Only pods and policyendpoints are asked for.
+    // Only pods, policyendpoints and clusterpolicyendpoints are asked for.
     let resources: BTreeSet<String> = api
         .requests()
         .iter()
@@ -158,7 +159,12 @@ async fn lists_pods_and_policy_endpoints_and_merges_the_objects_of_each_policy()
         .collect();
     assert_eq!(
         resources,
-        ["pods".to_owned(), "policyendpoints".to_owned()].into()
+        [
+            "clusterpolicyendpoints".to_owned(),
+            "pods".to_owned(),
+            "policyendpoints".to_owned()
+        ]
+        .into()
     );
     let stats = handle.stats();
     assert_eq!(stats.policy_endpoints.lists, 1);

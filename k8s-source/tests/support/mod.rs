@@ -1,10 +1,12 @@
 //! A fake Kubernetes API server on 127.0.0.1 for the real kube-rs client: the list
 //! (with resourceVersion, limit and continue) and watch (chunked JSON lines of
 //! ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events) protocol for namespaces, pods,
-//! networkpolicies and policyendpoints (networking.k8s.aws), fed from YAML fixtures, with knobs for the failures a reflector
+//! networkpolicies, policyendpoints and clusterpolicyendpoints (networking.k8s.aws),
+//! fed from YAML fixtures, with knobs for the failures a reflector
 //! must survive: expired history (410 Gone as an ERROR event or as the HTTP status of
 //! the watch request), dropped connections, failing requests, held lists and lost
-//! access (every request refused, as after the agent's ClusterRoleBinding is deleted).
+//! access (every request refused, as after the agent's ClusterRoleBinding is deleted),
+//! and a resource not served at all (its CRD not installed: 404).
 //! Every request is recorded with the verb it stands for and when it came.
 
 #![allow(dead_code)]
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, watch};
 
 /// The collections the source may watch: (API group, plural, list path).
-pub const RESOURCES: [(&str, &str, &str); 4] = [
+pub const RESOURCES: [(&str, &str, &str); 5] = [
     ("", "namespaces", "/api/v1/namespaces"),
     ("", "pods", "/api/v1/pods"),
     (
@@ -40,6 +42,11 @@ pub const RESOURCES: [(&str, &str, &str); 4] = [
         "networking.k8s.aws",
         "policyendpoints",
         "/apis/networking.k8s.aws/v1alpha1/policyendpoints",
+    ),
+    (
+        "networking.k8s.aws",
+        "clusterpolicyendpoints",
+        "/apis/networking.k8s.aws/v1alpha1/clusterpolicyendpoints",
     ),
 ];
 
@@ -76,6 +83,8 @@ struct Store {
     watch_failures: VecDeque<StatusCode>,
     /// Lists wait while this is set.
     list_gate: Option<Arc<Gate>>,
+    /// Not served (its CRD not installed): every request answered 404.
+    unserved: bool,
 }
 
 /// A held list, released by the test.
@@ -117,6 +126,7 @@ fn resource_of(kind: &str) -> &'static str {
         "Pod" => "pods",
         "NetworkPolicy" => "networkpolicies",
         "PolicyEndpoint" => "policyendpoints",
+        "ClusterPolicyEndpoint" => "clusterpolicyendpoints",
         other => panic!("no fake collection for kind {other}"),
     }
 }
@@ -162,6 +172,7 @@ impl FakeApi {
                     list_failures: VecDeque::new(),
                     watch_failures: VecDeque::new(),
                     list_gate: None,
+                    unserved: false,
                 },
             );
         }
@@ -344,6 +355,18 @@ impl FakeApi {
         gate
     }
 
+    /// Serve `plural` or not: while unserved (a CRD not installed, or deleted) every
+    /// list and watch request of it is answered 404 as a real server answers for a
+    /// resource it does not know, and open watches end.
+    pub fn set_served(&self, plural: &str, served: bool) {
+        let mut inner = self.lock();
+        let store = inner.stores.get_mut(plural).expect("store");
+        store.unserved = !served;
+        if !served {
+            let _ = store.live.send(Frame::Drop);
+        }
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
     }
@@ -383,12 +406,12 @@ impl FakeApi {
     }
 
     /// The current objects as one YAML text, for `policy::load_str` (PolicyEndpoints
-    /// left out: see `expected_state_via_endpoints`).
+    /// and ClusterPolicyEndpoints left out: see `expected_state_via_endpoints`).
     pub fn objects_yaml(&self) -> String {
         let inner = self.lock();
         let mut docs = Vec::new();
         for (_, plural, _) in RESOURCES {
-            if plural == "policyendpoints" {
+            if plural == "policyendpoints" || plural == "clusterpolicyendpoints" {
                 continue;
             }
             for obj in inner.stores[plural].objects.values() {
@@ -405,8 +428,9 @@ impl FakeApi {
 
     /// What a PolicyEndpoint source on a node with `node_addresses` should publish:
     /// the pods read as YAML, and one policy per `policyRef` merged from its objects
-    /// (selected pods of other nodes dropped). Namespaces and NetworkPolicies are not
-    /// watched in that mode.
+    /// (selected pods of other nodes dropped), and one cluster policy per
+    /// ClusterPolicyEndpoint `policyRef` likewise (none while clusterpolicyendpoints
+    /// are not served). Namespaces and NetworkPolicies are not watched in that mode.
     pub fn expected_state_via_endpoints(
         &self,
         node_addresses: &[std::net::IpAddr],
@@ -424,6 +448,24 @@ impl FakeApi {
         }
         for (key, list) in &slices {
             state.upsert_policy(policy::endpoints::merge(key, list));
+        }
+        let cluster = &inner.stores["clusterpolicyendpoints"];
+        let mut cluster_slices: BTreeMap<String, Vec<policy::ClusterPolicyEndpoint>> =
+            BTreeMap::new();
+        for obj in cluster.objects.values().filter(|_| !cluster.unserved) {
+            let value = serde_yaml::to_value(obj).expect("YAML value");
+            let mut slice =
+                policy::load_cluster_policy_endpoint("fake-api", value).expect("fixture loads");
+            slice.retain_subjects_on(node_addresses);
+            cluster_slices
+                .entry(slice.policy.clone())
+                .or_default()
+                .push(slice);
+        }
+        for (name, list) in &cluster_slices {
+            state.upsert_cluster_policy(
+                policy::cluster_endpoints::merge(name, list).expect("slices of the policy"),
+            );
         }
         state
     }
@@ -525,6 +567,19 @@ fn refused(code: StatusCode, verb: &str, resource: &str) -> Response {
     json_response(code, &body)
 }
 
+/// What a real API server answers for a resource of a served group it does not know
+/// (a CRD not installed).
+fn not_served() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    )
+}
+
 fn json_response(code: StatusCode, body: &Value) -> Response {
     (
         code,
@@ -553,6 +608,9 @@ async fn list(
     }
     let rv = inner.rv;
     let store = inner.stores.get_mut(plural).expect("store");
+    if store.unserved {
+        return not_served();
+    }
     if let Some(code) = store.list_failures.pop_front().flatten() {
         return json_response(
             code,
@@ -592,6 +650,7 @@ async fn list(
         "namespaces" => ("NamespaceList", "v1"),
         "pods" => ("PodList", "v1"),
         "policyendpoints" => ("PolicyEndpointList", "networking.k8s.aws/v1alpha1"),
+        "clusterpolicyendpoints" => ("ClusterPolicyEndpointList", "networking.k8s.aws/v1alpha1"),
         _ => ("NetworkPolicyList", "networking.k8s.io/v1"),
     };
     json_response(
@@ -617,6 +676,9 @@ fn watch_response(
         return refused(code, "watch", plural);
     }
     let store = inner.stores.get_mut(plural).expect("store");
+    if store.unserved {
+        return not_served();
+    }
     if let Some(code) = store.watch_failures.pop_front() {
         let reason = if code == StatusCode::GONE {
             "Expired"
@@ -709,6 +771,7 @@ fn bookmark_kind(plural: &str) -> (&'static str, &'static str) {
         "namespaces" => ("Namespace", "v1"),
         "pods" => ("Pod", "v1"),
         "policyendpoints" => ("PolicyEndpoint", "networking.k8s.aws/v1alpha1"),
+        "clusterpolicyendpoints" => ("ClusterPolicyEndpoint", "networking.k8s.aws/v1alpha1"),
         _ => ("NetworkPolicy", "networking.k8s.io/v1"),
     }
 }
