@@ -31,7 +31,7 @@ type LineKey = (
     String,
 );
 
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "level",
     "timestamp",
     "logger",
@@ -53,6 +53,7 @@ const KEYS: [&str; 21] = [
     "Node",
     "Peer Node",
     "Isolated By",
+    "Tier",
 ];
 
 fn cluster_yaml(net: &PodNet) -> String {
@@ -179,6 +180,13 @@ fn real_connections_become_exactly_the_expected_lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
         assert_eq!(keys_in_order(line), KEYS, "keys in the documented order");
         assert_eq!(v["Node"], "node-1");
+        // Only NetworkPolicies here: their rules (and their isolation when none
+        // matched) decide, or the unisolated pod's default.
+        let tier = match v["Policy"].as_str().unwrap() {
+            "default-allow" => "DEFAULT",
+            _ => "NETWORK_POLICY",
+        };
+        assert_eq!(v["Tier"], tier, "the deciding tier: {line}");
         if v["Verdict"] == "DENY" {
             deny_count += v["Count"].as_u64().unwrap();
             assert_eq!(
