@@ -161,6 +161,7 @@ fn cluster_role_reads_pods_namespaces_network_policies_and_policy_endpoints_and_
         ("", "namespaces"),
         ("networking.k8s.io", "networkpolicies"),
         ("networking.k8s.aws", "policyendpoints"),
+        ("networking.k8s.aws", "clusterpolicyendpoints"),
     ] {
         for verb in ["get", "list", "watch"] {
             want.insert((group.to_string(), resource.to_string(), verb.to_string()));
