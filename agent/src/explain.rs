@@ -3,13 +3,18 @@
 //! object. Also owns the input `explain` and `lint` share: a policy directory (read
 //! as the agent reads it) or the cluster through a kubeconfig (one complete list of
 //! Namespaces, Pods and NetworkPolicies through the `k8s-source` watchers).
+//!
+//! With cluster policies (ClusterNetworkPolicy) in the input, each direction also
+//! says which tier decided (Admin, NetworkPolicy, Baseline, Default, NodeLocal), the
+//! cluster rule that decided, and the tier order as walked (an Admin Pass shows there).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use policy::explain::{
-    DirectionVerdict, Endpoint, Explainer, Explanation, PeerEntry, Reason, Target, parse_source,
+    ClusterMatch, DirectionVerdict, Endpoint, Explainer, Explanation, PeerEntry, Reason,
+    StepOutcome, Target, TierStep, parse_source,
 };
 use policy::{ClusterState, Direction, EnforcingMode};
 use serde_json::{Value, json};
@@ -20,8 +25,8 @@ const LIST_DEADLINE: Duration = Duration::from_secs(60);
 /// Where the cluster state comes from, and the enforcing mode to judge it in.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClusterInput {
-    /// A directory of Kubernetes YAML (Namespaces, Pods, NetworkPolicies), read as the
-    /// agent's `--policy-dir` is.
+    /// A directory of Kubernetes YAML (Namespaces, Pods, NetworkPolicies,
+    /// ClusterNetworkPolicies), read as the agent's `--policy-dir` is.
     #[arg(
         long,
         conflicts_with = "kubeconfig",
@@ -169,6 +174,30 @@ pub fn explain_all(explainer: &Explainer, from: &str, to: &[String]) -> Result<V
     Ok(out)
 }
 
+fn cluster_json(m: &ClusterMatch) -> Value {
+    json!({
+        "policy": m.rule.policy,
+        "tier": m.rule.tier.as_str(),
+        "priority": m.rule.priority,
+        "direction": m.rule.direction.as_str(),
+        "rule": m.rule.rule_index,
+        "name": m.rule.rule_name,
+        "action": m.action.as_str(),
+        "written": m.written.as_str(),
+    })
+}
+
+fn step_json(step: &TierStep) -> Value {
+    let (outcome, rule) = match &step.outcome {
+        StepOutcome::Matched(m) => ("matched", cluster_json(m)),
+        StepOutcome::NoMatch => ("no-match", Value::Null),
+        StepOutcome::Selected => ("selected", Value::Null),
+        StepOutcome::NotSelected => ("not-selected", Value::Null),
+        StepOutcome::Decided => ("decided", Value::Null),
+    };
+    json!({"tier": step.tier.as_str(), "outcome": outcome, "rule": rule})
+}
+
 fn direction_json(v: &DirectionVerdict) -> Value {
     let allowed_by = match &v.reason {
         Reason::Allowed(rule) => {
@@ -202,6 +231,9 @@ fn direction_json(v: &DirectionVerdict) -> Value {
         })).collect::<Vec<_>>(),
         "isolated_by": v.isolated_by().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "allowed_by": allowed_by,
+        "tier": v.tier.map(|t| t.as_str()),
+        "cluster_rule": v.cluster_rule().map(cluster_json),
+        "tiers": v.walk.iter().map(step_json).collect::<Vec<_>>(),
     })
 }
 

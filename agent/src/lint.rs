@@ -1,5 +1,6 @@
 //! `netpol-agent lint`: the EKS user guide's cautions and the usual NetworkPolicy
-//! mistakes (`policy::lint`) over a policy directory or the cluster, printed one line
+//! mistakes (`policy::lint`), cluster policy findings included, over a policy directory
+//! or the cluster, printed one line
 //! per warning or as one JSON object; the caller exits 1 when there is any warning.
 
 use anyhow::Result;
@@ -47,6 +48,7 @@ pub fn to_json(warnings: &[Warning], mode: policy::EnforcingMode) -> Value {
             json!({
                 "code": w.caution.code(),
                 "policies": w.policies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "cluster_policies": w.cluster_policies,
                 "pods": w.pods.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "message": w.message,
             })

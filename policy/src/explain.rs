@@ -6,6 +6,13 @@
 //! policy id is named through the resolution's `PolicyTable`; the only thing worked
 //! out here is which `from`/`to` entry of the allowing rule holds the peer, to say so.
 //!
+//! Cluster policy tiers (ClusterNetworkPolicy, Admin and Baseline) are walked with
+//! the resolver's own tier order (`Tiers::decide`): the verdict's deciding tier, the
+//! Admin rule that matched first (Accept, Deny or Pass), whether NetworkPolicies
+//! select the pod, the Baseline rule consulted for a pod they do not select, and the
+//! default. The verdict itself stays the map model's (the kernel's lookup, into which
+//! the resolver folds the tiers); the tier decision names why.
+//!
 //! A connection is judged twice: the source pod's egress (its interface sees the
 //! packet leave) and the destination pod's ingress. A side that is not a pod we
 //! enforce (a bare address, a host-network pod, a finished pod) has no enforcement.
@@ -14,14 +21,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use datapath_common::{REASON_DEFAULT_ALLOW, REASON_POLICY, VERDICT_AUDIT};
+use datapath_common::{REASON_POLICY, Rule, VERDICT_AUDIT, rule_admits};
 use ipnet::IpNet;
 
-use crate::ids::{NODE_LOCAL_POLICY_ID, RuleRef};
+use crate::cluster::{ClusterAction, ClusterRuleRef, Tier};
+use crate::ids::RuleRef;
 use crate::maps::MapModel;
 use crate::model::{ClusterState, Direction, Peer, Pod, PodPhase, PodRef, PolicyRef, Protocol};
 use crate::plan::Planner;
-use crate::resolve::{EnforcingMode, PodState, ResolveOptions, Resolved, Resolver};
+use crate::resolve::{DirectionRules, EnforcingMode, PodState, ResolveOptions, Resolved, Resolver};
+use crate::tiers::{DecidingTier, TierDecision, Tiers, resolve_tiers};
 
 /// The node every pod is put on for explain, so that every pod is local.
 const EXPLAIN_NODE: &str = "netpol-agent-explain";
@@ -278,6 +287,73 @@ pub enum NotEnforced {
     Finished,
 }
 
+/// A cluster policy rule that matched the connection in its tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMatch {
+    pub rule: ClusterRuleRef,
+    /// The action as written.
+    pub written: ClusterAction,
+    /// The action enforced: `Deny` for a Deny or Pass rule whose `domainNames` peers
+    /// make it fail closed.
+    pub action: ClusterAction,
+}
+
+impl ClusterMatch {
+    pub fn fails_closed(&self) -> bool {
+        self.action != self.written
+    }
+}
+
+impl fmt::Display for ClusterMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} by {}", self.action, self.rule)?;
+        if self.fails_closed() {
+            write!(
+                f,
+                " (a {} rule with domainNames peers, which fails closed)",
+                self.written
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What one step of the tier order did with the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The first rule of the tier that admits the connection (Accept and Deny decide,
+    /// Pass goes on).
+    Matched(ClusterMatch),
+    /// No rule of the tier matches: the next step decides.
+    NoMatch,
+    /// NetworkPolicies select the pod in this direction: they decide.
+    Selected,
+    /// No NetworkPolicy selects the pod in this direction: Baseline is consulted.
+    NotSelected,
+    /// This step decided (the node's own addresses, or the default).
+    Decided,
+}
+
+/// One step of the tier order, in the order the resolver applies them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierStep {
+    pub tier: DecidingTier,
+    pub outcome: StepOutcome,
+}
+
+impl fmt::Display for TierStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.tier)?;
+        match &self.outcome {
+            StepOutcome::Matched(m) => m.fmt(f),
+            StepOutcome::NoMatch => f.write_str("no rule matches"),
+            StepOutcome::Selected => f.write_str("policies select the pod and decide"),
+            StepOutcome::NotSelected => f.write_str("no policy selects the pod"),
+            StepOutcome::Decided => f.write_str("decides"),
+        }
+    }
+}
+
 /// Why a direction has its verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -298,6 +374,8 @@ pub enum Reason {
     Audited,
     /// The pod's rules in this direction do not fit the datapath: denied.
     Unenforceable,
+    /// An Admin or Baseline cluster policy rule accepts or denies it.
+    Cluster(ClusterMatch),
 }
 
 impl Reason {
@@ -314,6 +392,12 @@ impl Reason {
             Reason::NoRuleMatched => "no-rule-matched",
             Reason::Audited => "audit",
             Reason::Unenforceable => "unenforceable",
+            Reason::Cluster(m) => match (m.rule.tier, m.action) {
+                (Tier::Admin, ClusterAction::Accept) => "admin-accept",
+                (Tier::Admin, _) => "admin-deny",
+                (Tier::Baseline, ClusterAction::Accept) => "baseline-accept",
+                (Tier::Baseline, _) => "baseline-deny",
+            },
         }
     }
 }
@@ -328,16 +412,37 @@ pub struct DirectionVerdict {
     pub reason: Reason,
     /// The policies selecting `pod` in `direction` (empty when nothing is enforced).
     pub selected_by: Vec<SelectingPolicy>,
+    /// The tier order step that decided (`None` when nothing is enforced).
+    pub tier: Option<DecidingTier>,
+    /// The tier order as walked for this connection; empty when the input holds no
+    /// cluster policy.
+    pub walk: Vec<TierStep>,
 }
 
 impl DirectionVerdict {
     /// The policies that isolate the pod when this direction is denied or audited
-    /// (what a DENY or AUDIT line names); empty when allowed.
+    /// (what a DENY or AUDIT line names); empty when allowed, or when a cluster rule
+    /// decided.
     pub fn isolated_by(&self) -> Vec<&PolicyRef> {
-        if self.allowed && self.reason != Reason::Audited {
+        if (self.allowed && self.reason != Reason::Audited)
+            || matches!(self.reason, Reason::Cluster(_))
+        {
             return Vec::new();
         }
         self.selected_by.iter().map(|s| &s.policy).collect()
+    }
+
+    /// The cluster rule that decided this direction, if one did.
+    pub fn cluster_rule(&self) -> Option<&ClusterMatch> {
+        match &self.reason {
+            Reason::Cluster(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The cluster rule that denied this direction, if one did.
+    pub fn denied_by_cluster(&self) -> Option<&ClusterMatch> {
+        self.cluster_rule().filter(|_| !self.allowed)
     }
 }
 
@@ -366,7 +471,10 @@ impl Explanation {
 pub struct Explainer {
     state: ClusterState,
     mode: EnforcingMode,
+    options: ResolveOptions,
     resolved: Resolved,
+    /// The cluster tiers, resolved as the resolver resolves them (same rule ids).
+    tiers: Tiers,
     maps: MapModel,
     /// Address -> the live pods holding it (more than one only when misconfigured).
     by_address: BTreeMap<IpAddr, Vec<PodRef>>,
@@ -389,6 +497,7 @@ impl Explainer {
             mode,
         };
         let resolved = Resolver::new().resolve(&local, &options);
+        let tiers = resolve_tiers(&local, &options);
         let mut maps = MapModel::new();
         let ops = Planner::new().plan(&resolved);
         if let Err(e) = maps.apply(&ops) {
@@ -403,10 +512,17 @@ impl Explainer {
         Self {
             state: local,
             mode,
+            options,
             resolved,
+            tiers,
             maps,
             by_address,
         }
+    }
+
+    /// The cluster tiers of the modelled node (every pod local).
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
     }
 
     pub fn state(&self) -> &ClusterState {
@@ -556,6 +672,8 @@ impl Explainer {
             allowed: true,
             reason: Reason::NotEnforced(why),
             selected_by: Vec::new(),
+            tier: None,
+            walk: Vec::new(),
         };
         let Some(key) = &pod_side.pod else {
             return not_enforced(NotEnforced::NotAPod);
@@ -586,33 +704,31 @@ impl Explainer {
                 mode,
             })
             .collect();
-        let decision = self
+        // The verdict: the kernel's lookup over the planned maps (tiers folded in).
+        let allowed = self
             .maps
-            .decide(key, direction, peer.ip, protocol.number(), port);
-        let allowed = decision.passes();
-        let reason = if decision.verdict == VERDICT_AUDIT {
-            Reason::Audited
-        } else if decision.reason == REASON_DEFAULT_ALLOW {
-            Reason::DefaultAllow
-        } else if allowed && decision.policy_id == NODE_LOCAL_POLICY_ID {
-            Reason::NodeLocal
-        } else if allowed && decision.reason == REASON_POLICY {
-            match self.allowing_rule(key, direction, peer, decision.policy_id) {
-                Some(rule) => Reason::Allowed(rule),
-                // The table names every id the resolution wrote; keep the verdict.
-                None => Reason::NoRuleMatched,
-            }
-        } else if self
-            .resolved
-            .unenforceable
-            .iter()
-            .any(|u| &u.pod == key && u.direction == direction)
+            .decide(key, direction, peer.ip, protocol.number(), port)
+            .passes();
+        // Why: the resolver's tier order.
+        let decided = self.tiers.decide(
+            key,
+            direction,
+            rules,
+            &self.options,
+            peer.ip,
+            protocol.number(),
+            port,
+        );
+        let reason = if !allowed
+            && self
+                .resolved
+                .unenforceable
+                .iter()
+                .any(|u| &u.pod == key && u.direction == direction)
         {
             Reason::Unenforceable
-        } else if selected_by.is_empty() {
-            Reason::StrictDefaultDeny
         } else {
-            Reason::NoRuleMatched
+            self.reason(key, direction, peer, &decided)
         };
         DirectionVerdict {
             direction,
@@ -620,7 +736,114 @@ impl Explainer {
             allowed,
             reason,
             selected_by,
+            tier: Some(decided.tier),
+            walk: self.walk(key, direction, rules, peer.ip, protocol, port, &decided),
         }
+    }
+
+    /// The reason the tier decision gives.
+    fn reason(
+        &self,
+        key: &PodRef,
+        direction: Direction,
+        peer: &Side,
+        decided: &TierDecision,
+    ) -> Reason {
+        let decision = &decided.decision;
+        match decided.tier {
+            DecidingTier::NodeLocal => Reason::NodeLocal,
+            DecidingTier::Admin | DecidingTier::Baseline => self
+                .cluster_match(decision.policy_id)
+                .map_or(Reason::NoRuleMatched, Reason::Cluster),
+            DecidingTier::NetworkPolicy => {
+                if decision.verdict == VERDICT_AUDIT {
+                    Reason::Audited
+                } else if decision.passes() && decision.reason == REASON_POLICY {
+                    // The table names every id the resolution wrote; keep the verdict.
+                    self.allowing_rule(key, direction, peer, decision.policy_id)
+                        .map_or(Reason::NoRuleMatched, Reason::Allowed)
+                } else {
+                    Reason::NoRuleMatched
+                }
+            }
+            DecidingTier::Default => {
+                if decision.passes() {
+                    Reason::DefaultAllow
+                } else {
+                    Reason::StrictDefaultDeny
+                }
+            }
+        }
+    }
+
+    fn cluster_match(&self, id: u32) -> Option<ClusterMatch> {
+        self.tiers.table.get(id).map(|e| ClusterMatch {
+            rule: e.rule.clone(),
+            written: e.written,
+            action: e.action,
+        })
+    }
+
+    /// The first rule of one tier's entries (prefix -> rules in evaluation order)
+    /// matching the connection: the same longest-prefix lookup and first admitting
+    /// rule as `Tiers::decide`, to name a Pass (which does not decide).
+    fn first_in_tier(
+        &self,
+        entries: &BTreeMap<IpNet, Vec<Rule>>,
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> Option<ClusterMatch> {
+        let (_, rules) = entries
+            .iter()
+            .filter(|(net, _)| net.contains(&ip))
+            .max_by_key(|(net, _)| net.prefix_len())?;
+        let rule = rules
+            .iter()
+            .find(|r| rule_admits(r, protocol.number(), port))?;
+        self.cluster_match(rule.policy_id)
+    }
+
+    /// The tier order's steps up to the deciding one; empty without cluster policies.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        key: &PodRef,
+        direction: Direction,
+        rules: &DirectionRules,
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+        decided: &TierDecision,
+    ) -> Vec<TierStep> {
+        if self.tiers.table.is_empty() {
+            return Vec::new();
+        }
+        let step = |tier, outcome| TierStep { tier, outcome };
+        if decided.tier == DecidingTier::NodeLocal {
+            return vec![step(DecidingTier::NodeLocal, StepOutcome::Decided)];
+        }
+        let tiered = self.tiers.pods.get(key).map(|p| p.direction(direction));
+        let matched = |tier: Tier| {
+            tiered
+                .and_then(|t| self.first_in_tier(t.tier(tier), ip, protocol, port))
+                .map_or(StepOutcome::NoMatch, StepOutcome::Matched)
+        };
+        let mut steps = vec![step(DecidingTier::Admin, matched(Tier::Admin))];
+        if decided.tier == DecidingTier::Admin {
+            return steps;
+        }
+        if !rules.isolating.is_empty() {
+            steps.push(step(DecidingTier::NetworkPolicy, StepOutcome::Selected));
+            return steps;
+        }
+        steps.push(step(DecidingTier::NetworkPolicy, StepOutcome::NotSelected));
+        steps.push(step(DecidingTier::Baseline, matched(Tier::Baseline)));
+        if decided.tier == DecidingTier::Baseline {
+            return steps;
+        }
+        steps.push(step(DecidingTier::Default, StepOutcome::Decided));
+        steps
     }
 
     fn allowing_rule(
@@ -745,8 +968,17 @@ impl fmt::Display for DirectionVerdict {
             Reason::Unenforceable => {
                 f.write_str("its rules do not fit the datapath, the direction is denied")?
             }
+            Reason::Cluster(m) => m.fmt(f)?,
         }
         writeln!(f)?;
+        if !self.walk.is_empty() {
+            let steps: Vec<String> = self.walk.iter().map(ToString::to_string).collect();
+            write!(f, "    tiers: {}", steps.join(" -> "))?;
+            if let Some(tier) = self.tier {
+                write!(f, "; decided by {tier}")?;
+            }
+            writeln!(f)?;
+        }
         if !self.selected_by.is_empty() {
             let names: Vec<String> = self
                 .selected_by

@@ -18,15 +18,29 @@
 //!   select pods by label). `0.0.0.0/0` and `::/0` mean "anywhere" and are not reported.
 //! - `named-port-undeclared`: a named port that no pod it could mean declares (for
 //!   ingress, the pods the policy selects; for egress, any pod).
+//!
+//! Cluster policies (ClusterNetworkPolicy, Admin and Baseline tiers):
+//! - the reachability checks above go through the tier order, so an Admin or Baseline
+//!   Deny that blocks DNS, IMDS or Pod Identity is reported naming that rule;
+//! - `cluster-unenforceable-peer`: a rule with `domainNames` peers, which the datapath
+//!   cannot match: an Accept rule ignores them, a Deny or Pass rule fails closed and
+//!   denies every destination on its ports (the resolver's `TierIssue`s);
+//! - `cluster-rule-shadowed`: a rule that an earlier rule of the same tier and
+//!   direction (in evaluation order: ascending priority, Deny before Accept before Pass
+//!   at equal priority, then name and rule index) always matches first: the same or
+//!   a wider subject, a superset of its peers, and its ports or all ports; it never
+//!   decides anything;
+//! - `cluster-selects-no-pod`: a cluster policy whose subject matches no pod.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::cluster::{ClusterNetworkPolicy, ClusterPeer, ClusterRule, ClusterRuleRef};
 use crate::explain::{Endpoint, Explainer, Explanation, Reason};
 use crate::model::{
-    ClusterState, Direction, NetworkPolicy, Peer, Pod, PodPhase, PodRef, PolicyRef, PortRef,
-    Protocol,
+    ClusterState, Direction, LabelSelector, NetworkPolicy, Peer, Pod, PodPhase, PodRef, PolicyRef,
+    PortRef, Protocol,
 };
 use crate::resolve::EnforcingMode;
 
@@ -58,6 +72,9 @@ pub enum Caution {
     SelectsNoPod,
     IpBlockCoversPods,
     NamedPortUndeclared,
+    ClusterUnenforceablePeer,
+    ClusterRuleShadowed,
+    ClusterSelectsNoPod,
 }
 
 impl Caution {
@@ -71,16 +88,21 @@ impl Caution {
             Caution::SelectsNoPod => "selects-no-pod",
             Caution::IpBlockCoversPods => "ip-block-covers-pods",
             Caution::NamedPortUndeclared => "named-port-undeclared",
+            Caution::ClusterUnenforceablePeer => "cluster-unenforceable-peer",
+            Caution::ClusterRuleShadowed => "cluster-rule-shadowed",
+            Caution::ClusterSelectsNoPod => "cluster-selects-no-pod",
         }
     }
 }
 
 /// One warning: the policies it is about (none for strict mode's default deny alone),
-/// the pods it concerns, and a sentence saying what and why.
+/// the cluster policies it is about (by name), the pods it concerns, and a sentence
+/// saying what and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
     pub caution: Caution,
     pub policies: Vec<PolicyRef>,
+    pub cluster_policies: Vec<String>,
     pub pods: Vec<PodRef>,
     pub message: String,
 }
@@ -107,6 +129,11 @@ pub fn lint_with(explainer: &Explainer) -> Vec<Warning> {
         warnings.extend(ip_blocks(state, policy));
         warnings.extend(named_ports(state, policy));
     }
+    warnings.extend(cluster_unenforceable(explainer));
+    warnings.extend(cluster_shadowed(explainer));
+    for policy in state.cluster_policies.values() {
+        warnings.extend(cluster_selection(state, policy));
+    }
     warnings
 }
 
@@ -132,6 +159,26 @@ fn denying_policies(e: &Explanation) -> Vec<PolicyRef> {
     out
 }
 
+/// The cluster rules that denied `e`, in order, without repeats.
+fn denying_cluster_rules(e: &Explanation) -> Vec<ClusterRuleRef> {
+    let mut out: Vec<ClusterRuleRef> = Vec::new();
+    for verdict in [&e.egress, &e.ingress] {
+        if let Some(m) = verdict.denied_by_cluster()
+            && !out.contains(&m.rule)
+        {
+            out.push(m.rule.clone());
+        }
+    }
+    out
+}
+
+fn cluster_names(rules: &[ClusterRuleRef]) -> Vec<String> {
+    let mut names: Vec<String> = rules.iter().map(|r| r.policy.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Denied, or passing only because the isolating policies are in audit mode (it
 /// will be denied once they enforce).
 fn blocked(e: &Explanation) -> bool {
@@ -147,11 +194,18 @@ fn audit_note(passes_now: bool) -> &'static str {
     }
 }
 
-fn isolation_text(policies: &[PolicyRef]) -> String {
-    if policies.is_empty() {
+fn isolation_text(policies: &[PolicyRef], cluster_rules: &[ClusterRuleRef]) -> String {
+    let mut parts = Vec::new();
+    if !cluster_rules.is_empty() {
+        parts.push(names(cluster_rules));
+    }
+    if !policies.is_empty() {
+        parts.push(format!("the isolation of {}", names(policies)));
+    }
+    if parts.is_empty() {
         "strict mode's default deny (no policy selects them)".to_owned()
     } else {
-        format!("the isolation of {}", names(policies))
+        parts.join(" and ")
     }
 }
 
@@ -176,7 +230,8 @@ fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
     ];
     let mut warnings = Vec::new();
     for (caution, v4, v6, what, effect) in checks {
-        let mut groups: BTreeMap<(Vec<PolicyRef>, IpAddr, bool), Vec<PodRef>> = BTreeMap::new();
+        type Key = (Vec<PolicyRef>, Vec<ClusterRuleRef>, IpAddr, bool);
+        let mut groups: BTreeMap<Key, Vec<PodRef>> = BTreeMap::new();
         for pod in explainer.enforced_pods() {
             let has_v4 = pod.ips.iter().any(IpAddr::is_ipv4);
             let mut targets: Vec<&str> = Vec::new();
@@ -199,17 +254,22 @@ fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
                 };
                 for e in found.iter().filter(|e| blocked(e)) {
                     groups
-                        .entry((denying_policies(e), ip, e.allowed()))
+                        .entry((
+                            denying_policies(e),
+                            denying_cluster_rules(e),
+                            ip,
+                            e.allowed(),
+                        ))
                         .or_default()
                         .push(pod.key());
                 }
             }
         }
-        for ((policies, ip, passes_now), mut pods) in groups {
+        for ((policies, cluster_rules, ip, passes_now), mut pods) in groups {
             pods.dedup();
             let message = format!(
                 "{ip}:80 ({what}) is blocked by {} for pods {}: {effect}; allow it with an egress ipBlock {ip}/{} on TCP 80 if they need it{}",
-                isolation_text(&policies),
+                isolation_text(&policies, &cluster_rules),
                 names(&pods),
                 if ip.is_ipv4() { 32 } else { 128 },
                 audit_note(passes_now),
@@ -217,6 +277,7 @@ fn metadata_endpoints(explainer: &Explainer) -> Vec<Warning> {
             warnings.push(Warning {
                 caution,
                 policies,
+                cluster_policies: cluster_names(&cluster_rules),
                 pods,
                 message,
             });
@@ -257,9 +318,11 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
         .filter(|p| is_dns_pod(p) && p.in_peer_sets())
         .map(Pod::key)
         .collect();
-    let mut groups: BTreeMap<(Vec<PolicyRef>, Vec<Protocol>, bool), Vec<PodRef>> = BTreeMap::new();
+    type Key = (Vec<PolicyRef>, Vec<ClusterRuleRef>, Vec<Protocol>, bool);
+    let mut groups: BTreeMap<Key, Vec<PodRef>> = BTreeMap::new();
     for pod in explainer.enforced_pods().filter(|p| !is_dns_pod(p)) {
         let mut policies: Vec<PolicyRef> = Vec::new();
+        let mut cluster_rules: Vec<ClusterRuleRef> = Vec::new();
         let mut blocked_on: Vec<Protocol> = Vec::new();
         let mut passes_now = true;
         for protocol in [Protocol::Udp, Protocol::Tcp] {
@@ -282,13 +345,19 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
                             policies.push(p);
                         }
                     }
+                    for r in denying_cluster_rules(e) {
+                        if !cluster_rules.contains(&r) {
+                            cluster_rules.push(r);
+                        }
+                    }
                 }
             }
         }
         if !blocked_on.is_empty() {
             policies.sort();
+            cluster_rules.sort();
             groups
-                .entry((policies, blocked_on, passes_now))
+                .entry((policies, cluster_rules, blocked_on, passes_now))
                 .or_default()
                 .push(pod.key());
         }
@@ -300,7 +369,7 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
     };
     groups
         .into_iter()
-        .map(|((policies, protocols, passes_now), pods)| {
+        .map(|((policies, cluster_rules, protocols, passes_now), pods)| {
             let protocols: Vec<&str> = protocols
                 .iter()
                 .map(|p| match p {
@@ -322,10 +391,11 @@ fn dns(explainer: &Explainer) -> Vec<Warning> {
                     DNS_LABEL.0,
                     DNS_LABEL.1,
                     protocols.join(" and "),
-                    isolation_text(&policies),
+                    isolation_text(&policies, &cluster_rules),
                     audit_note(passes_now),
                 ),
                 policies,
+                cluster_policies: cluster_names(&cluster_rules),
                 pods,
             }
         })
@@ -348,6 +418,7 @@ fn selection(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
         return vec![Warning {
             caution: Caution::SelectsNoPod,
             policies: vec![policy.key()],
+            cluster_policies: Vec::new(),
             pods: Vec::new(),
             message: format!(
                 "policy {} selects no pod of namespace {}: check its podSelector and namespace",
@@ -367,6 +438,7 @@ fn selection(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
     vec![Warning {
         caution: Caution::HostNetworkSelected,
         policies: vec![policy.key()],
+        cluster_policies: Vec::new(),
         message: format!(
             "policy {} selects host-network pods {}: no policy applies to them (they use the node's network; strict mode's default deny does not reach them either)",
             policy.key(),
@@ -408,6 +480,7 @@ fn ip_blocks(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
                 warnings.push(Warning {
                     caution: Caution::IpBlockCoversPods,
                     policies: vec![policy.key()],
+                    cluster_policies: Vec::new(),
                     message: format!(
                         "policy {} {direction} rule {rule_index} {field}[{peer_index}]: ipBlock {} holds the addresses of pods {}: pod addresses change with every restart, select pods with podSelector/namespaceSelector instead",
                         policy.key(),
@@ -446,6 +519,7 @@ fn named_ports(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
                 warnings.push(Warning {
                     caution: Caution::NamedPortUndeclared,
                     policies: vec![policy.key()],
+                    cluster_policies: Vec::new(),
                     pods: selected_pods.iter().map(|p| p.key()).collect(),
                     message: format!(
                         "policy {} {direction} rule {rule_index}: port {name:?}/{:?} is declared by none of {whose}: the port admits nothing",
@@ -455,6 +529,120 @@ fn named_ports(state: &ClusterState, policy: &NetworkPolicy) -> Vec<Warning> {
                 });
             }
         }
+    }
+    warnings
+}
+
+/// `cluster-unenforceable-peer`: the resolver's reports of rules with `domainNames`
+/// peers, with the pods the policy applies to.
+fn cluster_unenforceable(explainer: &Explainer) -> Vec<Warning> {
+    let state = explainer.state();
+    explainer
+        .tiers()
+        .issues
+        .iter()
+        .map(|issue| Warning {
+            caution: Caution::ClusterUnenforceablePeer,
+            policies: Vec::new(),
+            cluster_policies: vec![issue.rule.policy.clone()],
+            pods: state
+                .cluster_policies
+                .get(&issue.rule.policy)
+                .map(|p| cluster_subjects(state, p))
+                .unwrap_or_default(),
+            message: issue.to_string(),
+        })
+        .collect()
+}
+
+/// The live pods a cluster policy applies to.
+fn cluster_subjects(state: &ClusterState, policy: &ClusterNetworkPolicy) -> Vec<PodRef> {
+    state
+        .pods
+        .values()
+        .filter(|p| !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+        .filter(|p| policy.selects(p, &state.namespace_labels(&p.namespace)))
+        .map(Pod::key)
+        .collect()
+}
+
+/// `cluster-selects-no-pod`.
+fn cluster_selection(state: &ClusterState, policy: &ClusterNetworkPolicy) -> Vec<Warning> {
+    if !cluster_subjects(state, policy).is_empty() {
+        return Vec::new();
+    }
+    vec![Warning {
+        caution: Caution::ClusterSelectsNoPod,
+        policies: Vec::new(),
+        cluster_policies: vec![policy.name.clone()],
+        pods: Vec::new(),
+        message: format!(
+            "{} ClusterNetworkPolicy {} applies to no pod: check its subject",
+            policy.tier, policy.name
+        ),
+    }]
+}
+
+/// Does every connection `later` matches also match `earlier` (both of one tier and
+/// direction)? Only for rules the datapath enforces as written (no `domainNames`).
+fn covers(
+    earlier: (&ClusterNetworkPolicy, &ClusterRule),
+    later: (&ClusterNetworkPolicy, &ClusterRule),
+) -> bool {
+    let enforceable = |r: &ClusterRule| r.peers.iter().all(ClusterPeer::is_enforceable);
+    let everyone = LabelSelector::everything();
+    let subject_ok = earlier.0.subject == later.0.subject
+        || (earlier.0.subject.namespace_selector == everyone
+            && earlier.0.subject.pod_selector == everyone);
+    let peers_ok = later.1.peers.iter().all(|p| earlier.1.peers.contains(p));
+    let ports_ok =
+        earlier.1.ports.is_empty() || later.1.ports.iter().all(|p| earlier.1.ports.contains(p));
+    enforceable(earlier.1) && enforceable(later.1) && subject_ok && peers_ok && ports_ok
+}
+
+/// `cluster-rule-shadowed`: rules an earlier rule (in evaluation order, which the
+/// resolver's rule ids follow) always matches first.
+fn cluster_shadowed(explainer: &Explainer) -> Vec<Warning> {
+    let state = explainer.state();
+    let rule_of = |r: &ClusterRuleRef| {
+        let policy = state.cluster_policies.get(&r.policy)?;
+        Some((policy, policy.rules(r.direction).get(r.rule_index)?))
+    };
+    let ordered: Vec<&ClusterRuleRef> = explainer
+        .tiers()
+        .table
+        .iter()
+        .map(|(_, e)| &e.rule)
+        .collect();
+    let mut warnings = Vec::new();
+    for (j, later) in ordered.iter().enumerate() {
+        let Some(later_rule) = rule_of(later) else {
+            continue;
+        };
+        let shadow = ordered[..j].iter().find(|earlier| {
+            earlier.tier == later.tier
+                && earlier.direction == later.direction
+                && rule_of(earlier).is_some_and(|e| covers(e, later_rule))
+        });
+        let Some(earlier) = shadow else { continue };
+        let tie = if earlier.priority == later.priority && earlier.policy != later.policy {
+            " (at equal priority Deny is tried before Accept, and Accept before Pass)"
+        } else {
+            ""
+        };
+        let mut cluster_policies = vec![later.policy.clone(), earlier.policy.clone()];
+        cluster_policies.dedup();
+        warnings.push(Warning {
+            caution: Caution::ClusterRuleShadowed,
+            policies: Vec::new(),
+            cluster_policies,
+            pods: cluster_subjects(state, later_rule.0),
+            message: format!(
+                "{later} ({}) is shadowed by {earlier} ({}), which is tried first{tie} and matches every connection it would (subject, peers and ports): it never decides anything",
+                later_rule.1.action,
+                rule_of(earlier).map_or("?", |e| e.1.action.as_str()),
+            ),
+        });
     }
     warnings
 }
