@@ -1,7 +1,7 @@
 //! The Kubernetes API as the policy source: watches Namespaces, Pods and
 //! NetworkPolicies (or, with `PolicySource::PolicyEndpoint`, Pods and the EKS
-//! controller's PolicyEndpoints) with kube list and watch calls and publishes
-//! `policy::ClusterState` snapshots.
+//! controller's PolicyEndpoints and ClusterPolicyEndpoints) with kube list and watch
+//! calls and publishes `policy::ClusterState` snapshots.
 //!
 //! Data flow: `client::client` builds a `kube::Client` (in-cluster or `--kubeconfig`);
 //! `KubeSource::start` runs one `watch` task per kind, each converting every object
@@ -24,7 +24,7 @@ mod source;
 mod watch;
 
 pub use client::{ClientSource, client, config};
-pub use convert::{Key, Kind, Object, PolicyEndpointObject, Watched};
+pub use convert::{ClusterPolicyEndpointObject, Key, Kind, Object, PolicyEndpointObject, Watched};
 pub use error::{ConvertError, ErrorReason, SourceError};
 pub use health::{BlindWatcher, SourceHealth};
 pub use metrics::SourceMetrics;
