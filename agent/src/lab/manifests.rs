@@ -1,5 +1,6 @@
-//! The lab's view of a manifest directory: the user's Namespaces, Pods and
-//! NetworkPolicies, with each pod given a node, addresses (unless `status.podIPs`
+//! The lab's view of a manifest directory: the user's Namespaces, Pods,
+//! NetworkPolicies and ClusterNetworkPolicies (passed to the agent as they are), with
+//! each pod given a node, addresses (unless `status.podIPs`
 //! names them) and its host-side interface (named as the VPC CNI names them, with the
 //! lab's prefix), written out as the agent's policy directory.
 //!
@@ -418,6 +419,31 @@ mod tests {
         assert!(
             err.contains("default/b") && err.contains("10.0.0.1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn cluster_policies_reach_the_agent_as_written() {
+        let text = "apiVersion: networking.k8s.aws/v1alpha1\nkind: ClusterNetworkPolicy\nmetadata: {name: deny-x}\nspec:\n  tier: Admin\n  priority: 10\n  subject: {namespaces: {}}\n  egress:\n  - action: Deny\n    to: [{namespaces: {matchLabels: {zone: x}}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x}\n";
+        let d = docs(text);
+        let pods = plan_pods(&d, &[]).unwrap();
+        assert_eq!(pods.len(), 1, "a cluster policy is no pod");
+        let out = agent_documents(&d, &pods);
+        let cluster: Vec<&Value> = out
+            .iter()
+            .filter(|d| kind(d) == "ClusterNetworkPolicy")
+            .collect();
+        assert_eq!(cluster, [&d[0]], "unchanged, no namespace added to it");
+        // And the agent's loader takes what the lab writes.
+        let dir = std::env::temp_dir().join(format!("netpol-lab-cnp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_documents(&dir.join("cluster.yaml"), &out, None).unwrap();
+        let state = policy::load_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = state.unwrap();
+        assert_eq!(
+            state.cluster_policies.keys().collect::<Vec<_>>(),
+            ["deny-x"]
         );
     }
 }

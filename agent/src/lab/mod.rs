@@ -449,9 +449,9 @@ fn start_servers(state: &mut LabState) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the policies and labels (and adds or removes pods) while the lab is up, and
-/// returns when the agent enforces the change (its applied revision is at least the one
-/// written). With the agent stopped (`stop_agent`) the change is written and enforced
+/// Replaces the policies (NetworkPolicies and ClusterNetworkPolicies) and labels (and
+/// adds or removes pods) while the lab is up, and returns when the agent enforces the
+/// change (its applied revision is at least the one written). With the agent stopped (`stop_agent`) the change is written and enforced
 /// when the agent resumes.
 ///
 /// # Errors
