@@ -752,7 +752,9 @@ spec: {nodeName: node-2}
 status: {phase: Running, podIP: 10.0.2.9}
 "#;
 
-    /// A ClusterNetworkPolicy over PODS.
+    /// A ClusterNetworkPolicy over PODS. At equal priority Deny comes first, then
+    /// Accept, then Pass; a Pass skips the later Admin policy `catch-all`, so each of
+    /// the three rules decides some probes.
     const CNP: &str = r#"
 apiVersion: networking.k8s.aws/v1alpha1
 kind: ClusterNetworkPolicy
@@ -762,12 +764,25 @@ spec:
   priority: 10
   subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: shop}}}
   ingress:
-    - {action: Pass, from: [{namespaces: {matchLabels: {team: a}}}], ports: [{portNumber: {port: 80}}]}
+    - {action: Pass, from: [{namespaces: {matchLabels: {team: a}}}]}
     - {action: Deny, from: [{pods: {namespaceSelector: {}, podSelector: {}}}], ports: [{portNumber: {port: 80}}]}
-    - {action: Accept, from: [{namespaces: {}}]}
+    - {action: Accept, from: [{namespaces: {}}], ports: [{portNumber: {port: 443}}]}
   egress:
     - {action: Accept, to: [{networks: [10.0.0.0/8]}], ports: [{portNumber: {protocol: UDP, port: 53}}]}
     - {action: Deny, to: [{networks: [0.0.0.0/0]}]}
+"#;
+
+    /// A later Admin policy, read as the kind in both states.
+    const CATCH_ALL: &str = r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: catch-all}
+spec:
+  tier: Admin
+  priority: 20
+  subject: {namespaces: {}}
+  ingress:
+    - {action: Deny, from: [{namespaces: {}}]}
 "#;
 
     /// CNP as the controller resolves it (entries in no particular order).
@@ -781,13 +796,13 @@ spec:
   priority: 10
   podSelectorEndpoints: [{podIP: 10.0.0.5, hostIP: 192.168.0.1, name: web-1, namespace: shop}]
   ingress:
-    - {cidr: 10.0.2.9, action: Accept}
-    - {cidr: 10.0.1.7, action: Pass, ports: [{port: 80, protocol: TCP}]}
+    - {cidr: 10.0.2.9, action: Accept, ports: [{port: 443, protocol: TCP}]}
+    - {cidr: 10.0.1.7, action: Pass}
     - {cidr: 10.0.0.5, action: Deny, ports: [{port: 80, protocol: TCP}]}
     - {cidr: 10.0.1.7, action: Deny, ports: [{port: 80, protocol: TCP}]}
     - {cidr: 10.0.2.9, action: Deny, ports: [{port: 80, protocol: TCP}]}
-    - {cidr: 10.0.0.5, action: Accept}
-    - {cidr: 10.0.1.7, action: Accept}
+    - {cidr: 10.0.0.5, action: Accept, ports: [{port: 443, protocol: TCP}]}
+    - {cidr: 10.0.1.7, action: Accept, ports: [{port: 443, protocol: TCP}]}
   egress:
     - {cidr: 0.0.0.0/0, action: Deny}
     - {cidr: 10.0.0.0/8, action: Accept, ports: [{port: 53, protocol: UDP}]}
@@ -807,8 +822,9 @@ spec:
             maps.apply(&ops).expect("ops apply");
             maps
         };
-        let direct = load_str("cnp.yaml", &format!("{PODS}---{CNP}")).expect("loads");
-        let mut via_objects = load_str("pods.yaml", PODS).expect("loads");
+        let direct = load_str("cnp.yaml", &format!("{PODS}---{CNP}---{CATCH_ALL}")).expect("loads");
+        let mut via_objects =
+            load_str("pods.yaml", &format!("{PODS}---{CATCH_ALL}")).expect("loads");
         via_objects.upsert_cluster_policy(merge("guard", [&slice(CPE)]).expect("a policy"));
         let (direct_maps, object_maps) = (maps(&direct), maps(&via_objects));
         let web = PodRef::new("shop", "web-1");
@@ -839,5 +855,25 @@ spec:
             denied > 0 && denied < checked,
             "the probes see both verdicts ({denied} of {checked} denied)"
         );
+        // Each rule decides: Pass lets 10.0.1.7 past catch-all, Deny and Accept win
+        // on their ports.
+        let ingress = |peer: &str, protocol: Protocol, port| {
+            object_maps
+                .decide(
+                    &web,
+                    Direction::Ingress,
+                    peer.parse().unwrap(),
+                    protocol.number(),
+                    port,
+                )
+                .is_accept()
+        };
+        assert!(ingress("10.0.1.7", Protocol::Udp, 53), "passed");
+        assert!(
+            !ingress("10.0.2.9", Protocol::Udp, 53),
+            "caught by catch-all"
+        );
+        assert!(!ingress("10.0.1.7", Protocol::Tcp, 80), "denied");
+        assert!(ingress("10.0.2.9", Protocol::Tcp, 443), "accepted");
     }
 }
