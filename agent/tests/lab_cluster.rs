@@ -165,6 +165,77 @@ fn check(lab: &common::LabDir, state: &LabState, e: &Expect) {
     );
 }
 
+/// Every pod to every other on TCP 80 in both families: the probes and explain agree.
+fn matrix_agrees_with_explain(lab: &common::LabDir, state: &LabState) {
+    let spec = lab::probe::ProbeSpec {
+        ports: vec![80],
+        protocols: vec![Protocol::TCP],
+        families: vec![lab::probe::Family::IPv4, lab::probe::Family::IPv6],
+        timeout: Duration::from_secs(1),
+    };
+    let probes = lab::probe::probe_all(&state.probe_targets(), &spec);
+    let n = state.pods.len();
+    assert_eq!(probes.len(), n * (n - 1) * 2, "every probe ran");
+    let mut disagreements = Vec::new();
+    let mut denied = 0;
+    for from in state.pods.iter().map(|p| p.pod.key()) {
+        let mut args = vec![
+            "explain".to_owned(),
+            "--policy-dir".to_owned(),
+            LabState::policy_dir(lab.path())
+                .to_str()
+                .unwrap()
+                .to_owned(),
+            "--from".to_owned(),
+            from.clone(),
+            "--json".to_owned(),
+        ];
+        for to in state
+            .pods
+            .iter()
+            .map(|p| p.pod.key())
+            .filter(|k| *k != from)
+        {
+            args.extend(["--to".to_owned(), format!("{to}:80/TCP")]);
+        }
+        let out = Command::new(common::binary())
+            .args(&args)
+            .output()
+            .expect("the binary runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for c in v["connections"].as_array().unwrap() {
+            let family = c["family"].as_str().unwrap();
+            let to = c["to"]["pod"].as_str().unwrap();
+            let probe = probes
+                .iter()
+                .find(|p| p.from == from && p.to == to && format!("{:?}", p.family) == family)
+                .unwrap_or_else(|| panic!("a probe {from} -> {to} {family}"));
+            let real = passed(probe.result);
+            denied += usize::from(!real);
+            if c["allowed"] != real {
+                disagreements.push(format!(
+                    "{from} -> {to} {family}: probe {:?}, explain {c}",
+                    probe.result
+                ));
+            }
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "explain disagrees with the probes:\n{}",
+        disagreements.join("\n")
+    );
+    assert!(
+        denied > 0,
+        "the matrix holds denials, so agreement means something"
+    );
+}
+
 fn lab_up(lab: &common::LabDir, manifests: &std::path::Path) -> LabState {
     lab::up(&UpOptions {
         manifests: manifests.to_path_buf(),
@@ -187,6 +258,7 @@ fn cluster_tiers_decide_real_traffic_and_a_change_is_in_force_when_apply_returns
     for e in &scenario::EXPECTED {
         check(&lab, &state, e);
     }
+    matrix_agrees_with_explain(&lab, &state);
 
     // lint on what the lab's agent enforces: the Admin Accept after the Pass never
     // decides.
@@ -266,6 +338,7 @@ fn cluster_tiers_decide_real_traffic_and_a_change_is_in_force_when_apply_returns
         let again = Expect { port: 81, ..*e };
         assert_eq!(passed(probe(&state, &again)), again.allowed, "{again:?}");
     }
+    matrix_agrees_with_explain(&lab, &state);
 }
 
 /// Removes the manifest directory however the test ends.

@@ -995,3 +995,154 @@ impl fmt::Display for DirectionVerdict {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {team: b}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: x, namespace: a, labels: {app: x}}
+status: {phase: Running, podIPs: [{ip: 10.0.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: y, namespace: a, labels: {app: y}}
+status: {phase: Running, podIPs: [{ip: 10.0.0.2}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: z, namespace: b, labels: {app: z}}
+status: {phase: Running, podIPs: [{ip: 10.0.0.3}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: y-from-x, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: y}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: x}}}], ports: [{port: 80}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: pass-a}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress: [{action: Pass, from: [{namespaces: {matchLabels: {team: a}}}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: deny-b-to-a}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: a}}}
+  ingress: [{action: Deny, from: [{namespaces: {matchLabels: {team: b}}}], ports: [{portNumber: {port: 81}}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-b}
+spec:
+  tier: Baseline
+  priority: 10
+  subject: {namespaces: {matchLabels: {team: b}}}
+  ingress: [{action: Deny, from: [{namespaces: {}}], ports: [{portNumber: {port: 80}}]}]
+"#;
+
+    /// Every reason agrees with the verdict (the tier decision with the map model's
+    /// lookup), for every pair, port and mode.
+    #[test]
+    fn every_reason_agrees_with_the_verdict_in_both_modes() {
+        let state = crate::load::load_str("explain-tiers.yaml", STATE).unwrap();
+        let pods = ["a/x", "a/y", "b/z"].map(|k| {
+            let (ns, name) = k.split_once('/').unwrap();
+            PodRef::new(ns, name)
+        });
+        let mut tiers_seen = std::collections::BTreeSet::new();
+        for mode in [EnforcingMode::Standard, EnforcingMode::Strict] {
+            let explainer = Explainer::new(&state, mode);
+            for from in &pods {
+                for to in pods.iter().filter(|p| *p != from) {
+                    for port in [80, 81, 82] {
+                        let e = explainer
+                            .explain(
+                                &Endpoint::Pod(from.clone()),
+                                &Endpoint::Pod(to.clone()),
+                                Protocol::Tcp,
+                                port,
+                            )
+                            .unwrap();
+                        for v in [&e[0].egress, &e[0].ingress] {
+                            let consistent = match &v.reason {
+                                Reason::Cluster(m) => {
+                                    v.allowed == (m.action == ClusterAction::Accept)
+                                }
+                                Reason::DefaultAllow | Reason::Allowed(_) => v.allowed,
+                                Reason::StrictDefaultDeny | Reason::NoRuleMatched => !v.allowed,
+                                other => panic!("unexpected {other:?}"),
+                            };
+                            assert!(consistent, "{mode:?} {from} -> {to}:{port}: {v:?}");
+                            assert!(!v.walk.is_empty());
+                            tiers_seen.insert(v.tier.unwrap());
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            tiers_seen.into_iter().collect::<Vec<_>>(),
+            [
+                DecidingTier::Admin,
+                DecidingTier::NetworkPolicy,
+                DecidingTier::Baseline,
+                DecidingTier::Default
+            ]
+        );
+    }
+
+    #[test]
+    fn an_admin_pass_is_walked_and_the_network_policy_decides() {
+        let state = crate::load::load_str("explain-tiers.yaml", STATE).unwrap();
+        let explainer = Explainer::new(&state, EnforcingMode::Standard);
+        let x = Endpoint::Pod(PodRef::new("a", "x"));
+        let y = Endpoint::Pod(PodRef::new("a", "y"));
+        let e = &explainer.explain(&x, &y, Protocol::Tcp, 80).unwrap()[0];
+        assert!(e.allowed());
+        assert!(matches!(e.ingress.reason, Reason::Allowed(_)));
+        assert_eq!(e.ingress.tier, Some(DecidingTier::NetworkPolicy));
+        let StepOutcome::Matched(pass) = &e.ingress.walk[0].outcome else {
+            panic!("{:?}", e.ingress.walk);
+        };
+        assert_eq!(pass.rule.policy, "pass-a");
+        assert_eq!(pass.action, ClusterAction::Pass);
+        // The Pass hands over to the NetworkPolicy, which does not admit port 82.
+        let e = &explainer.explain(&x, &y, Protocol::Tcp, 82).unwrap()[0];
+        assert!(!e.allowed());
+        assert_eq!(e.ingress.reason, Reason::NoRuleMatched);
+        let isolated: Vec<String> = e
+            .ingress
+            .isolated_by()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(isolated, ["a/y-from-x"]);
+        // An Admin Deny names itself and no isolating NetworkPolicy.
+        let z = Endpoint::Pod(PodRef::new("b", "z"));
+        let e = &explainer.explain(&z, &y, Protocol::Tcp, 81).unwrap()[0];
+        let denied = e.ingress.denied_by_cluster().expect("an Admin Deny");
+        assert_eq!(denied.rule.policy, "deny-b-to-a");
+        assert!(e.ingress.isolated_by().is_empty());
+        assert_eq!(e.ingress.reason.code(), "admin-deny");
+    }
+}
