@@ -311,7 +311,9 @@ text_enum! {
         /// NetworkPolicies, resolved by the agent (any cluster).
         NetworkPolicy => "networkpolicy",
         /// The PolicyEndpoints the EKS network policy controller derives from them
-        /// (`policyendpoints.networking.k8s.aws`), as the incumbent agent reads them.
+        /// (`policyendpoints.networking.k8s.aws`), and the ClusterPolicyEndpoints it
+        /// derives from ClusterNetworkPolicies (`clusterpolicyendpoints`), as the
+        /// incumbent agent reads them.
         PolicyEndpoint => "policyendpoint",
     }
 }
