@@ -625,11 +625,13 @@ fn cluster_shadowed(explainer: &Explainer) -> Vec<Warning> {
                 && rule_of(earlier).is_some_and(|e| covers(e, later_rule))
         });
         let Some(earlier) = shadow else { continue };
-        let tie = if earlier.priority == later.priority && earlier.policy != later.policy {
-            " (at equal priority Deny is tried before Accept, and Accept before Pass)"
-        } else {
-            ""
-        };
+        let earlier_action = rule_of(earlier).map(|e| e.1.action);
+        let tie =
+            if earlier.priority == later.priority && earlier_action != Some(later_rule.1.action) {
+                " (at equal priority Deny is tried before Accept, and Accept before Pass)"
+            } else {
+                ""
+            };
         let mut cluster_policies = vec![later.policy.clone(), earlier.policy.clone()];
         cluster_policies.dedup();
         warnings.push(Warning {
@@ -640,9 +642,133 @@ fn cluster_shadowed(explainer: &Explainer) -> Vec<Warning> {
             message: format!(
                 "{later} ({}) is shadowed by {earlier} ({}), which is tried first{tie} and matches every connection it would (subject, peers and ports): it never decides anything",
                 later_rule.1.action,
-                rule_of(earlier).map_or("?", |e| e.1.action.as_str()),
+                earlier_action.map_or("?", |a| a.as_str()),
             ),
         });
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: x, namespace: a, labels: {app: x}}
+status: {phase: Running, podIPs: [{ip: 10.0.0.1}]}
+"#;
+
+    fn shadowed(cluster: &str) -> Vec<String> {
+        let state = crate::load::load_str("lint.yaml", &format!("{PODS}---\n{cluster}")).unwrap();
+        lint(&state, EnforcingMode::Standard)
+            .into_iter()
+            .filter(|w| w.caution == Caution::ClusterRuleShadowed)
+            .map(|w| w.message)
+            .collect()
+    }
+
+    #[test]
+    fn a_later_rule_of_the_same_policy_with_narrower_peers_is_shadowed() {
+        let found = shadowed(
+            r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: p}
+spec:
+  tier: Baseline
+  priority: 3
+  subject: {namespaces: {}}
+  egress:
+  - action: Accept
+    to: [{networks: [10.1.0.0/16]}, {networks: [10.2.0.0/16]}]
+  - action: Pass
+    to: [{networks: [10.2.0.0/16]}]
+    ports: [{portNumber: {protocol: UDP, port: 53}}]
+"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "Baseline ClusterNetworkPolicy p (priority 3) egress rule 1 (Pass) is shadowed by Baseline ClusterNetworkPolicy p (priority 3) egress rule 0 (Accept)"
+            ),
+            "{found:?}"
+        );
+        // At equal priority a Deny is tried before an Accept, whatever the rule order:
+        // the same rules with a Deny second shadow nothing.
+        let found = shadowed(
+            r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: p}
+spec:
+  tier: Baseline
+  priority: 3
+  subject: {namespaces: {}}
+  egress:
+  - action: Accept
+    to: [{networks: [10.1.0.0/16]}, {networks: [10.2.0.0/16]}]
+  - action: Deny
+    to: [{networks: [10.2.0.0/16]}]
+    ports: [{portNumber: {protocol: UDP, port: 53}}]
+"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn rules_with_domain_names_or_other_peers_or_subjects_are_not_shadowed() {
+        for later in [
+            // domainNames: the Deny fails closed, wider than it reads.
+            "to: [{domainNames: [example.com]}]",
+            // Other peers.
+            "to: [{networks: [10.3.0.0/16]}]",
+        ] {
+            let text = format!(
+                r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {{name: p}}
+spec:
+  tier: Admin
+  priority: 3
+  subject: {{namespaces: {{}}}}
+  egress:
+  - action: Accept
+    to: [{{networks: [10.1.0.0/16]}}]
+  - action: Deny
+    {later}
+"#
+            );
+            assert!(shadowed(&text).is_empty(), "{later}");
+        }
+        // A narrower subject first does not cover a wider one.
+        let found = shadowed(
+            r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: narrow}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {matchLabels: {team: a}}}
+  egress: [{action: Deny, to: [{networks: [10.1.0.0/16]}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: wide}
+spec:
+  tier: Admin
+  priority: 2
+  subject: {namespaces: {}}
+  egress: [{action: Accept, to: [{networks: [10.1.0.0/16]}]}]
+"#,
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
 }
