@@ -591,9 +591,15 @@ fn covers(
 ) -> bool {
     let enforceable = |r: &ClusterRule| r.peers.iter().all(ClusterPeer::is_enforceable);
     let everyone = LabelSelector::everything();
-    let subject_ok = earlier.0.subject == later.0.subject
-        || (earlier.0.subject.namespace_selector == everyone
-            && earlier.0.subject.pod_selector == everyone);
+    let earlier_selects_all = earlier.0.subject.namespace_selector == everyone
+        && earlier.0.subject.pod_selector == everyone;
+    // A policy read from ClusterPolicyEndpoints names its pods instead of selecting.
+    let subject_ok = match (&earlier.0.subject_pods, &later.0.subject_pods) {
+        (None, None) => earlier.0.subject == later.0.subject || earlier_selects_all,
+        (Some(earlier_pods), Some(later_pods)) => later_pods.is_subset(earlier_pods),
+        (None, Some(_)) => earlier_selects_all,
+        (Some(_), None) => false,
+    };
     let peers_ok = later.1.peers.iter().all(|p| earlier.1.peers.contains(p));
     let ports_ok =
         earlier.1.ports.is_empty() || later.1.ports.iter().all(|p| earlier.1.ports.contains(p));
@@ -770,5 +776,66 @@ spec:
 "#,
         );
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn named_pod_subjects_shadow_only_when_they_cover_the_later_pods() {
+        const TWO: &str = r#"
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: first}
+spec:
+  tier: Admin
+  priority: 1
+  subject: {namespaces: {}}
+  egress: [{action: Deny, to: [{networks: [10.1.0.0/16]}]}]
+---
+apiVersion: networking.k8s.aws/v1alpha1
+kind: ClusterNetworkPolicy
+metadata: {name: second}
+spec:
+  tier: Admin
+  priority: 2
+  subject: {namespaces: {}}
+  egress: [{action: Accept, to: [{networks: [10.1.0.0/16]}]}]
+"#;
+        let shadowed_with = |first: Option<&[&str]>, second: Option<&[&str]>| {
+            let mut state =
+                crate::load::load_str("lint.yaml", &format!("{PODS}---\n{TWO}")).unwrap();
+            let pods = |names: Option<&[&str]>| {
+                names.map(|n| {
+                    n.iter()
+                        .map(|name| crate::model::ObjectRef::new("a", *name))
+                        .collect()
+                })
+            };
+            state
+                .cluster_policies
+                .get_mut("first")
+                .unwrap()
+                .subject_pods = pods(first);
+            state
+                .cluster_policies
+                .get_mut("second")
+                .unwrap()
+                .subject_pods = pods(second);
+            lint(&state, EnforcingMode::Standard)
+                .into_iter()
+                .filter(|w| w.caution == Caution::ClusterRuleShadowed)
+                .count()
+        };
+        assert_eq!(shadowed_with(None, None), 1, "selectors alike");
+        assert_eq!(
+            shadowed_with(Some(&["x", "y"]), Some(&["x"])),
+            1,
+            "superset"
+        );
+        assert_eq!(shadowed_with(Some(&["y"]), Some(&["x"])), 0, "other pods");
+        assert_eq!(
+            shadowed_with(Some(&["x"]), None),
+            0,
+            "named pods vs selector"
+        );
+        assert_eq!(shadowed_with(None, Some(&["x"])), 1, "select-all first");
     }
 }
