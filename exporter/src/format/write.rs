@@ -41,12 +41,27 @@ pub fn push_u64(buf: &mut Vec<u8>, mut value: u64) {
 #[inline]
 pub fn push_ip(buf: &mut Vec<u8>, family: u8, bytes: &[u8; 16]) {
     if family == FAMILY_IPV4 {
-        for (i, octet) in bytes[..4].iter().enumerate() {
+        // Four octets of up to three digits and three dots, built on the stack and
+        // appended at once.
+        let mut tmp = [0u8; 15];
+        let mut n = 0;
+        for (i, &octet) in bytes[..4].iter().enumerate() {
             if i > 0 {
-                buf.push(b'.');
+                tmp[n] = b'.';
+                n += 1;
             }
-            push_u64(buf, u64::from(*octet));
+            if octet >= 100 {
+                tmp[n] = b'0' + octet / 100;
+                n += 1;
+            }
+            if octet >= 10 {
+                tmp[n] = b'0' + octet / 10 % 10;
+                n += 1;
+            }
+            tmp[n] = b'0' + octet % 10;
+            n += 1;
         }
+        buf.extend_from_slice(&tmp[..n]);
     } else {
         // Longest IPv6 text is 45 bytes (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
         let mut tmp = [0u8; 48];
@@ -137,6 +152,19 @@ mod tests {
             u64::MAX,
         ] {
             assert_eq!(text(|b| push_u64(b, v)), v.to_string());
+        }
+    }
+
+    #[test]
+    fn ipv4_matches_std_formatting_for_every_octet_value() {
+        for v in 0..=255u8 {
+            let octets = [v, 255 - v, v / 3, v.wrapping_mul(7)];
+            let mut field = [0xaa; 16];
+            field[..4].copy_from_slice(&octets);
+            assert_eq!(
+                text(|b| push_ip(b, FAMILY_IPV4, &field)),
+                std::net::Ipv4Addr::from(octets).to_string()
+            );
         }
     }
 

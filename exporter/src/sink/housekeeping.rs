@@ -23,6 +23,11 @@ use super::names::{GZ_SUFFIX, list_shipping_order, parse_rotated_name, split_liv
 use super::writer::FILE_MODE;
 use crate::stats::SharedStats;
 
+/// Nice value of the housekeeping thread: compression can wait (its files are
+/// written already), so on a busy node it yields the CPU to the thread that drains
+/// the kernel ring, whose lateness loses events.
+pub const HOUSEKEEPING_NICE: i32 = 10;
+
 /// Longest sleep between checks when nothing is due.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Pruning by age also runs this often when nothing rotates.
@@ -131,6 +136,7 @@ impl State {
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
+        lower_priority();
         self.prune();
         let mut last_prune = Instant::now();
         loop {
@@ -237,6 +243,16 @@ impl State {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to [`HOUSEKEEPING_NICE`] (Linux
+/// keeps a nice value per thread); a refusal only leaves it at the process's.
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers; `who` 0 is the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HOUSEKEEPING_NICE) };
+    if rc != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the housekeeping thread's priority");
+    }
+}
+
 fn gzip_file(src: &Path, dst: &Path) -> io::Result<()> {
     let src_file = File::open(src)?;
     let modified = src_file.metadata()?.modified()?;
@@ -257,4 +273,51 @@ fn gzip_file(src: &Path, dst: &Path) -> io::Result<()> {
     // Keep the rotation time, so pruning by age counts from it, not from compression.
     out.set_modified(modified)?;
     out.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nice values of this process's housekeeping threads (`/proc/self/task/*/stat`).
+    fn housekeeping_nice_values() -> Vec<i32> {
+        let mut values = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != "flowlog-houseke" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name start at field 3 (state); nice is 19.
+            let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+            if let Some(nice) = after.split_whitespace().nth(16) {
+                values.push(nice.parse().unwrap());
+            }
+        }
+        values
+    }
+
+    #[test]
+    fn the_housekeeping_thread_runs_below_the_ring_readers_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let keeper = Housekeeper::start(
+            &dir.path().join("network-policy-agent.log"),
+            &FileSinkConfig::default(),
+            Arc::new(SharedStats::default()),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let values = housekeeping_nice_values();
+            if !values.is_empty() && values.iter().all(|&n| n == HOUSEKEEPING_NICE) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "housekeeping threads' nice values: {values:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(keeper);
+    }
 }
