@@ -197,7 +197,13 @@ fn thread_cpu() -> Duration {
 /// CPU time (nanosecond schedstat) of this process's threads whose name starts with
 /// `prefix`.
 fn threads_cpu(prefix: &str) -> Duration {
-    let mut total = 0u64;
+    threads_schedstat(prefix).0
+}
+
+/// Time on the CPU and time runnable but waiting for one (schedstat, nanoseconds) of
+/// this process's threads whose name starts with `prefix`.
+fn threads_schedstat(prefix: &str) -> (Duration, Duration) {
+    let (mut run, mut wait) = (0u64, 0u64);
     for t in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -208,13 +214,23 @@ fn threads_cpu(prefix: &str) -> Duration {
             continue;
         }
         let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-        total += stat
+        let mut fields = stat
             .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
+            .map(|ns| ns.parse::<u64>().unwrap_or(0));
+        run += fields.next().unwrap_or(0);
+        wait += fields.next().unwrap_or(0);
     }
-    Duration::from_nanos(total)
+    (Duration::from_nanos(run), Duration::from_nanos(wait))
+}
+
+/// The machine's one-minute load average (other work competes for the two cores).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
 }
 
 fn rss_mib() -> f64 {
@@ -249,6 +265,8 @@ struct Outcome {
     lines_written: u64,
     secs: f64,
     cpu: Duration,
+    /// Time the flow-log thread was runnable but waited for a CPU (other load).
+    runqueue_wait: Duration,
 }
 
 impl Outcome {
@@ -462,11 +480,13 @@ fn run_step(
         o.events_produced += REPEAT as u64;
         i += 1;
     }
+    // The step's length: its last records are those due at `step`, whenever the
+    // sweep thread finishes building their batch.
+    o.secs = start.elapsed().as_secs_f64();
     if let Some(h) = sweeper {
         (o.records_produced, o.records_lost_queue) = h.join().unwrap();
         o.records_produced += o.records_lost_queue;
     }
-    o.secs = start.elapsed().as_secs_f64();
     let after = fx.counters();
     o.events_lost_ring = after.events_lost - before.events_lost;
     let submitted = after.events_submitted - before.events_submitted;
@@ -483,7 +503,7 @@ fn run_step(
                 counters_before.events_received + submitted,
                 counters_before.records_received + records_queued,
             );
-            o.cpu = threads_cpu("flow-log");
+            (o.cpu, o.runqueue_wait) = threads_schedstat("flow-log");
             let (reader, p) = t.stop().expect("the flow-log thread ends");
             let c = p.counters();
             o.events_consumed = c.events_received - counters_before.events_received;
@@ -669,7 +689,7 @@ fn main() {
             let cpu_per_line = o.cpu.as_secs_f64() * 1e6 / o.lines_consumed().max(1) as f64;
             ladder.lines += o.lines_written;
             println!(
-                "{name}: target {:>9.0} lines/s achieved {:>9.0}/s  events {:>8} records {:>8}  lost: ring {:>6} queue {:>7} file {}  flow-log CPU {:.3} us/line  rss {:.1} MiB",
+                "{name}: target {:>9.0} lines/s achieved {:>9.0}/s  events {:>8} records {:>8}  lost: ring {:>6} queue {:>7} file {}  flow-log CPU {:.3} us/line, waited for a CPU {:.0} ms  load {}  rss {:.1} MiB",
                 rate,
                 achieved,
                 o.events_consumed,
@@ -678,6 +698,8 @@ fn main() {
                 o.records_lost_queue,
                 o.lines_lost_pipeline,
                 cpu_per_line,
+                o.runqueue_wait.as_secs_f64() * 1e3,
+                load_average(),
                 rss_mib()
             );
             if sc.quick {
