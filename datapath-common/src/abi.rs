@@ -9,7 +9,7 @@ use core::{
 
 /// Bumped whenever a map layout changes: pins live under `.../v{ABI_VERSION}/`, so a
 /// newer agent never reinterprets an older map.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Rules one rule list holds (the incumbent holds 24 per prefix).
 pub const MAX_RULES_PER_LIST: usize = 64;
@@ -374,9 +374,13 @@ const _: () = assert!(offset_of!(FlowKey, pod_addr) == 12);
 
 /// A conntrack entry: the flow's verdict state and its counters, both ways.
 ///
-/// The counters are exact under concurrency: the datapath adds to them with atomic
-/// adds (several CPUs may carry one flow), and userspace takes an entry's last value
-/// with one lookup-and-delete when the flow ends.
+/// The counters are exact under concurrency (several CPUs may carry one flow): the CPU
+/// that tracked the flow (`owner_cpu`) adds to `packets` and `bytes` with plain adds,
+/// being their only writer, and any other CPU adds to `shared_packets` and
+/// `shared_bytes` with atomic adds; a flow's totals are the sums ([`Self::total_packets`],
+/// [`Self::total_bytes`]). The usual flow, steered to one CPU, thus counts without a
+/// locked instruction. Userspace takes an entry's last value with one
+/// lookup-and-delete when the flow ends.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtValue {
@@ -393,20 +397,45 @@ pub struct CtValue {
     /// `DIRECTION_EGRESS`).
     pub fin_seen: [u8; 2],
     pub policy_id: u32,
-    pub _pad: u32,
+    /// The CPU that tracked the flow: the only writer of `packets` and `bytes`.
+    pub owner_cpu: u32,
     /// The first packet's time (coarse clock).
     pub start_ns: u64,
-    /// Wire packets (`max(1, gso_segs)`) by direction as seen from the pod.
+    /// Wire packets (`max(1, gso_segs)`) by direction as seen from the pod, counted on
+    /// `owner_cpu`.
     pub packets: [u64; 2],
-    /// Bytes of the frames the datapath saw (Ethernet header included), by direction.
+    /// Bytes of the frames the datapath saw (Ethernet header included), by direction,
+    /// counted on `owner_cpu`.
     pub bytes: [u64; 2],
+    /// As `packets`, counted on every other CPU (atomic adds).
+    pub shared_packets: [u64; 2],
+    /// As `bytes`, counted on every other CPU (atomic adds).
+    pub shared_bytes: [u64; 2],
 }
-const _: () = assert!(size_of::<CtValue>() == 64);
+const _: () = assert!(size_of::<CtValue>() == 96);
 const _: () = assert!(offset_of!(CtValue, fin_seen) == 14);
 const _: () = assert!(offset_of!(CtValue, packets) == 32);
 const _: () = assert!(offset_of!(CtValue, bytes) == 48);
+const _: () = assert!(offset_of!(CtValue, shared_packets) == 64);
+const _: () = assert!(offset_of!(CtValue, shared_bytes) == 80);
 
 impl CtValue {
+    /// Wire packets by direction, from every CPU.
+    pub const fn total_packets(&self) -> [u64; 2] {
+        [
+            self.packets[0].wrapping_add(self.shared_packets[0]),
+            self.packets[1].wrapping_add(self.shared_packets[1]),
+        ]
+    }
+
+    /// Frame bytes by direction, from every CPU.
+    pub const fn total_bytes(&self) -> [u64; 2] {
+        [
+            self.bytes[0].wrapping_add(self.shared_bytes[0]),
+            self.bytes[1].wrapping_add(self.shared_bytes[1]),
+        ]
+    }
+
     /// Has the flow ended as TCP ends: a RST either way, or a FIN both ways?
     pub const fn tcp_closed(&self) -> bool {
         self.rst_seen != 0 || (self.fin_seen[0] != 0 && self.fin_seen[1] != 0)

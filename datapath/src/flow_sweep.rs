@@ -186,8 +186,8 @@ impl FlowSweeper {
         }
         *reported = Reported {
             flow_start_ns: ct.start_ns,
-            packets: ct.packets,
-            bytes: ct.bytes,
+            packets: ct.total_packets(),
+            bytes: ct.total_bytes(),
             last_end_ns: record.end_ns,
         };
         records.push(record);
@@ -236,8 +236,8 @@ fn delta_record(
         policy_id: ct.policy_id,
         start_ns: reported.last_end_ns,
         end_ns,
-        packets: sub(ct.packets, reported.packets),
-        bytes: sub(ct.bytes, reported.bytes),
+        packets: sub(ct.total_packets(), reported.packets),
+        bytes: sub(ct.total_bytes(), reported.bytes),
         end,
     }
 }
@@ -378,5 +378,25 @@ mod tests {
         let record = s.final_record(&key, &ct(50, [1, 0], [70, 0]), FlowEnd::Idle);
         assert_eq!((record.packets, record.bytes), ([1, 0], [70, 0]));
         assert_eq!(record.start_ns, 50);
+    }
+
+    #[test]
+    fn records_count_what_other_cpus_added_to_the_shared_counters() {
+        let mut s = FlowSweeper::new(RecordOptions {
+            enabled: true,
+            interval: Duration::from_nanos(100),
+        });
+        let key = FlowKey::default();
+        let mut out = Vec::new();
+        let mut open = ct(0, [3, 1], [300, 60]);
+        open.shared_packets = [2, 0];
+        open.shared_bytes = [150, 0];
+        s.maybe_periodic(&key, &open, 100, &mut out);
+        assert_eq!((out[0].packets, out[0].bytes), ([5, 1], [450, 60]));
+        let mut last = open;
+        last.shared_packets = [2, 4];
+        last.shared_bytes = [150, 400];
+        let record = s.final_record(&key, &last, FlowEnd::Idle);
+        assert_eq!((record.packets, record.bytes), ([0, 4], [0, 400]));
     }
 }

@@ -9,8 +9,9 @@
 //! the capture's TCP payload against what the sockets sent.
 //!
 //! Also: periodic records sum to the flow's final total, a UDP flow ends by idle
-//! expiry with its exact frame bytes, and under a full table every flow is either
-//! reported or counted as evicted.
+//! expiry with its exact frame bytes, under a full table every flow is either
+//! reported or counted as evicted, and a flow carried by two CPUs (its own counting
+//! with plain adds, the other with atomic adds) counts every packet once.
 
 use std::{
     io::{Read, Write},
@@ -32,7 +33,7 @@ use datapath_common::{
     *,
 };
 use integration::{
-    frames::{Frame, TCP_SYN},
+    frames::{Frame, TCP_ACK, TCP_SYN},
     kernel::{ACT_PASS, FixtureOptions, KernelFixture},
     podnet::*,
 };
@@ -444,4 +445,99 @@ fn under_a_full_table_every_flow_is_reported_or_counted_as_evicted() {
             .iter()
             .all(|r| r.end == FlowEnd::Idle && r.packets == [1, 0])
     );
+}
+
+/// Pins the calling thread to `cpu` (BPF_PROG_TEST_RUN runs the program on the
+/// caller's CPU).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity
+    // get a pointer to it and its size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "pinning to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn a_flow_carried_by_two_cpus_counts_every_packet_once() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs, the machine has {cpus}"
+    );
+    // A thread of its own: the pinning stays with it.
+    std::thread::spawn(|| {
+        let mut fx = KernelFixture::with_options(&["pa"], FixtureOptions::default());
+        let pa = fx.ifindex("pa");
+        let pod: IpAddr = "10.1.0.2".parse().unwrap();
+        let peer: IpAddr = "10.9.0.1".parse().unwrap();
+        fx.set_pod(pa, &[pod], STATE_DEFAULT_ALLOW, STATE_DEFAULT_ALLOW);
+        let syn = Frame::tcp(peer, 4321, pod, 80, TCP_SYN).build();
+        let inbound = Frame {
+            payload_len: 100,
+            ..Frame::tcp(peer, 4321, pod, 80, TCP_ACK)
+        }
+        .build();
+        let outbound = Frame {
+            payload_len: 300,
+            ..Frame::tcp(pod, 80, peer, 4321, TCP_ACK)
+        }
+        .build();
+        let ingress = DIRECTION_INGRESS as usize;
+        let egress = DIRECTION_EGRESS as usize;
+        pin_to_cpu(0);
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn), ACT_PASS);
+        for _ in 0..3 {
+            assert_eq!(fx.run(DIRECTION_INGRESS, pa, &inbound), ACT_PASS);
+        }
+        pin_to_cpu(1);
+        for _ in 0..4 {
+            assert_eq!(fx.run(DIRECTION_INGRESS, pa, &inbound), ACT_PASS);
+        }
+        for _ in 0..2 {
+            assert_eq!(fx.run(DIRECTION_EGRESS, pa, &outbound), ACT_PASS);
+        }
+        pin_to_cpu(0);
+        assert_eq!(fx.run(DIRECTION_EGRESS, pa, &outbound), ACT_PASS);
+        let entries = fx.dp().maps().conntrack();
+        assert_eq!(entries.len(), 1, "one flow");
+        let ct = entries[0].value;
+        assert_eq!(ct.owner_cpu, 0, "the CPU that tracked the flow owns it");
+        let mut owner = [0; 2];
+        owner[ingress] = 4;
+        owner[egress] = 1;
+        let mut shared = [0; 2];
+        shared[ingress] = 4;
+        shared[egress] = 2;
+        assert_eq!((ct.packets, ct.shared_packets), (owner, shared));
+        let mut packets = [0; 2];
+        packets[ingress] = 8;
+        packets[egress] = 3;
+        let mut bytes = [0; 2];
+        bytes[ingress] = (syn.len() + 7 * inbound.len()) as u64;
+        bytes[egress] = 3 * outbound.len() as u64;
+        assert_eq!((ct.total_packets(), ct.total_bytes()), (packets, bytes));
+        // The flow's record holds the totals.
+        let mut sweeper = FlowSweeper::new(RecordOptions {
+            enabled: true,
+            interval: Duration::ZERO,
+        });
+        let mut records = Vec::new();
+        let idle = Duration::from_secs(3600);
+        let later = monotonic_now_ns() + 2 * idle.as_nanos() as u64;
+        sweeper
+            .sweep(fx.dp().maps(), later, idle, &mut records)
+            .unwrap();
+        assert_eq!(records.len(), 1, "one final record");
+        assert_eq!((records[0].packets, records[0].bytes), (packets, bytes));
+    })
+    .join()
+    .unwrap();
 }
