@@ -11,6 +11,14 @@
 //! accounting, entry counts), no speed targets; the JSON line gets `"quick":true`.
 //! Runs in seconds even in a debug build
 //! (`NETPOL_BENCH_QUICK=1 cargo test -p integration --bench datapath`).
+//!
+//! Beside the original cases: the allowed new flow with the ring left undrained (the
+//! incumbent harness's `*_undrained_ns`), the pod under 100 Admin cluster rules (issue
+//! 17: `admin100_*`, see [`admin100`]) and the flow-record sweep's userspace cost per
+//! flow (issue 18: `sweep_*_ns_per_flow`). `NETPOL_BENCH_CASES_ONLY=1` skips map memory
+//! and loads. With baselines named (see [`compare`]), the run is instead a back-to-back
+//! comparison printing the issues' ratios against their targets (full mode only: quick
+//! mode never judges speed).
 
 use std::{
     net::IpAddr,
@@ -22,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use datapath::{Datapath, LoadOptions, PinLayout, frame_run};
+use datapath::{Datapath, FlowSweeper, LoadOptions, PinLayout, RecordOptions, frame_run};
 use datapath_common::*;
 use integration::{
     frames::{Frame, TCP_ACK, TCP_SYN},
@@ -41,6 +49,9 @@ struct Scale {
     memory_peers: u32,
     /// Loads timed; the median is reported.
     loads: usize,
+    /// Conntrack entries in the flow-record sweep figures (the fixture's table holds
+    /// 4,096; the LRU may evict before it is full).
+    sweep_flows: u32,
 }
 
 const FULL: Scale = Scale {
@@ -50,6 +61,7 @@ const FULL: Scale = Scale {
     single_shots: 3_000,
     memory_peers: 5_000,
     loads: 5,
+    sweep_flows: 3_000,
 };
 
 const QUICK: Scale = Scale {
@@ -59,6 +71,7 @@ const QUICK: Scale = Scale {
     single_shots: 100,
     memory_peers: 500,
     loads: 1,
+    sweep_flows: 500,
 };
 
 /// Events one deny_1k run emits (one per repeat) must fit: 100,000 × 88 bytes. In
@@ -167,11 +180,29 @@ fn bpf_stats_enabled() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == value)
+}
+
 fn main() {
-    let sc = if std::env::var("NETPOL_BENCH_QUICK").is_ok_and(|v| v == "1") {
+    let sc = if env_is("NETPOL_BENCH_QUICK", "1") {
         QUICK
     } else {
         FULL
+    };
+    if !sc.quick && compare::wanted() {
+        compare::run();
+        return;
+    }
+    // Cases only (what the comparison runs in each round): no map memory, no loads.
+    let sc = if env_is("NETPOL_BENCH_CASES_ONLY", "1") {
+        Scale {
+            memory_peers: 10,
+            loads: 0,
+            ..sc
+        }
+    } else {
+        sc
     };
     let mut fx = KernelFixture::with_options(
         &["pa"],
@@ -193,10 +224,8 @@ fn main() {
     fx.set_policy_set(pa, set);
     // 1,000 prefixes: 500 IPv4 /24s and 500 IPv6 /64s, all sharing one rule list.
     let list = 1;
-    fx.dp()
-        .maps()
-        .put_rule_list(list, &[rule(PROTO_TCP, 80, 80, 77)])
-        .unwrap();
+    let np_rule = rule(PROTO_TCP, 80, 80, 77);
+    fx.dp().maps().put_rule_list(list, &[np_rule]).unwrap();
     for i in 0..500u32 {
         for (addr, bits) in [
             (
@@ -430,9 +459,7 @@ fn main() {
     let mut noop_r1 = Vec::new();
     let mut new_flow = Vec::new();
     for _ in 0..sc.single_shots {
-        for entry in fx.dp().maps().conntrack() {
-            fx.dp().maps().remove_conntrack(&entry.key).unwrap();
-        }
+        clear_conntrack(&mut fx);
         new_flow.push(run_ns(&fx, ingress, &allow_frame, pa, 1, ACT_PASS));
         noop_r1.push(run_ns(&fx, noop, &noop_frame, pa, 1, ACT_PASS));
         fx.events();
@@ -440,6 +467,34 @@ fn main() {
     let noop_r1 = Stat::of(noop_r1);
     let new_flow = Stat::of(new_flow);
     let _ = egress;
+
+    // The same with the ring left undrained between shots (the incumbent harness's
+    // *_undrained_ns keys): each event lands behind the ones before it.
+    let before = fx.counters();
+    let mut noop_r1_undrained = Vec::new();
+    let mut new_flow_undrained = Vec::new();
+    for _ in 0..sc.single_shots {
+        clear_conntrack(&mut fx);
+        new_flow_undrained.push(run_ns(&fx, ingress, &allow_frame, pa, 1, ACT_PASS));
+        noop_r1_undrained.push(run_ns(&fx, noop, &noop_frame, pa, 1, ACT_PASS));
+    }
+    let after = fx.counters();
+    assert_eq!(after.events_lost, before.events_lost);
+    assert_eq!(
+        fx.events().len(),
+        sc.single_shots,
+        "one event per undrained single shot"
+    );
+    assert_eq!(
+        after.conntrack_inserts - before.conntrack_inserts,
+        sc.single_shots as u64,
+        "every undrained single shot tracked its flow"
+    );
+    let noop_r1_undrained = Stat::of(noop_r1_undrained);
+    let new_flow_undrained = Stat::of(new_flow_undrained);
+
+    let admin = admin100(&mut fx, &sc, pa, pod, peer, set + 2, np_rule);
+    let sweep = sweep_cost(&mut fx, &sc, pa, pod, peer);
 
     // Map memory for 110 local pods, each allowing ingress from 5,000 peer pods (/32s),
     // all entries sharing deduplicated rule lists: the kernel's own accounting
@@ -449,6 +504,9 @@ fn main() {
 
     // Start-up: loading and verifying the programs.
     let mut loads: Vec<f64> = (0..sc.loads).map(|_| load_ms()).collect();
+    if loads.is_empty() {
+        loads.push(0.0);
+    }
     loads.sort_by(f64::total_cmp);
     let load_ms = loads[loads.len() / 2];
 
@@ -496,6 +554,34 @@ fn main() {
         net(&new_flow, &noop_r1)
     );
     println!(
+        "  ring not drained, floor      {}",
+        noop_r1_undrained.show()
+    );
+    println!(
+        "  ring not drained             {}  net {:6.1}",
+        new_flow_undrained.show(),
+        net(&new_flow_undrained, &noop_r1_undrained)
+    );
+    println!(
+        "100 Admin rules (issue 17): deny by the 100th {}  net {:6.1}",
+        admin.deny.show(),
+        net(&admin.deny, &floor)
+    );
+    println!(
+        "  allow through them and an NP rule, single shot {}  net {:6.1}",
+        admin.new_flow.show(),
+        net(&admin.new_flow, &admin.noop_r1)
+    );
+    println!(
+        "  conntrack hit with them      {}  net {:6.1}",
+        admin.ct_hit.show(),
+        net(&admin.ct_hit, &floor)
+    );
+    println!(
+        "flow-record sweep, {} flows: open flows {:.0} ns per flow, ending them with final records {:.0} ns per flow",
+        sc.sweep_flows, sweep.live_ns_per_flow, sweep.end_ns_per_flow
+    );
+    println!(
         "map memory, 110 pods x {} peer /32s ({} entries): policy entries {:.1} MiB ({:.1} MiB before them, then {:.0} bytes per entry), RULE_LISTS {:.3} MiB, pod slots {:.3} MiB",
         sc.memory_peers,
         memory.entries,
@@ -521,7 +607,7 @@ fn main() {
         println!("quick mode: speed targets not checked");
     }
     println!(
-        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x{peers}\":{:.1},\"lpm_memory_mib_110x{peers}_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"load_ms\":{load_ms:.1},\"bpf_stats_enabled\":\"{}\"{}}}",
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x{peers}\":{:.1},\"lpm_memory_mib_110x{peers}_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"noop_r1_undrained_ns\":{:.1},\"new_flow_1k_r1_undrained_ns\":{:.1},\"admin100_deny_ns\":{:.1},\"admin100_noop_r1_ns\":{:.1},\"admin100_new_flow_r1_ns\":{:.1},\"admin100_ct_hit_ns\":{:.1},\"sweep_live_ns_per_flow\":{:.1},\"sweep_end_ns_per_flow\":{:.1},\"load_ms\":{load_ms:.1},\"bpf_stats_enabled\":\"{}\"{}}}",
         memory.lpm as f64 / 1048576.0,
         shared_memory.lpm as f64 / 1048576.0,
         floor.median,
@@ -534,6 +620,14 @@ fn main() {
         new_flow.median,
         deny_live.median,
         deny_live_eager.median,
+        noop_r1_undrained.median,
+        new_flow_undrained.median,
+        admin.deny.median,
+        admin.noop_r1.median,
+        admin.new_flow.median,
+        admin.ct_hit.median,
+        sweep.live_ns_per_flow,
+        sweep.end_ns_per_flow,
         bpf_stats_enabled(),
         if sc.quick { ",\"quick\":true" } else { "" },
         peers = sc.memory_peers,
@@ -638,5 +732,456 @@ fn map_memory(fx: &mut KernelFixture, pods_per_set: u32, peers: u32) -> Memory {
         per_added_entry: (bytes - bytes_before) as f64 / (entries - entries_before) as f64,
         rule_lists: memlock(&pins, map_names::RULE_LISTS),
         pods: memlock(&pins, map_names::POD_SLOTS) + memlock(&pins, map_names::POD_INDEX),
+    }
+}
+
+/// Deletes every conntrack entry (a single shot's flow is new again).
+fn clear_conntrack(fx: &mut KernelFixture) {
+    for entry in fx.dp().maps().conntrack() {
+        fx.dp().maps().remove_conntrack(&entry.key).unwrap();
+    }
+}
+
+/// Issue 17's figures: the pod under 100 Admin cluster rules.
+struct Admin {
+    /// A new flow denied by the 100th Admin rule (repeats; one event each).
+    deny: Stat,
+    noop_r1: Stat,
+    /// A new flow allowed by a NetworkPolicy rule behind the Admin rules (single shot).
+    new_flow: Stat,
+    /// A tracked flow's next packets with the Admin rules in place.
+    ct_hit: Stat,
+}
+
+/// The pod's ingress under 100 Admin rules, as the resolver folds them into its
+/// entries (Admin rules first, in evaluation order, then the NetworkPolicy's): rules
+/// 0..62 cover the 1,000 prefixes' peers (TCP 1000+i, accept and deny in turn), rules
+/// 62..99 one /24 each of 10.30.0.0/16 (deny TCP 80), and the 100th denies TCP 81
+/// from the same peers as the first 62. A peer of the 1,000 prefixes thus finds a
+/// full list (64 rules, the most a list holds): 62 Admin rules that do not match, the
+/// 100th, then the NetworkPolicy rule admitting TCP 80. Measured in a policy set of
+/// its own; the pod's record is restored afterwards.
+fn admin100(
+    fx: &mut KernelFixture,
+    sc: &Scale,
+    pa: u32,
+    pod: IpAddr,
+    peer: IpAddr,
+    admin_set: u32,
+    np_rule: Rule,
+) -> Admin {
+    let base = policy::tiers::CLUSTER_RULE_ID_BASE;
+    let admin_rule = |i: u32, port: u16, action: u8| Rule {
+        action,
+        ..rule(PROTO_TCP, port, port, base + i)
+    };
+    let mut folded: Vec<Rule> = (0..62)
+        .map(|i| {
+            let action = if i % 2 == 0 { RULE_ACCEPT } else { RULE_DENY };
+            admin_rule(i, 1000 + i as u16, action)
+        })
+        .collect();
+    folded.push(admin_rule(99, 81, RULE_DENY));
+    folded.push(np_rule);
+    assert_eq!(folded.len(), MAX_RULES_PER_LIST);
+    let folded_list = 20;
+    fx.dp().maps().put_rule_list(folded_list, &folded).unwrap();
+    for i in 62..99u32 {
+        let id = folded_list + 1 + i;
+        fx.dp()
+            .maps()
+            .put_rule_list(id, &[admin_rule(i, 80, RULE_DENY), np_rule])
+            .unwrap();
+        let addr = IpAddr::from([10, 30, (i - 62) as u8, 0]);
+        let (key, len) = datapath_common::policy_key(admin_set, DIRECTION_INGRESS, addr, 24);
+        fx.dp().maps().put_entry(&key, len, id).unwrap();
+    }
+    for i in 0..500u32 {
+        for (addr, bits) in [
+            (
+                IpAddr::from([10, 20 + (i / 256) as u8, (i % 256) as u8, 0]),
+                24,
+            ),
+            (IpAddr::from([0xfd00, 0x20, i as u16, 0, 0, 0, 0, 0]), 64),
+        ] {
+            let (key, len) = datapath_common::policy_key(admin_set, DIRECTION_INGRESS, addr, bits);
+            fx.dp().maps().put_entry(&key, len, folded_list).unwrap();
+        }
+    }
+    let plain = fx.dp().maps().pod(pa).unwrap();
+    let mut rec = plain;
+    rec.policy_set = admin_set;
+    fx.dp().maps().put_pod(pa, &rec).unwrap();
+    let (ingress, noop) = (program_names::POD_INGRESS, program_names::NOOP);
+
+    // Denied by the 100th rule: its id in the event, one event per repeat.
+    let deny_frame = Frame::tcp(peer, 5, pod, 81, TCP_SYN).build();
+    fx.events();
+    assert_eq!(fx.run(DIRECTION_INGRESS, pa, &deny_frame), ACT_DROP);
+    let events = fx.events();
+    assert_eq!(events.len(), 1, "one event for the denied flow");
+    assert_eq!(
+        (events[0].verdict, events[0].policy_id),
+        (VERDICT_DENY, base + 99),
+        "the 100th Admin rule decided"
+    );
+    let before = fx.counters();
+    let deny = measure(fx, sc, ingress, &deny_frame, pa, ACT_DROP, true);
+    let after = fx.counters();
+    assert_eq!(after.events_lost, before.events_lost);
+    assert_eq!(
+        after.events_submitted - before.events_submitted,
+        sc.runs as u64 * u64::from(sc.repeat),
+        "every repeat was a full evaluation"
+    );
+
+    // Allowed by the NetworkPolicy rule behind them: a new flow each shot.
+    let allow_frame = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
+    let noop_frame = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
+    let mut new_flow = Vec::new();
+    let mut noop_r1 = Vec::new();
+    for shot in 0..sc.single_shots {
+        clear_conntrack(fx);
+        new_flow.push(run_ns(fx, ingress, &allow_frame, pa, 1, ACT_PASS));
+        noop_r1.push(run_ns(fx, noop, &noop_frame, pa, 1, ACT_PASS));
+        let events = fx.events();
+        if shot == 0 {
+            assert_eq!(
+                events.iter().map(|e| e.policy_id).collect::<Vec<_>>(),
+                vec![np_rule.policy_id],
+                "the NetworkPolicy rule behind the Admin rules allowed"
+            );
+        }
+    }
+
+    // A tracked flow's next packets.
+    assert_eq!(
+        fx.run(
+            DIRECTION_INGRESS,
+            pa,
+            &Frame::tcp(peer, 9, pod, 80, TCP_SYN).build()
+        ),
+        ACT_PASS
+    );
+    fx.events();
+    let hit_frame = Frame::tcp(peer, 9, pod, 80, TCP_ACK).build();
+    let ct_hit = measure(fx, sc, ingress, &hit_frame, pa, ACT_PASS, true);
+    assert!(fx.events().is_empty(), "conntrack hits send no events");
+    fx.dp().maps().put_pod(pa, &plain).unwrap();
+    Admin {
+        deny,
+        noop_r1: Stat::of(noop_r1),
+        new_flow: Stat::of(new_flow),
+        ct_hit,
+    }
+}
+
+/// Issue 18's per-flow record cost in userspace: one sweep of `sweep_flows` open
+/// flows (records on, none due), then one that ends them all with their final records.
+struct SweepCost {
+    live_ns_per_flow: f64,
+    end_ns_per_flow: f64,
+}
+
+fn sweep_cost(fx: &mut KernelFixture, sc: &Scale, pa: u32, pod: IpAddr, peer: IpAddr) -> SweepCost {
+    clear_conntrack(fx);
+    fx.events();
+    for i in 0..sc.sweep_flows {
+        let frame = Frame::tcp(peer, 20_000 + i as u16, pod, 80, TCP_SYN).build();
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &frame), ACT_PASS);
+        if i % 1000 == 999 {
+            fx.events();
+        }
+    }
+    fx.events();
+    let flows = sc.sweep_flows as usize;
+    assert_eq!(
+        fx.dp().maps().conntrack().len(),
+        flows,
+        "one entry per flow"
+    );
+    let mut sweeper = FlowSweeper::new(RecordOptions {
+        enabled: true,
+        interval: Duration::ZERO,
+    });
+    let mut records = Vec::new();
+    let now = coarse_now_ns();
+    let started = Instant::now();
+    let counts = sweeper
+        .sweep(fx.dp().maps(), now, Duration::from_secs(3600), &mut records)
+        .unwrap();
+    let live = started.elapsed();
+    assert_eq!(counts.live, flows as u64);
+    assert!(records.is_empty(), "no flow ended and none is due a record");
+    let started = Instant::now();
+    let counts = sweeper
+        .sweep(
+            fx.dp().maps(),
+            now + 7_200_000_000_000,
+            Duration::from_secs(3600),
+            &mut records,
+        )
+        .unwrap();
+    let end = started.elapsed();
+    assert_eq!((counts.live, counts.removed), (0, flows as u64));
+    assert_eq!(records.len(), flows, "a final record per flow");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.forward().0 == 1 && r.forward().1 > 0 && r.reverse() == (0, 0)),
+        "each record holds its flow's one packet"
+    );
+    SweepCost {
+        live_ns_per_flow: live.as_nanos() as f64 / flows as f64,
+        end_ns_per_flow: end.as_nanos() as f64 / flows as f64,
+    }
+}
+
+/// Back-to-back comparison (issues 17 and 18), full mode only. Set any of:
+/// - `NETPOL_BENCH_BEFORE_RECORDS`: this bench built at the commit before flow records
+///   (05b570f^),
+/// - `NETPOL_BENCH_BEFORE_TIERS`: this bench built at the commit before the cluster
+///   tiers reached the kernel (6058af6^),
+/// - `NETPOL_BENCH_INCUMBENT`: the incumbent harness's `bench.sh` (run with PROCS=1).
+///
+/// The older benches need `NETPOL_BENCH_CASES_ONLY=1` (skip map memory and loads); a
+/// tree before it has the same few lines patched in (and at both commits the agent
+/// crate needs a stub `ConntrackChores` in daemon.rs to build). Build each in a `git
+/// worktree` with a target directory of its own:
+/// `CARGO_TARGET_DIR=/work/target-ct cargo bench -p integration --bench datapath --no-run`. `NETPOL_BENCH_ROUNDS` (default 3)
+/// rounds each run this bench (cases only, as a child) and every baseline once, the
+/// order rotating per round; per source and case the net figure (case - its floor, from
+/// the same process) is the median over rounds, with its spread. Ratios against the
+/// targets are printed, then one JSON line.
+mod compare {
+    use std::{collections::BTreeMap, process::Command};
+
+    const SOURCES: [(&str, &str); 3] = [
+        ("before_records", "NETPOL_BENCH_BEFORE_RECORDS"),
+        ("before_tiers", "NETPOL_BENCH_BEFORE_TIERS"),
+        ("incumbent", "NETPOL_BENCH_INCUMBENT"),
+    ];
+
+    pub fn wanted() -> bool {
+        SOURCES
+            .iter()
+            .any(|(_, var)| std::env::var_os(var).is_some())
+    }
+
+    type Figures = BTreeMap<String, f64>;
+
+    fn command(name: &str, path: &str) -> Command {
+        let mut c = Command::new(path);
+        if name == "incumbent" {
+            c.env("PROCS", "1");
+        } else {
+            c.arg("--bench").env("NETPOL_BENCH_CASES_ONLY", "1");
+        }
+        for (_, var) in SOURCES {
+            c.env_remove(var);
+        }
+        c.env_remove("NETPOL_BENCH_QUICK");
+        c
+    }
+
+    /// The `*_ns` figures of the last JSON line a run printed.
+    fn run_one(name: &str, path: &str) -> Figures {
+        let out = command(name, path)
+            .output()
+            .unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name} failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("{name}: no JSON line"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.ends_with("_ns"))
+            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+            .collect()
+    }
+
+    /// The floor a case's net figure is taken from.
+    fn floor_of(key: &str) -> &'static str {
+        match key {
+            "new_flow_1k_r1_ns" => "noop_r1_ns",
+            "new_flow_1k_r1_undrained_ns" => "noop_r1_undrained_ns",
+            "admin100_new_flow_r1_ns" => "admin100_noop_r1_ns",
+            _ => "noop_ns",
+        }
+    }
+
+    struct Net {
+        median: f64,
+        min: f64,
+        max: f64,
+    }
+
+    fn net(rounds: &[Figures], key: &str) -> Option<Net> {
+        let mut xs: Vec<f64> = rounds
+            .iter()
+            .map(|f| Some(f.get(key)? - f.get(floor_of(key))?))
+            .collect::<Option<_>>()?;
+        if xs.is_empty() {
+            return None;
+        }
+        xs.sort_by(f64::total_cmp);
+        Some(Net {
+            median: xs[xs.len() / 2],
+            min: xs[0],
+            max: xs[xs.len() - 1],
+        })
+    }
+
+    pub fn run() {
+        let rounds: usize = std::env::var("NETPOL_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        let me = std::env::current_exe().unwrap().display().to_string();
+        let mut sources = vec![("now".to_string(), me)];
+        for (name, var) in SOURCES {
+            if let Ok(path) = std::env::var(var) {
+                sources.push((name.to_string(), path));
+            }
+        }
+        let mut figures: BTreeMap<String, Vec<Figures>> = BTreeMap::new();
+        for round in 0..rounds {
+            for k in 0..sources.len() {
+                let (name, path) = &sources[(k + round) % sources.len()];
+                let f = run_one(name, path);
+                eprintln!(
+                    "round {round} {name}: ct_hit net {:.1}, new flow net {:.1}",
+                    f["ct_hit_ns"] - f["noop_ns"],
+                    f["new_flow_1k_r1_ns"] - f["noop_r1_ns"]
+                );
+                figures.entry(name.clone()).or_default().push(f);
+            }
+        }
+        let names: Vec<&str> = sources.iter().map(|(n, _)| n.as_str()).collect();
+        let keys: Vec<String> = figures["now"][0]
+            .keys()
+            .filter(|k| !k.starts_with("noop") && !k.ends_with("noop_r1_ns"))
+            .cloned()
+            .collect();
+        println!(
+            "back to back, {rounds} rounds: net ns per case (median over rounds, spread), by source"
+        );
+        for key in &keys {
+            let mut line = format!("{key:34}");
+            for name in &names {
+                match net(&figures[*name], key) {
+                    Some(n) => {
+                        line += &format!("  {name} {:7.1} ({:.1}..{:.1})", n.median, n.min, n.max)
+                    }
+                    None => line += &format!("  {name} -"),
+                }
+            }
+            println!("{line}");
+        }
+        let mut json = String::from("{\"bench\":\"datapath_compare\"");
+        json += &format!(",\"rounds\":{rounds}");
+        let mut ratio = |label: &str, key: &str, a: &str, b: &str, target: Option<f64>| {
+            let (Some(x), Some(y)) = (
+                figures.get(a).and_then(|f| net(f, key)),
+                figures.get(b).and_then(|f| net(f, key)),
+            ) else {
+                return;
+            };
+            let r = x.median / y.median;
+            let verdict = match target {
+                Some(t) if r <= t => format!("  (target <= {t:.2}: met)"),
+                Some(t) => format!("  (target <= {t:.2}: NOT MET)"),
+                None => String::new(),
+            };
+            println!(
+                "{label:58} {a}/{b} {:.1}/{:.1} = {r:.3}{verdict}",
+                x.median, y.median
+            );
+            json += &format!(",\"{label}\":{r:.3}");
+        };
+        println!("issue 18 (flow records):");
+        ratio(
+            "ct_hit_vs_before_records",
+            "ct_hit_ns",
+            "now",
+            "before_records",
+            Some(1.10),
+        );
+        ratio(
+            "reply_vs_before_records",
+            "reply_ns",
+            "now",
+            "before_records",
+            None,
+        );
+        ratio(
+            "new_flow_undrained_vs_incumbent",
+            "new_flow_1k_r1_undrained_ns",
+            "now",
+            "incumbent",
+            Some(0.60),
+        );
+        ratio(
+            "new_flow_vs_incumbent",
+            "new_flow_1k_r1_ns",
+            "now",
+            "incumbent",
+            None,
+        );
+        ratio("ct_hit_vs_incumbent", "ct_hit_ns", "now", "incumbent", None);
+        ratio(
+            "deny_1k_vs_incumbent",
+            "deny_1k_ns",
+            "now",
+            "incumbent",
+            None,
+        );
+        println!("issue 17 (cluster tiers; no cluster policy in these cases):");
+        for key in [
+            "allow_default_ns",
+            "ct_hit_ns",
+            "reply_ns",
+            "deny_1k_ns",
+            "deny_1k_trie_ns",
+            "new_flow_1k_r1_ns",
+        ] {
+            let case = key.trim_end_matches("_ns");
+            ratio(
+                &format!("{case}_vs_before_tiers"),
+                key,
+                "now",
+                "before_tiers",
+                Some(1.05),
+            );
+            ratio(
+                &format!("{case}_tiers_only"),
+                key,
+                "before_records",
+                "before_tiers",
+                Some(1.05),
+            );
+        }
+        if let (Some(now), Some(before)) = (
+            net(&figures["now"], "ct_hit_ns"),
+            figures
+                .get("before_records")
+                .and_then(|f| net(f, "ct_hit_ns")),
+        ) {
+            let cost = now.median - before.median;
+            println!("per-packet record cost on the conntrack hit path: {cost:.1} ns");
+            json += &format!(",\"ct_hit_record_cost_ns\":{cost:.1}");
+        }
+        json += "}";
+        println!("{json}");
     }
 }
