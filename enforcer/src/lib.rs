@@ -29,7 +29,7 @@ use datapath::{
     Datapath,
     links::{self, LinkTable},
 };
-use exporter::{EnrichmentSnapshot, PodInfo, PolicyInfo, SnapshotHandle, Tier};
+use exporter::{EnrichmentSnapshot, PodInfo, PodMap, PolicyInfo, PolicyMap, SnapshotHandle, Tier};
 use policy::{ClusterState, MapOp, Planner, PodRef, ResolveOptions, Resolved, Resolver};
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -521,7 +521,7 @@ impl Enforcer {
 /// its tier (NetworkPolicy rules and node-local `NETWORK_POLICY`, cluster rules their
 /// policy's `ADMIN` or `BASELINE`).
 fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> EnrichmentSnapshot {
-    let mut pods = HashMap::new();
+    let mut pods = PodMap::default();
     // Many pods share one set of isolating policies: one string per set.
     let mut joined: HashMap<Vec<policy::PolicyRef>, Arc<str>> = HashMap::new();
     let mut isolated_by = |policies: &[policy::PolicyRef]| -> Arc<str> {
@@ -556,7 +556,7 @@ fn enrichment(cluster: &ClusterState, resolved: &Resolved, node_name: &str) -> E
             pods.insert(*ip, info.clone());
         }
     }
-    let mut policies: HashMap<u32, PolicyInfo> = HashMap::new();
+    let mut policies = PolicyMap::default();
     for (id, rule) in resolved.table.iter() {
         policies.insert(id, rule.policy.to_string().into());
     }
