@@ -15,11 +15,117 @@ use crate::labels::{self, Tier};
 /// What separates the policy names of the `Isolated By` key.
 pub const ISOLATED_BY_SEPARATOR: &str = ",";
 
+/// A name flow lines show as a JSON string value: the text, and its JSON-escaped
+/// form made once when built, so a line copies the bytes instead of scanning the text
+/// for characters to escape. Reads as the text (`Deref<Target = str>`); built from
+/// `&str`, `String` or `Arc<str>`. When nothing needs escaping (the usual case: pod
+/// and namespace names are DNS labels), both are the same allocation.
+#[derive(Clone, Default)]
+pub struct JsonText {
+    text: Arc<str>,
+    escaped: Arc<str>,
+}
+
+impl JsonText {
+    pub fn new(text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
+        let escaped = if crate::format::write::needs_escape(text.as_bytes()) {
+            let mut buf = Vec::with_capacity(text.len() + 8);
+            crate::format::write::push_json_str(&mut buf, &text);
+            // Escaping keeps UTF-8: it only replaces ASCII bytes with ASCII text.
+            String::from_utf8(buf)
+                .expect("escaped JSON text is UTF-8")
+                .into()
+        } else {
+            Arc::clone(&text)
+        };
+        Self { text, escaped }
+    }
+
+    /// The text as given.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text escaped as the body of a JSON string (no quotes).
+    #[inline]
+    pub fn escaped(&self) -> &str {
+        &self.escaped
+    }
+}
+
+impl std::ops::Deref for JsonText {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl AsRef<str> for JsonText {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl std::fmt::Display for JsonText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Equal when the texts are (the escaped form follows from the text).
+impl PartialEq for JsonText {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for JsonText {}
+
+impl PartialEq<str> for JsonText {
+    fn eq(&self, other: &str) -> bool {
+        *self.text == *other
+    }
+}
+
+impl PartialEq<&str> for JsonText {
+    fn eq(&self, other: &&str) -> bool {
+        *self.text == **other
+    }
+}
+
+impl From<&str> for JsonText {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for JsonText {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<Arc<str>> for JsonText {
+    fn from(text: Arc<str>) -> Self {
+        Self::new(text)
+    }
+}
+
 /// One pod, as flow lines name it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodInfo {
-    pub name: Arc<str>,
-    pub namespace: Arc<str>,
+    pub name: JsonText,
+    pub namespace: JsonText,
     /// The node the pod runs on.
     pub node: Arc<str>,
     /// For a pod on this node: the policies that select it, `namespace/name` joined by

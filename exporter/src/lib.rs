@@ -19,8 +19,8 @@ pub mod labels;
 pub mod timefmt;
 
 pub use enrich::{
-    CLUSTER_POLICY_PREFIX, EnrichmentSnapshot, ISOLATED_BY_SEPARATOR, PodInfo, PodMap, PolicyInfo,
-    PolicyMap, SnapshotHandle, snapshot_handle,
+    CLUSTER_POLICY_PREFIX, EnrichmentSnapshot, ISOLATED_BY_SEPARATOR, JsonText, PodInfo, PodMap,
+    PolicyInfo, PolicyMap, SnapshotHandle, snapshot_handle,
 };
 pub use error::ExporterError;
 pub use format::{FlowScope, LineFormat, LineFormatter};

@@ -104,7 +104,7 @@ pub fn push_json_str(buf: &mut Vec<u8>, text: &str) {
 
 /// Whether any byte is a control character, `"` or `\\`; eight bytes at a time.
 #[inline]
-fn needs_escape(bytes: &[u8]) -> bool {
+pub fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Exact for "some byte is below n" (n <= 128) and "some byte is zero".
