@@ -15,25 +15,35 @@ const DIGITS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 8081828384858687888990919293949596979899";
 
 /// Appends `value` in decimal.
+///
+/// The digits are written straight into the buffer: 20 bytes are appended (a store of
+/// fixed size, no `memcpy` call), the digits written over their front and the rest
+/// cut off again. Building them on the stack first and copying stalled the copy on
+/// the digit stores (store forwarding).
 #[inline]
 pub fn push_u64(buf: &mut Vec<u8>, mut value: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
+    let len = value
+        .checked_ilog10()
+        .map_or(1, |digits| digits as usize + 1);
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; 20]);
+    let out: &mut [u8; 20] = (&mut buf[start..start + 20])
+        .try_into()
+        .expect("20 bytes were just appended");
+    let mut i = len;
     while value >= 100 {
         let pair = (value % 100) as usize * 2;
         value /= 100;
         i -= 2;
-        tmp[i..i + 2].copy_from_slice(&DIGITS[pair..pair + 2]);
+        out[i..i + 2].copy_from_slice(&DIGITS[pair..pair + 2]);
     }
     if value >= 10 {
         let pair = value as usize * 2;
-        i -= 2;
-        tmp[i..i + 2].copy_from_slice(&DIGITS[pair..pair + 2]);
+        out[..2].copy_from_slice(&DIGITS[pair..pair + 2]);
     } else {
-        i -= 1;
-        tmp[i] = b'0' + value as u8;
+        out[0] = b'0' + value as u8;
     }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.truncate(start + len);
 }
 
 /// Appends the address held in an event field: dotted quad for IPv4 (every octet,
@@ -41,9 +51,14 @@ pub fn push_u64(buf: &mut Vec<u8>, mut value: u64) {
 #[inline]
 pub fn push_ip(buf: &mut Vec<u8>, family: u8, bytes: &[u8; 16]) {
     if family == FAMILY_IPV4 {
-        // Four octets of up to three digits and three dots, built on the stack and
-        // appended at once.
-        let mut tmp = [0u8; 15];
+        // Four octets of up to three digits and three dots, written straight into the
+        // buffer as in `push_u64`: 16 bytes appended, the text over their front, the
+        // rest cut off.
+        let start = buf.len();
+        buf.extend_from_slice(&[0u8; 16]);
+        let tmp: &mut [u8; 16] = (&mut buf[start..start + 16])
+            .try_into()
+            .expect("16 bytes were just appended");
         let mut n = 0;
         for (i, &octet) in bytes[..4].iter().enumerate() {
             if i > 0 {
@@ -61,7 +76,7 @@ pub fn push_ip(buf: &mut Vec<u8>, family: u8, bytes: &[u8; 16]) {
             tmp[n] = b'0' + octet % 10;
             n += 1;
         }
-        buf.extend_from_slice(&tmp[..n]);
+        buf.truncate(start + n);
     } else {
         // Longest IPv6 text is 45 bytes (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
         let mut tmp = [0u8; 48];
@@ -152,6 +167,19 @@ mod tests {
             u64::MAX,
         ] {
             assert_eq!(text(|b| push_u64(b, v)), v.to_string());
+        }
+        // Every length, each power of ten and its neighbours, appended after text.
+        let mut p = 1u64;
+        loop {
+            for v in [p - 1, p, p + 1, p.saturating_mul(10) - 1] {
+                let mut buf = b"x".to_vec();
+                push_u64(&mut buf, v);
+                assert_eq!(buf, format!("x{v}").into_bytes());
+            }
+            match p.checked_mul(10) {
+                Some(next) => p = next,
+                None => break,
+            }
         }
     }
 
