@@ -15,7 +15,8 @@
 //! Beside the original cases: the allowed new flow with the ring left undrained (the
 //! incumbent harness's `*_undrained_ns`), the pod under 100 Admin cluster rules (issue
 //! 17: `admin100_*`, see [`admin100`]) and the flow-record sweep's userspace cost per
-//! flow (issue 18: `sweep_*_ns_per_flow`). `NETPOL_BENCH_CASES_ONLY=1` skips map memory
+//! flow (issue 18: `sweep_*_ns_per_flow`), and the single-shot new flow taken apart
+//! (issue 18: `parts_*_r1_ns`, see [`new_flow_parts`]). `NETPOL_BENCH_CASES_ONLY=1` skips map memory
 //! and loads. With baselines named (see [`compare`]), the run is instead a back-to-back
 //! comparison printing the issues' ratios against their targets (full mode only: quick
 //! mode never judges speed).
@@ -493,6 +494,7 @@ fn main() {
     let noop_r1_undrained = Stat::of(noop_r1_undrained);
     let new_flow_undrained = Stat::of(new_flow_undrained);
 
+    let parts = new_flow_parts(&mut fx, &sc, pa, pod, peer);
     let admin = admin100(&mut fx, &sc, pa, pod, peer, set + 2, np_rule);
     let sweep = sweep_cost(&mut fx, &sc, pa, pod, peer);
 
@@ -563,6 +565,24 @@ fn main() {
         net(&new_flow_undrained, &noop_r1_undrained)
     );
     println!(
+        "new flow allowed, single shot, part by part (issue 18): whole {}  net {:6.1} beside its floor {}",
+        parts.full.show(),
+        net(&parts.full, &parts.noop_r1),
+        parts.noop_r1.show()
+    );
+    let whole = net(&parts.full, &parts.noop_r1);
+    for (part, ns) in [
+        ("ACCEPT event (ring reserve, write, submit)", parts.ring()),
+        ("policy lookups (entry hash, rule list)", parts.policy()),
+        ("conntrack miss and insert", parts.tracking()),
+        ("the rest (pod, parse, lookup, counters)", parts.rest()),
+    ] {
+        println!(
+            "  {part:44} {ns:6.1} ns ({:.0}%)",
+            100.0 * ns / whole.max(1.0)
+        );
+    }
+    println!(
         "100 Admin rules (issue 17): deny by the 100th {}  net {:6.1}",
         admin.deny.show(),
         net(&admin.deny, &floor)
@@ -607,7 +627,7 @@ fn main() {
         println!("quick mode: speed targets not checked");
     }
     println!(
-        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x{peers}\":{:.1},\"lpm_memory_mib_110x{peers}_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"noop_r1_undrained_ns\":{:.1},\"new_flow_1k_r1_undrained_ns\":{:.1},\"admin100_deny_ns\":{:.1},\"admin100_noop_r1_ns\":{:.1},\"admin100_new_flow_r1_ns\":{:.1},\"admin100_ct_hit_ns\":{:.1},\"sweep_live_ns_per_flow\":{:.1},\"sweep_end_ns_per_flow\":{:.1},\"load_ms\":{load_ms:.1},\"bpf_stats_enabled\":\"{}\"{}}}",
+        "{{\"bench\":\"datapath\",\"lpm_memory_mib_110x{peers}\":{:.1},\"lpm_memory_mib_110x{peers}_11_workloads\":{:.1},\"noop_ns\":{:.1},\"allow_default_ns\":{:.1},\"ct_hit_ns\":{:.1},\"reply_ns\":{:.1},\"deny_1k_ns\":{:.1},\"deny_1k_trie_ns\":{:.1},\"noop_r1_ns\":{:.1},\"new_flow_1k_r1_ns\":{:.1},\"deny_1k_live_reader_ns\":{:.1},\"deny_1k_live_reader_eager_ns\":{:.1},\"noop_r1_undrained_ns\":{:.1},\"new_flow_1k_r1_undrained_ns\":{:.1},\"admin100_deny_ns\":{:.1},\"admin100_noop_r1_ns\":{:.1},\"admin100_new_flow_r1_ns\":{:.1},\"admin100_ct_hit_ns\":{:.1},\"sweep_live_ns_per_flow\":{:.1},\"sweep_end_ns_per_flow\":{:.1},\"parts_noop_r1_ns\":{:.1},\"parts_new_flow_r1_ns\":{:.1},\"parts_no_event_r1_ns\":{:.1},\"parts_no_policy_r1_ns\":{:.1},\"parts_cold_hit_r1_ns\":{:.1},\"load_ms\":{load_ms:.1},\"bpf_stats_enabled\":\"{}\"{}}}",
         memory.lpm as f64 / 1048576.0,
         shared_memory.lpm as f64 / 1048576.0,
         floor.median,
@@ -628,6 +648,11 @@ fn main() {
         admin.ct_hit.median,
         sweep.live_ns_per_flow,
         sweep.end_ns_per_flow,
+        parts.noop_r1.median,
+        parts.full.median,
+        parts.no_event.median,
+        parts.no_policy.median,
+        parts.cold_hit.median,
         bpf_stats_enabled(),
         if sc.quick { ",\"quick\":true" } else { "" },
         peers = sc.memory_peers,
@@ -739,6 +764,145 @@ fn map_memory(fx: &mut KernelFixture, pods_per_set: u32, peers: u32) -> Memory {
 fn clear_conntrack(fx: &mut KernelFixture) {
     for entry in fx.dp().maps().conntrack() {
         fx.dp().maps().remove_conntrack(&entry.key).unwrap();
+    }
+}
+
+/// Issue 18's breakdown of the single-shot new allowed flow: the same shot with one
+/// part taken away at a time, each beside its own floor in the same rotation, and
+/// the same userspace steps (settings written, conntrack entries removed) before
+/// every shot so each meets the caches alike.
+struct NewFlowParts {
+    noop_r1: Stat,
+    /// The whole path: policy lookups, conntrack insert, the ACCEPT event.
+    full: Stat,
+    /// Without the event (the event scope filters ACCEPT out).
+    no_event: Stat,
+    /// Without the event and the policy lookups (the pod's ingress in default allow).
+    no_policy: Stat,
+    /// A tracked flow's next packet: the lookup that finds it, no insert.
+    cold_hit: Stat,
+}
+
+impl NewFlowParts {
+    fn ring(&self) -> f64 {
+        self.full.median - self.no_event.median
+    }
+    fn policy(&self) -> f64 {
+        self.no_event.median - self.no_policy.median
+    }
+    fn tracking(&self) -> f64 {
+        self.no_policy.median - self.cold_hit.median
+    }
+    fn rest(&self) -> f64 {
+        self.cold_hit.median - self.noop_r1.median
+    }
+}
+
+fn new_flow_parts(
+    fx: &mut KernelFixture,
+    sc: &Scale,
+    pa: u32,
+    pod: IpAddr,
+    peer: IpAddr,
+) -> NewFlowParts {
+    let ingress = program_names::POD_INGRESS;
+    let syn = Frame::tcp(peer, 6, pod, 80, TCP_SYN).build();
+    let ack = Frame::tcp(peer, 6, pod, 80, TCP_ACK).build();
+    let other = Frame::tcp(peer, 7, pod, 80, TCP_SYN).build();
+    let applied = fx.dp().maps().pod(pa).unwrap();
+    let default_allow = PodRecord {
+        ingress_state: STATE_DEFAULT_ALLOW,
+        ..applied
+    };
+    let set_scope = |fx: &mut KernelFixture, scope: u8| {
+        let mut s = fx.dp().maps().settings().unwrap();
+        s.event_scope = scope;
+        fx.dp().maps().set_settings(&s).unwrap();
+    };
+    fx.events();
+    let before = fx.counters();
+    let mut xs: [Vec<f64>; 5] = Default::default();
+    for shot in 0..sc.single_shots {
+        for k in 0..xs.len() {
+            let part = (k + shot) % xs.len();
+            let x = match part {
+                0 => {
+                    set_scope(fx, EVENT_SCOPE_ALL);
+                    clear_conntrack(fx);
+                    run_ns(fx, program_names::NOOP, &syn, pa, 1, ACT_PASS)
+                }
+                1 => {
+                    set_scope(fx, EVENT_SCOPE_ALL);
+                    clear_conntrack(fx);
+                    run_ns(fx, ingress, &syn, pa, 1, ACT_PASS)
+                }
+                2 => {
+                    set_scope(fx, EVENT_SCOPE_DENY);
+                    clear_conntrack(fx);
+                    run_ns(fx, ingress, &syn, pa, 1, ACT_PASS)
+                }
+                3 => {
+                    fx.dp().maps().put_pod(pa, &default_allow).unwrap();
+                    set_scope(fx, EVENT_SCOPE_DENY);
+                    clear_conntrack(fx);
+                    let x = run_ns(fx, ingress, &syn, pa, 1, ACT_PASS);
+                    fx.dp().maps().put_pod(pa, &applied).unwrap();
+                    x
+                }
+                _ => {
+                    // Two flows tracked, then the same steps as the others (the other
+                    // flow's entry is the one removed) before the first flow's ACK.
+                    set_scope(fx, EVENT_SCOPE_DENY);
+                    clear_conntrack(fx);
+                    run_ns(fx, ingress, &syn, pa, 1, ACT_PASS);
+                    run_ns(fx, ingress, &other, pa, 1, ACT_PASS);
+                    set_scope(fx, EVENT_SCOPE_DENY);
+                    let tracked = fx.dp().maps().conntrack();
+                    assert_eq!(tracked.len(), 2, "both flows tracked");
+                    let key = tracked
+                        .iter()
+                        .find(|e| e.key.peer_port == 7)
+                        .expect("the other flow's entry")
+                        .key;
+                    fx.dp().maps().remove_conntrack(&key).unwrap();
+                    let before = fx.counters().conntrack_inserts;
+                    let x = run_ns(fx, ingress, &ack, pa, 1, ACT_PASS);
+                    assert_eq!(
+                        fx.counters().conntrack_inserts,
+                        before,
+                        "a hit inserts nothing"
+                    );
+                    x
+                }
+            };
+            xs[part].push(x);
+        }
+    }
+    set_scope(fx, EVENT_SCOPE_ALL);
+    let after = fx.counters();
+    let shots = sc.single_shots as u64;
+    // Per round: the full path, the two without an event and the cold hit's two SYNs
+    // each insert once; only the full path sends its event, the other four are
+    // filtered by the scope.
+    assert_eq!(
+        after.conntrack_inserts - before.conntrack_inserts,
+        5 * shots,
+        "every new flow tracked"
+    );
+    assert_eq!(fx.events().len() as u64, shots, "one event per full shot");
+    assert_eq!(
+        after.events_filtered_scope - before.events_filtered_scope,
+        4 * shots,
+        "the other new flows' events filtered"
+    );
+    assert_eq!(after.events_lost, before.events_lost);
+    let [noop_r1, full, no_event, no_policy, cold_hit] = xs.map(Stat::of);
+    NewFlowParts {
+        noop_r1,
+        full,
+        no_event,
+        no_policy,
+        cold_hit,
     }
 }
 
@@ -1016,6 +1180,7 @@ mod compare {
             "new_flow_1k_r1_ns" => "noop_r1_ns",
             "new_flow_1k_r1_undrained_ns" => "noop_r1_undrained_ns",
             "admin100_new_flow_r1_ns" => "admin100_noop_r1_ns",
+            k if k.starts_with("parts_") => "parts_noop_r1_ns",
             _ => "noop_ns",
         }
     }
