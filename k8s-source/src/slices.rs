@@ -5,38 +5,141 @@
 //! only concerns other nodes leaves the merged policy, and the published state, as
 //! they were. `ClusterSlices` does the same for ClusterPolicyEndpoint objects, grouped
 //! by the ClusterNetworkPolicy they were derived from, into
-//! `ClusterState::cluster_policies` (`policy::cluster_endpoints::merge`).
+//! `ClusterState::cluster_policies` (`policy::cluster_endpoints::merge`). Both are a
+//! `SliceStore`; the `Slice` trait says how each kind is keyed, merged and published.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use policy::{ClusterPolicyEndpoint, ClusterState, ObjectRef, PolicyEndpoint, PolicyRef};
 
 /// Every PolicyEndpoint object of the cluster, by policy.
-#[derive(Debug, Default)]
-pub(crate) struct Slices {
+pub(crate) type Slices = SliceStore<PolicyEndpoint>;
+
+/// Every ClusterPolicyEndpoint object of the cluster, by cluster policy name.
+pub(crate) type ClusterSlices = SliceStore<ClusterPolicyEndpoint>;
+
+/// A kind of slice object: derived from one policy, merged with the other slices of
+/// that policy into the policy `ClusterState` holds.
+pub(crate) trait Slice: Sized {
+    /// The object's identity.
+    type Key: Ord + Hash + Clone;
+    /// The identity of the policy it was derived from.
+    type Policy: Ord + Hash + Clone;
+
+    fn key(&self) -> Self::Key;
+    fn policy(&self) -> &Self::Policy;
+    /// Drop the selected pods not hosted on one of `node_addresses` (none when empty).
+    fn keep_subjects_on(&mut self, node_addresses: &[IpAddr]);
+    /// Put the merge of `slices`, the objects of `policy` (at least one), in
+    /// `state`; true when that changed `state`.
+    fn publish<'a>(
+        state: &mut ClusterState,
+        policy: &Self::Policy,
+        slices: impl IntoIterator<Item = &'a Self>,
+    ) -> bool
+    where
+        Self: 'a;
+    /// Take `policy`'s merged policy out of `state`; true when it was there.
+    fn withdraw(state: &mut ClusterState, policy: &Self::Policy) -> bool;
+}
+
+impl Slice for PolicyEndpoint {
+    type Key = ObjectRef;
+    type Policy = PolicyRef;
+
+    fn key(&self) -> ObjectRef {
+        PolicyEndpoint::key(self)
+    }
+    fn policy(&self) -> &PolicyRef {
+        &self.policy
+    }
+    fn keep_subjects_on(&mut self, node_addresses: &[IpAddr]) {
+        self.retain_subjects_on(node_addresses);
+    }
+    fn publish<'a>(
+        state: &mut ClusterState,
+        policy: &PolicyRef,
+        slices: impl IntoIterator<Item = &'a Self>,
+    ) -> bool {
+        let merged = policy::endpoints::merge(policy, slices);
+        if state.policies.get(policy) == Some(&merged) {
+            return false;
+        }
+        state.upsert_policy(merged);
+        true
+    }
+    fn withdraw(state: &mut ClusterState, policy: &PolicyRef) -> bool {
+        state.remove_policy(policy).is_some()
+    }
+}
+
+impl Slice for ClusterPolicyEndpoint {
+    type Key = String;
+    type Policy = String;
+
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn policy(&self) -> &String {
+        &self.policy
+    }
+    fn keep_subjects_on(&mut self, node_addresses: &[IpAddr]) {
+        self.retain_subjects_on(node_addresses);
+    }
+    fn publish<'a>(
+        state: &mut ClusterState,
+        policy: &String,
+        slices: impl IntoIterator<Item = &'a Self>,
+    ) -> bool {
+        let Some(merged) = policy::cluster_endpoints::merge(policy, slices) else {
+            return Self::withdraw(state, policy);
+        };
+        if state.cluster_policies.get(policy) == Some(&merged) {
+            return false;
+        }
+        state.upsert_cluster_policy(merged);
+        true
+    }
+    fn withdraw(state: &mut ClusterState, policy: &String) -> bool {
+        state.remove_cluster_policy(policy).is_some()
+    }
+}
+
+/// Every object of one slice kind, by the policy it was derived from.
+#[derive(Debug)]
+pub(crate) struct SliceStore<S: Slice> {
     /// This node's addresses (`SourceOptions::node_addresses`); empty keeps every
     /// selected pod.
     node_addresses: Vec<IpAddr>,
-    by_policy: BTreeMap<PolicyRef, BTreeMap<ObjectRef, PolicyEndpoint>>,
+    by_policy: BTreeMap<S::Policy, BTreeMap<S::Key, S>>,
     /// Object -> the policy it belongs to (a slice never changes policy in practice,
     /// but a MODIFIED event may say otherwise).
-    owner: HashMap<ObjectRef, PolicyRef>,
+    owner: HashMap<S::Key, S::Policy>,
 }
 
-impl Slices {
+impl<S: Slice> Default for SliceStore<S> {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
+impl<S: Slice> SliceStore<S> {
     pub(crate) fn new(node_addresses: Vec<IpAddr>) -> Self {
         Self {
             node_addresses,
-            ..Self::default()
+            by_policy: BTreeMap::new(),
+            owner: HashMap::new(),
         }
     }
 
     /// Add or replace one object; true when `state`'s policies changed.
-    pub(crate) fn upsert(&mut self, state: &mut ClusterState, mut slice: PolicyEndpoint) -> bool {
-        slice.retain_subjects_on(&self.node_addresses);
+    pub(crate) fn upsert(&mut self, state: &mut ClusterState, mut slice: S) -> bool {
+        slice.keep_subjects_on(&self.node_addresses);
         let key = slice.key();
-        let policy = slice.policy.clone();
+        let policy = slice.policy().clone();
         let previous = self.owner.insert(key.clone(), policy.clone());
         let mut changed = false;
         if let Some(old) = previous.filter(|old| *old != policy) {
@@ -53,11 +156,11 @@ impl Slices {
     }
 
     /// Remove one object; returns it, and whether `state`'s policies changed.
-    pub(crate) fn remove(
-        &mut self,
-        state: &mut ClusterState,
-        key: &ObjectRef,
-    ) -> (Option<PolicyEndpoint>, bool) {
+    pub(crate) fn remove<K>(&mut self, state: &mut ClusterState, key: &K) -> (Option<S>, bool)
+    where
+        S::Key: Borrow<K>,
+        K: Ord + Hash + ?Sized,
+    {
         let Some(policy) = self.owner.remove(key) else {
             return (None, false);
         };
@@ -72,7 +175,7 @@ impl Slices {
     /// Forget every object and the policies they made.
     pub(crate) fn clear(&mut self, state: &mut ClusterState) {
         for policy in self.by_policy.keys() {
-            state.remove_policy(policy);
+            S::withdraw(state, policy);
         }
         self.by_policy.clear();
         self.owner.clear();
@@ -80,105 +183,14 @@ impl Slices {
 
     /// Put the merge of `policy`'s objects in `state` (or remove it when none is
     /// left); true when that changed `state`.
-    fn refresh(&mut self, state: &mut ClusterState, policy: &PolicyRef) -> bool {
-        let group = self.by_policy.get(policy).filter(|g| !g.is_empty());
-        let Some(group) = group else {
-            self.by_policy.remove(policy);
-            return state.remove_policy(policy).is_some();
-        };
-        let merged = policy::endpoints::merge(policy, group.values());
-        if state.policies.get(policy) == Some(&merged) {
-            return false;
-        }
-        state.upsert_policy(merged);
-        true
-    }
-}
-
-/// Every ClusterPolicyEndpoint object of the cluster, by cluster policy name.
-#[derive(Debug, Default)]
-pub(crate) struct ClusterSlices {
-    /// This node's addresses; empty keeps every selected pod.
-    node_addresses: Vec<IpAddr>,
-    by_policy: BTreeMap<String, BTreeMap<String, ClusterPolicyEndpoint>>,
-    /// Object name -> the cluster policy it belongs to.
-    owner: HashMap<String, String>,
-}
-
-impl ClusterSlices {
-    pub(crate) fn new(node_addresses: Vec<IpAddr>) -> Self {
-        Self {
-            node_addresses,
-            ..Self::default()
-        }
-    }
-
-    /// Add or replace one object; true when `state`'s cluster policies changed.
-    pub(crate) fn upsert(
-        &mut self,
-        state: &mut ClusterState,
-        mut slice: ClusterPolicyEndpoint,
-    ) -> bool {
-        slice.retain_subjects_on(&self.node_addresses);
-        let key = slice.name.clone();
-        let policy = slice.policy.clone();
-        let previous = self.owner.insert(key.clone(), policy.clone());
-        let mut changed = false;
-        if let Some(old) = previous.filter(|old| *old != policy) {
-            if let Some(group) = self.by_policy.get_mut(&old) {
-                group.remove(&key);
+    fn refresh(&mut self, state: &mut ClusterState, policy: &S::Policy) -> bool {
+        match self.by_policy.get(policy).filter(|g| !g.is_empty()) {
+            Some(group) => S::publish(state, policy, group.values()),
+            None => {
+                self.by_policy.remove(policy);
+                S::withdraw(state, policy)
             }
-            changed |= self.refresh(state, &old);
         }
-        self.by_policy
-            .entry(policy.clone())
-            .or_default()
-            .insert(key, slice);
-        changed | self.refresh(state, &policy)
-    }
-
-    /// Remove one object by name; returns it, and whether `state` changed.
-    pub(crate) fn remove(
-        &mut self,
-        state: &mut ClusterState,
-        name: &str,
-    ) -> (Option<ClusterPolicyEndpoint>, bool) {
-        let Some(policy) = self.owner.remove(name) else {
-            return (None, false);
-        };
-        let removed = self
-            .by_policy
-            .get_mut(&policy)
-            .and_then(|group| group.remove(name));
-        let changed = self.refresh(state, &policy);
-        (removed, changed)
-    }
-
-    /// Forget every object and the cluster policies they made.
-    pub(crate) fn clear(&mut self, state: &mut ClusterState) {
-        for policy in self.by_policy.keys() {
-            state.remove_cluster_policy(policy);
-        }
-        self.by_policy.clear();
-        self.owner.clear();
-    }
-
-    /// Put the merge of `policy`'s objects in `state` (or remove it when none is
-    /// left); true when that changed `state`.
-    fn refresh(&mut self, state: &mut ClusterState, policy: &str) -> bool {
-        let merged = self
-            .by_policy
-            .get(policy)
-            .and_then(|group| policy::cluster_endpoints::merge(policy, group.values()));
-        let Some(merged) = merged else {
-            self.by_policy.remove(policy);
-            return state.remove_cluster_policy(policy).is_some();
-        };
-        if state.cluster_policies.get(policy) == Some(&merged) {
-            return false;
-        }
-        state.upsert_cluster_policy(merged);
-        true
     }
 }
 
@@ -186,8 +198,9 @@ impl ClusterSlices {
 mod tests {
     use super::*;
 
-    fn slice(name: &str, pods: &[(&str, &str)], peer: &str) -> PolicyEndpoint {
-        let subjects: Vec<String> = pods
+    /// `podSelectorEndpoints` entries for `(pod, hostIP)` pairs in namespace shop.
+    fn pod_endpoints(pods: &[(&str, &str)]) -> String {
+        let entries: Vec<String> = pods
             .iter()
             .map(|(pod, host)| {
                 format!(
@@ -196,9 +209,13 @@ mod tests {
                 )
             })
             .collect();
+        entries.join(", ")
+    }
+
+    fn slice(name: &str, pods: &[(&str, &str)], peer: &str) -> PolicyEndpoint {
         let text = format!(
             "apiVersion: networking.k8s.aws/v1alpha1\nkind: PolicyEndpoint\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  policyRef: {{name: web, namespace: shop}}\n  podIsolation: [Ingress]\n  podSelectorEndpoints: [{}]\n  ingress: [{{cidr: {peer}}}]\n",
-            subjects.join(", ")
+            pod_endpoints(pods)
         );
         policy::load_policy_endpoint("test", serde_yaml::from_str(&text).expect("YAML"))
             .expect("loads")
@@ -294,18 +311,9 @@ mod tests {
         pods: &[(&str, &str)],
         peer: &str,
     ) -> ClusterPolicyEndpoint {
-        let subjects: Vec<String> = pods
-            .iter()
-            .map(|(pod, host)| {
-                format!(
-                    "{{podIP: 10.0.9.{}, hostIP: {host}, name: {pod}, namespace: shop}}",
-                    pod.len()
-                )
-            })
-            .collect();
         let text = format!(
             "apiVersion: networking.k8s.aws/v1alpha1\nkind: ClusterPolicyEndpoint\nmetadata: {{name: {name}}}\nspec:\n  policyRef: {{name: {policy}}}\n  tier: Admin\n  priority: 5\n  podSelectorEndpoints: [{}]\n  ingress: [{{cidr: {peer}, action: Deny}}]\n",
-            subjects.join(", ")
+            pod_endpoints(pods)
         );
         policy::load_cluster_policy_endpoint("test", serde_yaml::from_str(&text).expect("YAML"))
             .expect("loads")

@@ -58,9 +58,12 @@ use serde::Deserialize;
 
 use crate::cluster::{ClusterAction, ClusterNetworkPolicy, ClusterPeer, ClusterRule, Tier};
 use crate::cluster_load::MAX_PRIORITY;
-use crate::endpoints::SubjectPod;
 use crate::error::LoadError;
-use crate::model::{Direction, PodRef, PolicyPort, PortRef, Protocol};
+use crate::model::{Direction, PodRef, PolicyPort};
+use crate::slices::{
+    Object, Place, PodEndpointManifest, PortKey, PortManifest, SubjectPod, network,
+    own_interface_pods, port_list, port_of, ports, read_object, retain_subjects_on, subjects,
+};
 
 /// The API version of ClusterPolicyEndpoint objects.
 pub const CLUSTER_POLICY_ENDPOINT_API_VERSION: &str = "networking.k8s.aws/v1alpha1";
@@ -103,11 +106,7 @@ impl ClusterPolicyEndpoint {
     /// Keep only the selected pods hosted on one of `node_addresses` (what one node
     /// enforces); an empty `node_addresses` keeps them all.
     pub fn retain_subjects_on(&mut self, node_addresses: &[IpAddr]) {
-        if node_addresses.is_empty() {
-            return;
-        }
-        self.subjects
-            .retain(|s| s.host_ip.is_some_and(|h| node_addresses.contains(&h)));
+        retain_subjects_on(&mut self.subjects, node_addresses);
     }
 
     fn entries(&self, direction: Direction) -> &[ClusterEndpointEntry] {
@@ -115,26 +114,6 @@ impl ClusterPolicyEndpoint {
             Direction::Ingress => &self.ingress,
             Direction::Egress => &self.egress,
         }
-    }
-}
-
-/// A port's sort key: protocol, first port, last port.
-type PortKey = (Protocol, Option<u16>, Option<u16>);
-
-fn port_key(p: &PolicyPort) -> PortKey {
-    let start = match &p.port {
-        Some(PortRef::Number(n)) => Some(*n),
-        // Objects never carry names (the loader reads numbers only).
-        Some(PortRef::Name(_)) | None => None,
-    };
-    (p.protocol, start, p.end_port)
-}
-
-fn port_of(key: PortKey) -> PolicyPort {
-    PolicyPort {
-        protocol: key.0,
-        port: key.1.map(PortRef::Number),
-        end_port: key.2,
     }
 }
 
@@ -169,25 +148,22 @@ pub fn merge<'a>(
     let slices: Vec<&ClusterPolicyEndpoint> =
         slices.into_iter().filter(|s| s.policy == policy).collect();
     let first = slices.first()?;
-    let mut subject_pods: BTreeSet<PodRef> = BTreeSet::new();
-    for slice in &slices {
-        for subject in &slice.subjects {
-            if subject.host_ip != Some(subject.pod_ip) {
-                subject_pods.insert(subject.pod.clone());
-            }
-        }
-    }
+    let subject_pods: BTreeSet<PodRef> =
+        own_interface_pods(slices.iter().flat_map(|s| &s.subjects))
+            .cloned()
+            .collect();
     let rules = |direction: Direction| -> Vec<ClusterRule> {
         // (action, port list) -> the peers it applies to.
         type Peers = (BTreeSet<IpNet>, BTreeSet<String>);
         let mut groups: BTreeMap<(u8, ClusterAction, Vec<PortKey>), Peers> = BTreeMap::new();
         for slice in &slices {
             for entry in slice.entries(direction) {
-                let mut ports: Vec<PortKey> = entry.ports.iter().map(port_key).collect();
-                ports.sort();
-                ports.dedup();
                 let group = groups
-                    .entry((entry.action.tie_rank(), entry.action, ports))
+                    .entry((
+                        entry.action.tie_rank(),
+                        entry.action,
+                        port_list(&entry.ports),
+                    ))
                     .or_default();
                 match &entry.peer {
                     ClusterEndpointPeer::Cidr(net) => {
@@ -233,22 +209,6 @@ pub fn merge<'a>(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
-    api_version: Option<String>,
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: MetadataManifest,
-    spec: Option<SpecManifest>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct MetadataManifest {
-    name: Option<String>,
-    namespace: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct SpecManifest {
     policy_ref: PolicyRefManifest,
     tier: Tier,
@@ -267,16 +227,6 @@ struct PolicyRefManifest {
 }
 
 #[derive(Debug, Deserialize)]
-struct PodEndpointManifest {
-    #[serde(rename = "podIP")]
-    pod_ip: IpAddr,
-    #[serde(rename = "hostIP", default)]
-    host_ip: Option<String>,
-    name: String,
-    namespace: String,
-}
-
-#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EntryManifest {
     action: ClusterAction,
@@ -289,32 +239,6 @@ struct EntryManifest {
     /// Not in the schema; refused rather than ignored if a controller ever sends it.
     #[serde(default)]
     except: Option<serde_yaml::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PortManifest {
-    #[serde(default)]
-    protocol: Option<Protocol>,
-    #[serde(default)]
-    port: Option<i64>,
-    #[serde(default)]
-    end_port: Option<i64>,
-}
-
-struct Place<'a> {
-    source_name: &'a str,
-}
-
-impl Place<'_> {
-    fn field(&self, path: impl Into<String>, message: impl Into<String>) -> LoadError {
-        LoadError::Field {
-            source_name: self.source_name.to_owned(),
-            doc: 1,
-            path: path.into(),
-            message: message.into(),
-        }
-    }
 }
 
 /// Read one ClusterPolicyEndpoint object (as the API server serves it, or as YAML).
@@ -340,37 +264,19 @@ pub fn load_cluster_policy_endpoint(
     value: serde_yaml::Value,
 ) -> Result<ClusterPolicyEndpoint, LoadError> {
     let place = Place { source_name };
-    let m: Manifest = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        place.field(path, e.into_inner().to_string())
-    })?;
-    if let Some(api_version) = &m.api_version
-        && api_version != CLUSTER_POLICY_ENDPOINT_API_VERSION
-    {
-        return Err(place.field(
-            "apiVersion",
-            format!("{api_version:?} is not {CLUSTER_POLICY_ENDPOINT_API_VERSION}"),
-        ));
-    }
-    if let Some(kind) = &m.kind
-        && kind != CLUSTER_POLICY_ENDPOINT_KIND
-    {
-        return Err(place.field(
-            "kind",
-            format!("{kind:?} is not {CLUSTER_POLICY_ENDPOINT_KIND}"),
-        ));
-    }
-    let name = match m.metadata.name {
-        Some(n) if !n.is_empty() => n,
-        _ => return Err(place.field("metadata.name", "missing")),
-    };
-    if m.metadata.namespace.is_some_and(|n| !n.is_empty()) {
+    let object: Object<SpecManifest> = read_object(
+        &place,
+        value,
+        CLUSTER_POLICY_ENDPOINT_API_VERSION,
+        CLUSTER_POLICY_ENDPOINT_KIND,
+    )?;
+    if object.namespace.is_some_and(|n| !n.is_empty()) {
         return Err(place.field(
             "metadata.namespace",
             "a ClusterPolicyEndpoint is cluster-scoped and takes no namespace",
         ));
     }
-    let spec = m.spec.ok_or_else(|| place.field("spec", "missing"))?;
+    let spec = object.spec.ok_or_else(|| place.field("spec", "missing"))?;
     if spec.policy_ref.name.is_empty() {
         return Err(place.field("spec.policyRef.name", "missing"));
     }
@@ -383,15 +289,9 @@ pub fn load_cluster_policy_endpoint(
                 format!("{} is not a priority (0-{MAX_PRIORITY})", spec.priority),
             )
         })?;
-    let subjects = spec
-        .pod_selector_endpoints
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| subject(&place, &format!("spec.podSelectorEndpoints[{i}]"), p))
-        .collect::<Result<_, _>>()?;
+    let subjects = subjects(&place, spec.pod_selector_endpoints)?;
     Ok(ClusterPolicyEndpoint {
-        name,
+        name: object.name,
         policy: spec.policy_ref.name,
         tier: spec.tier,
         priority,
@@ -399,34 +299,6 @@ pub fn load_cluster_policy_endpoint(
         ingress: entries(&place, Direction::Ingress, spec.ingress.unwrap_or_default())?,
         egress: entries(&place, Direction::Egress, spec.egress.unwrap_or_default())?,
     })
-}
-
-fn subject(place: &Place<'_>, path: &str, p: PodEndpointManifest) -> Result<SubjectPod, LoadError> {
-    if p.name.is_empty() || p.namespace.is_empty() {
-        return Err(place.field(path, "needs name and namespace"));
-    }
-    let host_ip = match p.host_ip.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
-            place.field(
-                format!("{path}.hostIP"),
-                format!("{text:?} is not an address"),
-            )
-        })?),
-    };
-    Ok(SubjectPod {
-        pod: PodRef::new(p.namespace, p.name),
-        pod_ip: p.pod_ip,
-        host_ip,
-    })
-}
-
-/// A CIDR (host bits cleared), or a bare address as the controller writes pod peers.
-fn network(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn entries(
@@ -470,55 +342,19 @@ fn entries(
             }
             (None, None) => return Err(place.field(at, "needs a cidr or a domainName")),
         };
-        let ports = e
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(j, p)| port(place, &format!("{at}.ports[{j}]"), p))
-            .collect::<Result<_, _>>()?;
         out.push(ClusterEndpointEntry {
             action: e.action,
             peer,
-            ports,
+            ports: ports(place, &at, e.ports)?,
         });
     }
     Ok(out)
 }
 
-fn port_number(place: &Place<'_>, path: String, n: i64) -> Result<u16, LoadError> {
-    match u16::try_from(n) {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(place.field(path, format!("{n} is not a port number (1-65535)"))),
-    }
-}
-
-fn port(place: &Place<'_>, path: &str, p: PortManifest) -> Result<PolicyPort, LoadError> {
-    let start = p
-        .port
-        .map(|n| port_number(place, format!("{path}.port"), n))
-        .transpose()?;
-    let end = p
-        .end_port
-        .map(|n| port_number(place, format!("{path}.endPort"), n))
-        .transpose()?;
-    match (start, end) {
-        (None, Some(_)) => return Err(place.field(format!("{path}.endPort"), "endPort needs port")),
-        (Some(s), Some(e)) if e < s => {
-            return Err(place.field(format!("{path}.endPort"), format!("{e} is below port {s}")));
-        }
-        _ => {}
-    }
-    Ok(PolicyPort {
-        protocol: p.protocol.unwrap_or_default(),
-        port: start.map(PortRef::Number),
-        end_port: end,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Protocol;
 
     fn slice(yaml: &str) -> ClusterPolicyEndpoint {
         load_cluster_policy_endpoint("test", serde_yaml::from_str(yaml).expect("YAML"))

@@ -43,23 +43,19 @@ use serde::Deserialize;
 use crate::error::LoadError;
 use crate::manifest::Cidr;
 use crate::model::{
-    Direction, IpBlock, LabelSelector, NetworkPolicy, Operator, Peer, PodRef, PolicyPort,
-    PolicyRef, PolicyRule, PolicySpec, PortRef, Protocol, Requirement,
+    Direction, IpBlock, LabelSelector, NetworkPolicy, Operator, Peer, PolicyPort, PolicyRef,
+    PolicyRule, PolicySpec, Requirement,
+};
+pub use crate::slices::SubjectPod;
+use crate::slices::{
+    Object, Place, PodEndpointManifest, PortKey, PortManifest, network, own_interface_pods,
+    port_list, port_of, ports, read_object, retain_subjects_on, subjects,
 };
 
 /// The API version of PolicyEndpoint objects.
 pub const POLICY_ENDPOINT_API_VERSION: &str = "networking.k8s.aws/v1alpha1";
 /// Their kind.
 pub const POLICY_ENDPOINT_KIND: &str = "PolicyEndpoint";
-
-/// A pod a slice selects, with where it runs.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SubjectPod {
-    pub pod: PodRef,
-    pub pod_ip: IpAddr,
-    /// The node's address (`hostIP`); `None` when the controller left it empty.
-    pub host_ip: Option<IpAddr>,
-}
 
 /// One resolved peer of a slice: addresses and the ports allowed to or from them
 /// (empty: every port).
@@ -93,11 +89,7 @@ impl PolicyEndpoint {
     /// Keep only the selected pods hosted on one of `node_addresses` (what one node
     /// enforces); an empty `node_addresses` keeps them all.
     pub fn retain_subjects_on(&mut self, node_addresses: &[IpAddr]) {
-        if node_addresses.is_empty() {
-            return;
-        }
-        self.subjects
-            .retain(|s| s.host_ip.is_some_and(|h| node_addresses.contains(&h)));
+        retain_subjects_on(&mut self.subjects, node_addresses);
     }
 
     fn rules(&self, direction: Direction) -> &[EndpointPeer] {
@@ -108,26 +100,6 @@ impl PolicyEndpoint {
     }
 }
 
-/// A port's sort key: protocol, first port, last port.
-type PortKey = (Protocol, Option<u16>, Option<u16>);
-
-fn port_key(p: &PolicyPort) -> PortKey {
-    let start = match &p.port {
-        Some(PortRef::Number(n)) => Some(*n),
-        // Slices never carry names (the loader refuses them).
-        Some(PortRef::Name(_)) | None => None,
-    };
-    (p.protocol, start, p.end_port)
-}
-
-fn port_of(key: PortKey) -> PolicyPort {
-    PolicyPort {
-        protocol: key.0,
-        port: key.1.map(PortRef::Number),
-        end_port: key.2,
-    }
-}
-
 /// The one policy the slices of `policy` stand for (see the module doc). Slices of
 /// other policies are ignored.
 pub fn merge<'a>(
@@ -135,17 +107,15 @@ pub fn merge<'a>(
     slices: impl IntoIterator<Item = &'a PolicyEndpoint>,
 ) -> NetworkPolicy {
     let slices: Vec<&PolicyEndpoint> = slices.into_iter().filter(|s| &s.policy == policy).collect();
-    let mut subject_pods = BTreeSet::new();
-    let mut isolation: BTreeSet<Direction> = BTreeSet::new();
-    for slice in &slices {
-        isolation.extend(slice.pod_isolation.iter().copied());
-        for subject in &slice.subjects {
-            let host_network = subject.host_ip == Some(subject.pod_ip);
-            if subject.pod.namespace == policy.namespace && !host_network {
-                subject_pods.insert(subject.pod.name.clone());
-            }
-        }
-    }
+    let subject_pods: BTreeSet<String> =
+        own_interface_pods(slices.iter().flat_map(|s| &s.subjects))
+            .filter(|pod| pod.namespace == policy.namespace)
+            .map(|pod| pod.name.clone())
+            .collect();
+    let mut isolation: BTreeSet<Direction> = slices
+        .iter()
+        .flat_map(|s| s.pod_isolation.iter().copied())
+        .collect();
     if isolation.is_empty() {
         isolation = Direction::BOTH
             .into_iter()
@@ -157,14 +127,11 @@ pub fn merge<'a>(
         let mut groups: BTreeMap<Vec<PortKey>, BTreeSet<(IpNet, Vec<IpNet>)>> = BTreeMap::new();
         for slice in &slices {
             for peer in slice.rules(direction) {
-                let mut ports: Vec<PortKey> = peer.ports.iter().map(port_key).collect();
-                ports.sort();
-                ports.dedup();
                 let mut except = peer.block.except.clone();
                 except.sort();
                 except.dedup();
                 groups
-                    .entry(ports)
+                    .entry(port_list(&peer.ports))
                     .or_default()
                     .insert((peer.block.cidr, except));
             }
@@ -198,22 +165,6 @@ pub fn merge<'a>(
 }
 
 // --- loading -------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest {
-    api_version: Option<String>,
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: MetadataManifest,
-    spec: Option<SpecManifest>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct MetadataManifest {
-    name: Option<String>,
-    namespace: Option<String>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -258,17 +209,6 @@ struct RequirementManifest {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PodEndpointManifest {
-    #[serde(rename = "podIP")]
-    pod_ip: IpAddr,
-    #[serde(rename = "hostIP", default)]
-    host_ip: Option<String>,
-    name: String,
-    namespace: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct EndpointManifest {
     #[serde(default)]
     cidr: Option<String>,
@@ -282,32 +222,6 @@ struct EndpointManifest {
     /// An FQDN egress rule (no `cidr`); not enforced here, as the incumbent skips it.
     #[serde(default)]
     domain_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PortManifest {
-    #[serde(default)]
-    protocol: Option<Protocol>,
-    #[serde(default)]
-    port: Option<i64>,
-    #[serde(default)]
-    end_port: Option<i64>,
-}
-
-struct Place<'a> {
-    source_name: &'a str,
-}
-
-impl Place<'_> {
-    fn field(&self, path: impl Into<String>, message: impl Into<String>) -> LoadError {
-        LoadError::Field {
-            source_name: self.source_name.to_owned(),
-            doc: 1,
-            path: path.into(),
-            message: message.into(),
-        }
-    }
 }
 
 /// Read one PolicyEndpoint object (as the API server serves it, or as YAML).
@@ -338,33 +252,17 @@ pub fn load_policy_endpoint(
     value: serde_yaml::Value,
 ) -> Result<PolicyEndpoint, LoadError> {
     let place = Place { source_name };
-    let m: Manifest = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        place.field(path, e.into_inner().to_string())
-    })?;
-    if let Some(api_version) = &m.api_version
-        && api_version != POLICY_ENDPOINT_API_VERSION
-    {
-        return Err(place.field(
-            "apiVersion",
-            format!("{api_version:?} is not {POLICY_ENDPOINT_API_VERSION}"),
-        ));
-    }
-    if let Some(kind) = &m.kind
-        && kind != POLICY_ENDPOINT_KIND
-    {
-        return Err(place.field("kind", format!("{kind:?} is not {POLICY_ENDPOINT_KIND}")));
-    }
-    let name = match m.metadata.name {
-        Some(n) if !n.is_empty() => n,
-        _ => return Err(place.field("metadata.name", "missing")),
-    };
-    let namespace = m
-        .metadata
+    let object: Object<SpecManifest> = read_object(
+        &place,
+        value,
+        POLICY_ENDPOINT_API_VERSION,
+        POLICY_ENDPOINT_KIND,
+    )?;
+    let namespace = object
         .namespace
         .filter(|n| !n.is_empty())
         .ok_or_else(|| place.field("metadata.namespace", "missing"))?;
-    let spec = m.spec.ok_or_else(|| place.field("spec", "missing"))?;
+    let spec = object.spec.ok_or_else(|| place.field("spec", "missing"))?;
     if spec.is_global == Some(true) {
         return Err(place.field(
             "spec.isGlobal",
@@ -383,42 +281,16 @@ pub fn load_policy_endpoint(
             ));
         }
     }
-    let subjects = spec
-        .pod_selector_endpoints
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| subject(&place, &format!("spec.podSelectorEndpoints[{i}]"), p))
-        .collect::<Result<_, _>>()?;
+    let subjects = subjects(&place, spec.pod_selector_endpoints)?;
     Ok(PolicyEndpoint {
         namespace,
-        name,
+        name: object.name,
         policy: PolicyRef::new(spec.policy_ref.namespace, spec.policy_ref.name),
         pod_selector: selector(spec.pod_selector.unwrap_or_default()),
         pod_isolation,
         subjects,
         ingress: endpoints(&place, "spec.ingress", spec.ingress.unwrap_or_default())?,
         egress: endpoints(&place, "spec.egress", spec.egress.unwrap_or_default())?,
-    })
-}
-
-fn subject(place: &Place<'_>, path: &str, p: PodEndpointManifest) -> Result<SubjectPod, LoadError> {
-    if p.name.is_empty() || p.namespace.is_empty() {
-        return Err(place.field(path, "needs name and namespace"));
-    }
-    let host_ip = match p.host_ip.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
-            place.field(
-                format!("{path}.hostIP"),
-                format!("{text:?} is not an address"),
-            )
-        })?),
-    };
-    Ok(SubjectPod {
-        pod: PodRef::new(p.namespace, p.name),
-        pod_ip: p.pod_ip,
-        host_ip,
     })
 }
 
@@ -436,14 +308,6 @@ fn selector(s: SelectorManifest) -> LabelSelector {
             })
             .collect(),
     }
-}
-
-/// A CIDR, or a bare address as the controller writes pod peers.
-fn network(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn endpoints(
@@ -492,54 +356,18 @@ fn endpoints(
                 ));
             }
         }
-        let ports = e
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(j, p)| port(place, &format!("{at}.ports[{j}]"), p))
-            .collect::<Result<_, _>>()?;
         out.push(EndpointPeer {
             block: IpBlock { cidr, except },
-            ports,
+            ports: ports(place, &at, e.ports)?,
         });
     }
     Ok(out)
 }
 
-fn port_number(place: &Place<'_>, path: String, n: i64) -> Result<u16, LoadError> {
-    match u16::try_from(n) {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(place.field(path, format!("{n} is not a port number (1-65535)"))),
-    }
-}
-
-fn port(place: &Place<'_>, path: &str, p: PortManifest) -> Result<PolicyPort, LoadError> {
-    let start = p
-        .port
-        .map(|n| port_number(place, format!("{path}.port"), n))
-        .transpose()?;
-    let end = p
-        .end_port
-        .map(|n| port_number(place, format!("{path}.endPort"), n))
-        .transpose()?;
-    match (start, end) {
-        (None, Some(_)) => return Err(place.field(format!("{path}.endPort"), "endPort needs port")),
-        (Some(s), Some(e)) if e < s => {
-            return Err(place.field(format!("{path}.endPort"), format!("{e} is below port {s}")));
-        }
-        _ => {}
-    }
-    Ok(PolicyPort {
-        protocol: p.protocol.unwrap_or_default(),
-        port: start.map(PortRef::Number),
-        end_port: end,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Protocol;
 
     fn slice(yaml: &str) -> PolicyEndpoint {
         load_policy_endpoint("test", serde_yaml::from_str(yaml).expect("YAML")).expect("loads")

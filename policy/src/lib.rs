@@ -50,6 +50,7 @@ pub mod model;
 pub mod plan;
 mod prefixes;
 pub mod resolve;
+mod slices;
 pub mod tiers;
 
 pub use cluster::{
