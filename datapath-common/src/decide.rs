@@ -293,7 +293,14 @@ pub fn oriented_flow_key(
 /// Source and destination (address, port) of packets in `key.direction` of a flow.
 #[inline(always)]
 pub fn flow_endpoints(key: &FlowKey) -> (&[u8; 16], u16, &[u8; 16], u16) {
-    if key.direction == DIRECTION_INGRESS {
+    flow_endpoints_going(key, key.direction)
+}
+
+/// Source and destination (address, port) of packets going `direction` in the flow of
+/// `key` (whose own `direction` is not read).
+#[inline(always)]
+pub fn flow_endpoints_going(key: &FlowKey, direction: u8) -> (&[u8; 16], u16, &[u8; 16], u16) {
+    if direction == DIRECTION_INGRESS {
         (&key.peer_addr, key.peer_port, &key.pod_addr, key.pod_port)
     } else {
         (&key.pod_addr, key.pod_port, &key.peer_addr, key.peer_port)

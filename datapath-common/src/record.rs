@@ -112,7 +112,9 @@ impl FlowRecord {
             } else {
                 REASON_POLICY
             },
-            _pad: [0; 7],
+            _pad8: 0,
+            _pad16: 0,
+            _pad32: 0,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! walk over extension headers, TCP/UDP/SCTP ports, ICMP/ICMPv6 type and echo id, and
 //! the flow quoted inside an ICMP error. Only bounds-checked direct packet access.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{cty::c_void, helpers::bpf_skb_load_bytes, programs::TcContext};
 use datapath_common::{
     FAMILY_IPV4, FAMILY_IPV6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
     is_icmp_echo, is_icmp_error,
@@ -99,14 +99,33 @@ fn bytes16_at(ctx: &TcContext, offset: usize) -> Option<[u8; 16]> {
     ptr_at::<[u8; 16]>(ctx, offset).map(|p| unsafe { *p })
 }
 
+/// Sixteen bytes the kernel copies (`bpf_skb_load_bytes`) rather than loads from
+/// packet memory: LLVM reads an unaligned `[u8; 16]` byte by byte and spills each,
+/// more stack than the quoted-flow subprogram has beside the classifier's frame.
+#[inline(always)]
+fn copy16_at(ctx: &TcContext, offset: usize) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    // SAFETY: the helper writes at most the 16 bytes of `out`, and checks `offset`
+    // against the packet itself.
+    let copied = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            offset as u32,
+            out.as_mut_ptr() as *mut c_void,
+            16,
+        )
+    };
+    (copied == 0).then_some(out)
+}
+
 #[inline(always)]
 fn v4_addr(b: [u8; 4]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[0] = b[0];
-    a[1] = b[1];
-    a[2] = b[2];
-    a[3] = b[3];
-    a
+    // Two 8-byte values rather than a zeroed array (LLVM zeroes that with a call to
+    // the byte-loop BPF `memset` on every IPv4 packet).
+    let words = [u64::from(u32::from_ne_bytes(b)), 0];
+    // SAFETY: any 16 bytes are a valid [u8; 16]; on little-endian BPF the address's
+    // bytes come first.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) }
 }
 
 /// Parses an IP packet; `None` for non-IP frames and for IP headers cut short.
@@ -267,8 +286,8 @@ pub fn parse_quoted(ctx: &TcContext, family: u8, l4: usize) -> Option<Quoted> {
     } else {
         (
             u8_at(ctx, inner + 6)?,
-            bytes16_at(ctx, inner + 8)?,
-            bytes16_at(ctx, inner + 24)?,
+            copy16_at(ctx, inner + 8)?,
+            copy16_at(ctx, inner + 24)?,
             inner + IPV6_HLEN,
         )
     };

@@ -8,7 +8,11 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_smp_processor_id};
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, __sk_buff},
+    helpers::bpf_get_smp_processor_id,
+    programs::TcContext,
+};
 use datapath_common::*;
 
 use super::{Judged, globals::counters};
@@ -122,21 +126,19 @@ impl Judged<'_> {
         } else {
             0
         };
+        let fin = (tcp_flags & TCP_FIN != 0) as u8;
         ct.last_seen_ns = self.now;
         ct.generation = self.pod.generation;
         ct.origin_direction = origin;
         ct.rst_seen = (tcp_flags & TCP_RST != 0) as u8;
-        ct.fin_seen = [0; 2];
-        ct.fin_seen[d] = (tcp_flags & TCP_FIN != 0) as u8;
+        ct.fin_seen = by_direction(d, fin);
         ct.policy_id = policy_id;
         ct.owner_cpu = this_cpu();
         ct.start_ns = self.now;
-        ct.packets = [0; 2];
-        ct.packets[d] = self.segs;
-        ct.bytes = [0; 2];
-        ct.bytes[d] = self.len;
-        ct.shared_packets = [0; 2];
-        ct.shared_bytes = [0; 2];
+        store_pair(&mut ct.packets, by_direction(d, self.segs));
+        store_pair(&mut ct.bytes, by_direction(d, self.len));
+        store_pair(&mut ct.shared_packets, [0; 2]);
+        store_pair(&mut ct.shared_bytes, [0; 2]);
         let inserted = CONNTRACK.insert(key, ct, BPF_NOEXIST as u64).is_ok();
         if let Some(c) = counters() {
             if inserted {
@@ -150,23 +152,64 @@ impl Judged<'_> {
     /// An ICMP error passes when the flow it quotes is tracked on this interface.
     #[inline(always)]
     pub(super) fn quoted_flow_is_tracked(&self) -> bool {
-        let Some(q) = parse::parse_quoted(self.ctx, self.pkt.family, self.pkt.l4_offset) else {
-            return false;
-        };
-        // The quoted packet travelled the other way: into the pod for an error the
-        // pod sends, out of the pod for an error it receives.
-        let quoted_direction = self.direction ^ 1;
-        let key = oriented_flow_key(
-            self.ifindex,
+        quoted_flow_tracked(
+            self.ctx.skb.skb,
             self.pkt.family,
-            q.protocol,
-            quoted_direction,
-            &q.src,
-            q.src_port,
-            &q.dst,
-            q.dst_port,
-        );
-        CONNTRACK.get_ptr(&key).is_some()
+            self.pkt.l4_offset,
+            self.ifindex,
+            self.direction,
+        ) != 0
+    }
+}
+
+/// 1 when the flow an ICMP error quotes is tracked on `ifindex`, else 0.
+///
+/// A BPF subprogram, off the common paths: parsing the quoted IPv6 addresses spills
+/// every byte, and inlined those slots deepened the classifiers' own frames past
+/// what the policy subprograms leave of the 512-byte stack.
+#[inline(never)]
+fn quoted_flow_tracked(
+    skb: *mut __sk_buff,
+    family: u8,
+    l4_offset: usize,
+    ifindex: u32,
+    direction: u8,
+) -> u64 {
+    let ctx = TcContext::new(skb);
+    let Some(q) = parse::parse_quoted(&ctx, family, l4_offset) else {
+        return 0;
+    };
+    // The quoted packet travelled the other way: into the pod for an error the pod
+    // sends, out of the pod for an error it receives.
+    let key = oriented_flow_key(
+        ifindex,
+        family,
+        q.protocol,
+        direction ^ 1,
+        &q.src,
+        q.src_port,
+        &q.dst,
+        q.dst_port,
+    );
+    CONNTRACK.get_ptr(&key).is_some() as u64
+}
+
+/// `value` in slot `d` (0 or 1), zero in the other, without a branch.
+#[inline(always)]
+fn by_direction<T: Copy + core::ops::Mul<Output = T> + From<u8>>(d: usize, value: T) -> [T; 2] {
+    let second = T::from(d as u8);
+    let first = T::from(1 - d as u8);
+    [value * first, value * second]
+}
+
+/// Two plain 8-byte stores: LLVM merges neighbouring zero stores into a call to the
+/// byte-loop BPF `memset`, which volatile stores it may not merge.
+#[inline(always)]
+fn store_pair(dst: &mut [u64; 2], value: [u64; 2]) {
+    // SAFETY: both elements are valid, aligned places in `dst`.
+    unsafe {
+        core::ptr::write_volatile(&mut dst[0], value[0]);
+        core::ptr::write_volatile(&mut dst[1], value[1]);
     }
 }
 

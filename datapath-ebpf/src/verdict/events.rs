@@ -28,11 +28,9 @@ impl Judged<'_> {
         bytes: u64,
         time: u64,
     ) {
-        let mut k = *key;
-        k.direction = direction;
         emit_event(
-            &settings(),
-            &k,
+            key,
+            direction,
             verdict,
             decision.policy_id,
             decision.reason,
@@ -44,12 +42,13 @@ impl Judged<'_> {
     }
 }
 
-/// Sends one event for `key` (whose `direction` says which way its packets went).
+/// Sends one event for the flow of `key`, its packets going `direction` (the key's own
+/// `direction` is not read: no copy of the key to set it).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn emit_event(
-    s: &Settings,
     key: &FlowKey,
+    direction: u8,
     verdict: u8,
     policy_id: u32,
     reason: u8,
@@ -59,16 +58,16 @@ pub(super) fn emit_event(
     time: u64,
 ) {
     let Some(c) = counters() else { return };
-    if !scope_admits(s.event_scope, verdict) {
+    let (scope, threshold) = settings().map_or((0, 0), |s| (s.event_scope, s.wakeup_threshold_bytes));
+    if !scope_admits(scope, verdict) {
         c.events_filtered_scope += 1;
         return;
     }
-    let flags = if s.wakeup_threshold_bytes == 0 {
+    let flags = if threshold == 0 {
         0
     } else {
         let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        if pending < s.wakeup_threshold_bytes
-            && pending + RING_RECORD_BYTES >= s.wakeup_threshold_bytes
+        if pending < threshold && pending + RING_RECORD_BYTES >= threshold
         {
             c.wakeups_forced += 1;
             BPF_RB_FORCE_WAKEUP as u64
@@ -82,7 +81,7 @@ pub(super) fn emit_event(
         c.audited_packets_lost += count * u64::from(verdict_is_audit(verdict));
         return;
     };
-    let (src, src_port, dst, dst_port) = flow_endpoints(key);
+    let (src, src_port, dst, dst_port) = flow_endpoints_going(key, direction);
     entry.write(FlowEvent {
         timestamp_ns: time,
         bytes,
@@ -96,10 +95,12 @@ pub(super) fn emit_event(
         dst_port,
         family: key.family,
         protocol: key.protocol,
-        direction: key.direction,
+        direction,
         verdict,
         reason,
-        _pad: [0; 7],
+        _pad8: 0,
+        _pad16: 0,
+        _pad32: 0,
     });
     entry.submit(flags);
     c.events_submitted += 1;

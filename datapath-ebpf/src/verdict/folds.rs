@@ -13,7 +13,7 @@ use datapath_common::*;
 use super::{
     Judged,
     events::emit_event,
-    globals::{coarse_now, counters, settings},
+    globals::{coarse_now, counters, fold_window_ns},
 };
 use crate::maps::FOLDS;
 
@@ -26,7 +26,7 @@ impl Judged<'_> {
     #[inline(always)]
     pub(super) fn refuse(&self, key: &FlowKey, decision: Decision) -> u8 {
         let verdict = decision.verdict;
-        let window = settings().fold_window_ns;
+        let window = fold_window_ns();
         if window == 0 {
             self.emit(
                 key,
@@ -113,7 +113,7 @@ impl Judged<'_> {
 /// See `fold_flush` in main.rs.
 #[inline(always)]
 pub fn flush_folds(ctx: &TcContext) -> i32 {
-    let window = settings().fold_window_ns;
+    let window = fold_window_ns();
     let now = coarse_now();
     let mut read = 0;
     for i in 0..FLUSH_BATCH {
@@ -152,11 +152,9 @@ fn flush_fold(skb: *mut __sk_buff, offset: u32, window: u64, now: u64) -> bool {
         let bytes = atomic_take(&mut fold.pending_bytes);
         let first = fold.first_pending_ns;
         fold.first_pending_ns = 0;
-        let mut event_key = key;
-        event_key.direction = key.direction & !FOLD_DIRECTION_AUDIT;
         emit_event(
-            &settings(),
-            &event_key,
+            &key,
+            key.direction & !FOLD_DIRECTION_AUDIT,
             fold.verdict,
             fold.policy_id,
             fold.reason,

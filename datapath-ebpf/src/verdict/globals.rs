@@ -22,9 +22,18 @@ pub(super) fn coarse_now() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// The settings userspace wrote, read in place: a copy would take 24 bytes of a stack
+/// the deepest paths fill to the limit. (An array's slot 0 always exists; `None` only
+/// satisfies the verifier.)
 #[inline(always)]
-pub(super) fn settings() -> Settings {
-    SETTINGS.get(0).copied().unwrap_or_default()
+pub(super) fn settings() -> Option<&'static Settings> {
+    SETTINGS.get(0)
+}
+
+/// The DENY/AUDIT fold window, 0 when folding is off.
+#[inline(always)]
+pub(super) fn fold_window_ns() -> u64 {
+    settings().map_or(0, |s| s.fold_window_ns)
 }
 
 /// The record of the pod behind `ifindex`, if we manage it. Both ways end in one

@@ -1,6 +1,6 @@
 //! The longest policy entry holding a peer: exact-match hashes for the usual prefix
-//! lengths, longest first, then the LPM trie for the rest. Two BPF subprograms (one
-//! per family) over one generic body.
+//! lengths, longest first, then the LPM trie for the rest: one generic body, inlined
+//! per family into the policy subprograms.
 
 use aya_ebpf::maps::{HashMap, LpmTrie, lpm_trie::Key};
 use datapath_common::{
@@ -16,9 +16,10 @@ pub(super) const NO_LIST: i64 = -1;
 
 /// The rule list of the longest entry holding an IPv4 peer, or [`NO_LIST`].
 ///
-/// A BPF subprogram rather than inlined: each inlined copy of the unrolled probes
-/// keeps its own keys on the stack, and four copies pass the 512-byte limit.
-#[inline(never)]
+/// Only ever inlined into a BPF subprogram: each inlined copy of the unrolled probes
+/// keeps its own keys on the stack, and four copies in one frame pass the 512-byte
+/// limit.
+#[inline(always)]
 pub(super) fn longest_v4(selector_be: u32, addr: &[u8; 4], lookups: u8) -> i64 {
     longest(
         &POLICY_HASH_V4,
@@ -31,7 +32,7 @@ pub(super) fn longest_v4(selector_be: u32, addr: &[u8; 4], lookups: u8) -> i64 {
 }
 
 /// As [`longest_v4`] for an IPv6 peer.
-#[inline(never)]
+#[inline(always)]
 pub(super) fn longest_v6(selector_be: u32, addr: &[u8; 16], lookups: u8) -> i64 {
     longest(
         &POLICY_HASH_V6,
@@ -55,27 +56,32 @@ fn longest<const N: usize>(
     addr: &[u8; N],
     lookups: u8,
 ) -> i64 {
-    let mut best: Option<(u32, u32)> = None;
-    // One key, masked further for each probe (the lengths only shrink): a key per
-    // unrolled probe would not fit the stack.
-    let mut key = HashedKey {
-        selector_be,
-        prefix_len: 0,
-        _pad: [0; 3],
-        addr: *addr,
+    // The hashed probes' key lives in this block only, so its stack slot is free again
+    // for the trie's key and the rule list's (the caller's frame leaves little room).
+    let mut best: Option<(u32, u32)> = {
+        // One key, masked further for each probe (the lengths only shrink): a key per
+        // unrolled probe would not fit the stack.
+        let mut key = HashedKey {
+            selector_be,
+            prefix_len: 0,
+            _pad: [0; 3],
+            addr: *addr,
+        };
+        let mut found = None;
+        for (slot, &len) in lengths.iter().enumerate() {
+            clear_past_prefix(&mut key.addr, len);
+            if lookups & (1 << slot) == 0 {
+                continue;
+            }
+            key.prefix_len = len;
+            if let Some(list) = hash.get_ptr(&key) {
+                // SAFETY: map values stay valid for the duration of the program (RCU).
+                found = Some((unsafe { *list }, len as u32));
+                break;
+            }
+        }
+        found
     };
-    for (slot, &len) in lengths.iter().enumerate() {
-        clear_past_prefix(&mut key.addr, len);
-        if lookups & (1 << slot) == 0 {
-            continue;
-        }
-        key.prefix_len = len;
-        if let Some(list) = hash.get_ptr(&key) {
-            // SAFETY: map values stay valid for the duration of the program (RCU).
-            best = Some((unsafe { *list }, len as u32));
-            break;
-        }
-    }
     if lookups & LOOKUP_TRIE != 0 {
         let key = Key::new(
             POLICY_SELECTOR_BITS + 8 * N as u32,
