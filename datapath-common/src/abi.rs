@@ -9,7 +9,7 @@ use core::{
 
 /// Bumped whenever a map layout changes: pins live under `.../v{ABI_VERSION}/`, so a
 /// newer agent never reinterprets an older map.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Rules one rule list holds (the incumbent holds 24 per prefix).
 pub const MAX_RULES_PER_LIST: usize = 64;
@@ -499,40 +499,44 @@ pub struct Settings {
 }
 const _: () = assert!(size_of::<Settings>() == 24);
 
-/// Per-CPU counters, index 0 of `COUNTERS`; userspace sums the CPUs.
+/// Per-CPU counters, index 0 of `COUNTERS`; userspace sums the CPUs. Ordered by how
+/// often they change: every packet writes the first cache line and `audited_packets`,
+/// every new flow also `events_submitted` and `conntrack_inserts`, all in the first
+/// two lines (one more line touched costs a single-shot new flow a cache miss).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Wire packets (`max(1, gso_segs)`) by `[direction][verdict]`.
     pub packets: [[u64; 2]; 2],
     pub bytes: [[u64; 2]; 2],
+    /// Wire packets that passed as AUDIT (also counted in `packets[d][ACCEPT]`), by
+    /// direction.
+    pub audited_packets: [u64; 2],
     pub events_submitted: u64,
+    /// Conntrack entries the datapath created (inserts that found no entry).
+    pub conntrack_inserts: u64,
+    /// Events not sent because of the event scope.
+    pub events_filtered_scope: u64,
+    /// Events sent with a forced wake-up (pending data passed the threshold).
+    pub wakeups_forced: u64,
+    /// Packets no entry counted: two CPUs opened the same flow at the same instant,
+    /// and the one whose insert lost dropped its packet from the flow's counters.
+    pub conntrack_insert_races: u64,
+    /// Conntrack entries the datapath deleted itself (a flow its pod's new rules deny).
+    pub conntrack_removals: u64,
     /// Events the ring could not take.
     pub events_lost: u64,
     /// Denied packets carried by lost events.
     pub denied_packets_lost: u64,
-    /// DENY events sent unfolded because the fold map was full.
-    pub events_unfolded_fold_full: u64,
-    /// Events not sent because of the event scope.
-    pub events_filtered_scope: u64,
-    pub fragments_untracked: u64,
-    pub spoofed_packets: u64,
-    /// Events sent with a forced wake-up (pending data passed the threshold).
-    pub wakeups_forced: u64,
-    /// Wire packets that passed as AUDIT (also counted in `packets[d][ACCEPT]`), by
-    /// direction.
-    pub audited_packets: [u64; 2],
     /// Audited packets carried by lost events.
     pub audited_packets_lost: u64,
-    /// Conntrack entries the datapath created (inserts that found no entry).
-    pub conntrack_inserts: u64,
-    /// Conntrack entries the datapath deleted itself (a flow its pod's new rules deny).
-    pub conntrack_removals: u64,
-    /// Packets no entry counted: two CPUs opened the same flow at the same instant,
-    /// and the one whose insert lost dropped its packet from the flow's counters.
-    pub conntrack_insert_races: u64,
+    /// DENY events sent unfolded because the fold map was full.
+    pub events_unfolded_fold_full: u64,
+    pub fragments_untracked: u64,
+    pub spoofed_packets: u64,
 }
 const _: () = assert!(size_of::<Counters>() == 22 * 8);
+const _: () = assert!(offset_of!(Counters, conntrack_inserts) < 128);
 
 /// One verdict, sent through the `EVENTS` ring buffer.
 #[repr(C)]
