@@ -363,6 +363,56 @@ fn conntrack_hit_needs_no_second_evaluation_or_event() {
     });
 }
 
+/// The clock, read on a hit only when the tick count moved on: hits within one tick
+/// leave the entry's time alone, and once the tick moves a hit brings it forward
+/// (what keeps an active flow from idle expiry and dates its record's end).
+#[test]
+fn a_conntrack_hit_refreshes_the_flow_time_once_the_tick_moves_on() {
+    each_family(|net| {
+        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+        fx.put_entry(
+            SET,
+            DIRECTION_INGRESS,
+            net.peer_net,
+            &[rule(PROTO_TCP, 80, 80, 11)],
+        );
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
+        let entry = |fx: &mut KernelFixture| fx.dp().maps().conntrack()[0].value;
+        let tracked = entry(&mut fx);
+        assert!(tracked.last_seen_ns > 0);
+        assert_eq!(tracked.last_seen_ns, tracked.start_ns);
+        let data = Frame::tcp(net.peer, 40000, net.pod, 80, TCP_ACK).build();
+        // Within the tick the first packet saw, a hit changes neither field.
+        assert_eq!(fx.run(DIRECTION_INGRESS, pa, &data), ACT_PASS);
+        let hit = entry(&mut fx);
+        if hit.last_seen_jiffies == tracked.last_seen_jiffies {
+            assert_eq!(hit.last_seen_ns, tracked.last_seen_ns);
+        }
+        // Hits go on until one lands in a later tick (a tick is 1-10 ms).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let refreshed = loop {
+            assert_eq!(fx.run(DIRECTION_INGRESS, pa, &data), ACT_PASS);
+            let e = entry(&mut fx);
+            if e.last_seen_ns > tracked.last_seen_ns {
+                break e;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no hit refreshed the flow's time in 10 s: {e:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        assert_ne!(refreshed.last_seen_jiffies, tracked.last_seen_jiffies);
+        assert_eq!(refreshed.start_ns, tracked.start_ns, "the start stays");
+        let now = datapath_common::clock::coarse_monotonic_now_ns();
+        assert!(
+            refreshed.last_seen_ns <= now,
+            "{} is after the clock's {now}",
+            refreshed.last_seen_ns
+        );
+    });
+}
+
 #[test]
 fn reply_to_an_allowed_flow_passes_an_isolated_direction() {
     each_family(|net| {

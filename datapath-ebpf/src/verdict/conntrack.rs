@@ -15,7 +15,10 @@ use aya_ebpf::{
 };
 use datapath_common::*;
 
-use super::{Judged, globals::counters};
+use super::{
+    Judged,
+    globals::{coarse_now, counters, ticks},
+};
 use crate::{
     maps::{CONNTRACK, CT_SCRATCH},
     parse::{self, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -30,12 +33,16 @@ impl Judged<'_> {
             let ct = unsafe { &mut *ct };
             if ct.generation == self.pod.generation {
                 self.count(ct);
-                if self.now.wrapping_sub(ct.last_seen_ns) > 1_000_000_000 {
-                    ct.last_seen_ns = self.now;
+                // The clock moves once a tick: read it only when the tick count did.
+                let ticks = ticks();
+                if ct.last_seen_jiffies != ticks {
+                    ct.last_seen_jiffies = ticks;
+                    ct.last_seen_ns = coarse_now();
                 }
                 return VERDICT_ACCEPT;
             }
             // The pod's rules changed: judge the flow again as its first packet was.
+            self.now = coarse_now();
             let origin = ct.origin_direction;
             let decision = self.evaluate(origin, key);
             if decision.is_accept() {
@@ -43,6 +50,7 @@ impl Judged<'_> {
                 ct.generation = self.pod.generation;
                 ct.policy_id = decision.policy_id;
                 ct.last_seen_ns = self.now;
+                ct.last_seen_jiffies = ticks();
                 return VERDICT_ACCEPT;
             }
             if CONNTRACK.remove(key).is_ok()
@@ -52,6 +60,7 @@ impl Judged<'_> {
             }
             return self.refuse(key, decision);
         }
+        self.now = coarse_now();
         let p = self.pkt;
         if p.protocol == PROTO_TCP && (p.tcp_flags & TCP_SYN == 0 || p.tcp_flags & TCP_ACK != 0) {
             // Mid-stream TCP without an entry (evicted, or the agent restarted with
@@ -97,8 +106,9 @@ impl Judged<'_> {
         }
         let p = self.pkt;
         if p.protocol == PROTO_TCP && p.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-            // A closing flow's end time is its last packet's, not a second stale.
-            ct.last_seen_ns = self.now;
+            // A closing flow's end time is its last packet's.
+            ct.last_seen_ns = coarse_now();
+            ct.last_seen_jiffies = ticks();
             if p.tcp_flags & TCP_RST != 0 {
                 ct.rst_seen = 1;
             }
@@ -128,6 +138,8 @@ impl Judged<'_> {
         };
         let fin = (tcp_flags & TCP_FIN != 0) as u8;
         ct.last_seen_ns = self.now;
+        ct.last_seen_jiffies = ticks();
+        ct._pad = 0;
         ct.generation = self.pod.generation;
         ct.origin_direction = origin;
         ct.rst_seen = (tcp_flags & TCP_RST != 0) as u8;

@@ -1,7 +1,7 @@
 //! Reads of the programs' shared state that every path needs: the per-CPU counters,
 //! the settings userspace wrote, the coarse clock, and the pod record of an interface.
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use datapath_common::{Counters, DIRECT_POD_SLOTS, PodRecord, Settings};
 
 use crate::maps::{COUNTERS, POD_INDEX, POD_SLOTS, SETTINGS};
@@ -11,6 +11,14 @@ pub(super) fn counters() -> Option<&'static mut Counters> {
     // SAFETY: a per-CPU slot: no other program touches it while this one runs
     // (TC programs run with preemption disabled).
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The kernel's tick count: the verifier inlines the helper into one load, so a
+/// conntrack hit can tell whether the clock moved on without reading it.
+#[inline(always)]
+pub(super) fn ticks() -> u32 {
+    // SAFETY: a plain helper call with no arguments.
+    unsafe { bpf_jiffies64() as u32 }
 }
 
 /// CLOCK_MONOTONIC at tick resolution. Conntrack idleness, fold windows and event

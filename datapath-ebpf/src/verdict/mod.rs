@@ -75,6 +75,8 @@ struct Judged<'a> {
     ifindex: u32,
     segs: u64,
     len: u64,
+    /// The coarse clock, read on every path that records a time except the tracked
+    /// flow's hit (see `tracked_or_new`); 0 before.
     now: u64,
 }
 
@@ -85,7 +87,6 @@ impl Judged<'_> {
         if pkt.protocol == PROTO_ICMPV6 && is_icmpv6_neighbour_discovery(pkt.icmp_type) {
             return VERDICT_ACCEPT;
         }
-        self.now = coarse_now();
         let key = self.flow_key();
         if self.direction == DIRECTION_EGRESS
             && !source_belongs_to_pod(self.pod, pkt.family, &pkt.src)
@@ -93,9 +94,11 @@ impl Judged<'_> {
             if let Some(c) = counters() {
                 c.spoofed_packets += self.segs;
             }
+            self.now = coarse_now();
             return self.refuse(&key, Decision::deny(0, REASON_SPOOFED_SOURCE));
         }
         if pkt.frag == FRAG_LATER {
+            self.now = coarse_now();
             return self.later_fragment();
         }
         if pkt.icmp_error && self.quoted_flow_is_tracked() {
