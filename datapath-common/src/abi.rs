@@ -464,8 +464,12 @@ pub struct FoldValue {
     /// `VERDICT_DENY` or `VERDICT_AUDIT`.
     pub verdict: u8,
     pub _pad: [u8; 2],
+    /// The low 32 bits of the tick count (`jiffies`) when `last_packet_ns` was written:
+    /// a packet in the same tick takes that time instead of reading the clock.
+    pub last_packet_jiffies: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<FoldValue>() == 48);
+const _: () = assert!(size_of::<FoldValue>() == 56);
 const _: () = assert!(offset_of!(FoldValue, pending_packets) == 24);
 
 /// Key of a remembered first fragment.

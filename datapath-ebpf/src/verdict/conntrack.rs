@@ -26,7 +26,7 @@ use crate::{
 
 impl Judged<'_> {
     #[inline(always)]
-    pub(super) fn tracked_or_new(&mut self, key: &FlowKey) -> u8 {
+    pub(super) fn tracked_or_new(&self, key: &FlowKey) -> u8 {
         if let Some(ct) = CONNTRACK.get_ptr_mut(key) {
             // SAFETY: LRU map value, valid for this program run; racing writers only
             // store whole u64/u32 fields.
@@ -42,14 +42,13 @@ impl Judged<'_> {
                 return VERDICT_ACCEPT;
             }
             // The pod's rules changed: judge the flow again as its first packet was.
-            self.now = coarse_now();
             let origin = ct.origin_direction;
             let decision = self.evaluate(origin, key);
             if decision.is_accept() {
                 self.count(ct);
                 ct.generation = self.pod.generation;
                 ct.policy_id = decision.policy_id;
-                ct.last_seen_ns = self.now;
+                ct.last_seen_ns = coarse_now();
                 ct.last_seen_jiffies = ticks();
                 return VERDICT_ACCEPT;
             }
@@ -60,7 +59,6 @@ impl Judged<'_> {
             }
             return self.refuse(key, decision);
         }
-        self.now = coarse_now();
         let p = self.pkt;
         if p.protocol == PROTO_TCP && (p.tcp_flags & TCP_SYN == 0 || p.tcp_flags & TCP_ACK != 0) {
             // Mid-stream TCP without an entry (evicted, or the agent restarted with
@@ -68,13 +66,14 @@ impl Judged<'_> {
             let reverse = self.direction ^ 1;
             let decision = self.evaluate(reverse, key);
             if decision.is_accept() {
-                self.track(key, reverse, decision.policy_id);
+                self.track(key, reverse, decision.policy_id, coarse_now());
                 return VERDICT_ACCEPT;
             }
         }
         let decision = self.evaluate(self.direction, key);
         if decision.is_accept() {
-            self.track(key, self.direction, decision.policy_id);
+            let now = coarse_now();
+            self.track(key, self.direction, decision.policy_id, now);
             self.emit(
                 key,
                 self.direction,
@@ -82,7 +81,7 @@ impl Judged<'_> {
                 &decision,
                 self.segs,
                 self.len,
-                self.now,
+                now,
             );
             VERDICT_ACCEPT
         } else {
@@ -122,7 +121,7 @@ impl Judged<'_> {
     /// same flow at the same instant, its entry stays and this packet is counted as an
     /// insert race instead (the one packet no entry holds).
     #[inline(always)]
-    fn track(&self, key: &FlowKey, origin: u8, policy_id: u32) {
+    fn track(&self, key: &FlowKey, origin: u8, policy_id: u32, now: u64) {
         let Some(ct) = CT_SCRATCH.get_ptr_mut(0) else {
             return;
         };
@@ -137,7 +136,7 @@ impl Judged<'_> {
             0
         };
         let fin = (tcp_flags & TCP_FIN != 0) as u8;
-        ct.last_seen_ns = self.now;
+        ct.last_seen_ns = now;
         ct.last_seen_jiffies = ticks();
         ct._pad = 0;
         ct.generation = self.pod.generation;
@@ -146,7 +145,7 @@ impl Judged<'_> {
         ct.fin_seen = by_direction(d, fin);
         ct.policy_id = policy_id;
         ct.owner_cpu = this_cpu();
-        ct.start_ns = self.now;
+        ct.start_ns = now;
         store_pair(&mut ct.packets, by_direction(d, self.segs));
         store_pair(&mut ct.bytes, by_direction(d, self.len));
         store_pair(&mut ct.shared_packets, [0; 2]);

@@ -13,7 +13,7 @@ use datapath_common::*;
 use super::{
     Judged,
     events::emit_event,
-    globals::{coarse_now, counters, fold_window_ns},
+    globals::{coarse_now, counters, fold_window_ns, ticks},
 };
 use crate::maps::FOLDS;
 
@@ -35,7 +35,7 @@ impl Judged<'_> {
                 &decision,
                 self.segs,
                 self.len,
-                self.now,
+                coarse_now(),
             );
             return verdict;
         }
@@ -47,11 +47,21 @@ impl Judged<'_> {
                 // SAFETY: map value valid for this run; counts change only through
                 // atomic adds and exchanges.
                 let fold = unsafe { &mut *fold };
-                fold.last_packet_ns = self.now;
-                match fold_step(window, fold.window_start_ns, self.now) {
+                // The clock moves once a tick: within the tick of the fold's last
+                // packet, its time is this packet's too.
+                let ticks = ticks();
+                let now = if fold.last_packet_jiffies == ticks {
+                    fold.last_packet_ns
+                } else {
+                    let now = coarse_now();
+                    fold.last_packet_ns = now;
+                    fold.last_packet_jiffies = ticks;
+                    now
+                };
+                match fold_step(window, fold.window_start_ns, now) {
                     FoldStep::Accumulate => {
                         if fold.first_pending_ns == 0 {
-                            fold.first_pending_ns = self.now;
+                            fold.first_pending_ns = now;
                         }
                         atomic_add(&mut fold.pending_packets, self.segs);
                         atomic_add(&mut fold.pending_bytes, self.len);
@@ -62,10 +72,10 @@ impl Judged<'_> {
                         let first = if taken > 0 && fold.first_pending_ns != 0 {
                             fold.first_pending_ns
                         } else {
-                            self.now
+                            now
                         };
                         fold.first_pending_ns = 0;
-                        fold.window_start_ns = self.now;
+                        fold.window_start_ns = now;
                         self.emit(
                             key,
                             self.direction,
@@ -79,16 +89,19 @@ impl Judged<'_> {
                 }
             }
             None => {
+                let now = coarse_now();
                 let fold = FoldValue {
-                    window_start_ns: self.now,
+                    window_start_ns: now,
                     first_pending_ns: 0,
-                    last_packet_ns: self.now,
+                    last_packet_ns: now,
                     pending_packets: 0,
                     pending_bytes: 0,
                     policy_id: decision.policy_id,
                     reason: decision.reason,
                     verdict,
                     _pad: [0; 2],
+                    last_packet_jiffies: ticks(),
+                    _pad2: 0,
                 };
                 if FOLDS.insert(&fold_key, &fold, BPF_NOEXIST as u64).is_err()
                     && let Some(c) = counters()
@@ -102,7 +115,7 @@ impl Judged<'_> {
                     &decision,
                     self.segs,
                     self.len,
-                    self.now,
+                    now,
                 );
             }
         }

@@ -32,7 +32,7 @@ impl Judged<'_> {
 
     /// Later fragments follow their first fragment's verdict; without one they drop.
     #[inline(always)]
-    pub(super) fn later_fragment(&mut self) -> u8 {
+    pub(super) fn later_fragment(&self) -> u8 {
         let Some(first) = FRAGMENTS.get_ptr(&self.frag_key()) else {
             if let Some(c) = counters() {
                 c.fragments_untracked += self.segs;

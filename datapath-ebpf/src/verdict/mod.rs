@@ -14,7 +14,7 @@ use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
 use datapath_common::*;
 
 pub use self::folds::flush_folds;
-use self::globals::{coarse_now, counters, pod_record};
+use self::globals::{counters, pod_record};
 use crate::parse::{self, FRAG_FIRST, FRAG_LATER, Packet};
 
 /// Continue the chain (`TCX_NEXT`, which clsact reads as `TC_ACT_UNSPEC`).
@@ -44,7 +44,7 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
     } else {
         1
     };
-    let mut judged = Judged {
+    let judged = Judged {
         ctx,
         pod,
         pkt: &pkt,
@@ -52,7 +52,6 @@ pub fn judge(ctx: &TcContext, direction: u8) -> i32 {
         ifindex,
         segs,
         len,
-        now: 0,
     };
     let verdict = judged.run();
     // Without branches on the verdict: each would double the verifier's walk.
@@ -75,14 +74,11 @@ struct Judged<'a> {
     ifindex: u32,
     segs: u64,
     len: u64,
-    /// The coarse clock, read on every path that records a time except the tracked
-    /// flow's hit (see `tracked_or_new`); 0 before.
-    now: u64,
 }
 
 impl Judged<'_> {
     #[inline(always)]
-    fn run(&mut self) -> u8 {
+    fn run(&self) -> u8 {
         let pkt = self.pkt;
         if pkt.protocol == PROTO_ICMPV6 && is_icmpv6_neighbour_discovery(pkt.icmp_type) {
             return VERDICT_ACCEPT;
@@ -94,11 +90,9 @@ impl Judged<'_> {
             if let Some(c) = counters() {
                 c.spoofed_packets += self.segs;
             }
-            self.now = coarse_now();
             return self.refuse(&key, Decision::deny(0, REASON_SPOOFED_SOURCE));
         }
         if pkt.frag == FRAG_LATER {
-            self.now = coarse_now();
             return self.later_fragment();
         }
         if pkt.icmp_error && self.quoted_flow_is_tracked() {
