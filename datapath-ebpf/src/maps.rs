@@ -40,7 +40,7 @@ pub static RULE_LISTS: HashMap<u32, RuleList> = HashMap::pinned(65536, NO_PREALL
 pub static CONNTRACK: LruHashMap<FlowKey, CtValue> = LruHashMap::pinned(65536, 0);
 
 /// Where a new conntrack value is built before its insert: a per-CPU slot instead of
-/// 96 bytes of the programs' 512-byte stack.
+/// 104 bytes of the programs' 512-byte stack.
 #[map(name = "CT_SCRATCH")]
 pub static CT_SCRATCH: PerCpuArray<CtValue> = PerCpuArray::with_max_entries(1, 0);
 

@@ -1116,7 +1116,8 @@ fn sweep_cost(fx: &mut KernelFixture, sc: &Scale, pa: u32, pod: IpAddr, peer: Ip
 /// rounds each run this bench (cases only, as a child) and every baseline once, the
 /// order rotating per round; per source and case the net figure (case - its floor, from
 /// the same process) is the median over rounds, with its spread. Ratios against the
-/// targets are printed, then one JSON line.
+/// targets are printed, with the incumbent also the new flow's conntrack insert and ring
+/// event beside issue 18's budget (0.6x the incumbent), then one JSON line.
 mod compare {
     use std::{collections::BTreeMap, process::Command};
 
@@ -1334,6 +1335,32 @@ mod compare {
                 "before_records",
                 "before_tiers",
                 Some(1.05),
+            );
+        }
+        // Issue 18's budget beside the two kernel operations every design that tracks
+        // flows in a kernel map and reports them through the ring pays (the incumbent
+        // pays both too): the insert (the no-policy shot less a tracked flow's cold
+        // hit) and the ring event (the whole shot less the scope-filtered one).
+        let part = |key: &str| net(&figures["now"], key).map(|n| n.median);
+        if let (Some(no_policy), Some(cold_hit), Some(whole), Some(no_event), Some(incumbent)) = (
+            part("parts_no_policy_r1_ns"),
+            part("parts_cold_hit_r1_ns"),
+            part("parts_new_flow_r1_ns"),
+            part("parts_no_event_r1_ns"),
+            figures
+                .get("incumbent")
+                .and_then(|f| net(f, "new_flow_1k_r1_undrained_ns")),
+        ) {
+            let insert = no_policy - cold_hit;
+            let event = whole - no_event;
+            let budget = 0.6 * incumbent.median;
+            println!(
+                "new flow: conntrack insert {insert:.1} + ACCEPT event {event:.1} = {:.1} ns, against the 0.60x budget of {budget:.1} ns (incumbent {:.1})",
+                insert + event,
+                incumbent.median
+            );
+            json += &format!(
+                ",\"new_flow_insert_ns\":{insert:.1},\"new_flow_event_ns\":{event:.1},\"new_flow_budget_ns\":{budget:.1}"
             );
         }
         if let (Some(now), Some(before)) = (

@@ -9,7 +9,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, __sk_buff},
+    bindings::{__sk_buff, BPF_NOEXIST},
     helpers::bpf_get_smp_processor_id,
     programs::TcContext,
 };

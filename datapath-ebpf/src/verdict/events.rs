@@ -58,7 +58,8 @@ pub(super) fn emit_event(
     time: u64,
 ) {
     let Some(c) = counters() else { return };
-    let (scope, threshold) = settings().map_or((0, 0), |s| (s.event_scope, s.wakeup_threshold_bytes));
+    let (scope, threshold) =
+        settings().map_or((0, 0), |s| (s.event_scope, s.wakeup_threshold_bytes));
     if !scope_admits(scope, verdict) {
         c.events_filtered_scope += 1;
         return;
@@ -67,8 +68,7 @@ pub(super) fn emit_event(
         0
     } else {
         let pending = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-        if pending < threshold && pending + RING_RECORD_BYTES >= threshold
-        {
+        if pending < threshold && pending + RING_RECORD_BYTES >= threshold {
             c.wakeups_forced += 1;
             BPF_RB_FORCE_WAKEUP as u64
         } else {

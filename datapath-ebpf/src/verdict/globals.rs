@@ -1,5 +1,5 @@
 //! Reads of the programs' shared state that every path needs: the per-CPU counters,
-//! the settings userspace wrote, the coarse clock, and the pod record of an interface.
+//! the settings userspace wrote, the coarse clock and the tick count, and the pod record of an interface.
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use datapath_common::{Counters, DIRECT_POD_SLOTS, PodRecord, Settings};
