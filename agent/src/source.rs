@@ -11,7 +11,9 @@
 //!
 //! Each state carries a revision: the newest modification time (ns) of the directory
 //! and its files, read before the files are, so a state is at least as new as its
-//! revision says. `lab apply` waits for the agent to have applied its revision.
+//! revision says. `lab apply` waits for the agent to have applied its revision, so it
+//! stages its file outside the directory: a temporary file inside would move the
+//! directory's time, and with it the revision, before the new policies are there.
 
 use std::{
     collections::{BTreeMap, HashMap},

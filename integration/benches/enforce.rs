@@ -132,8 +132,15 @@ fn now_ns() -> u64 {
 }
 
 /// Writes `text` to `path` atomically with its modification time set to `revision`.
+/// The file is staged outside the watched directory: the agent counts the directory's
+/// own time in its revision, so a temporary file inside would report `revision`
+/// applied before the change is.
 fn write_revision(path: &Path, text: &str, revision: u64) {
-    let tmp = path.with_extension("tmp");
+    let dir = path.parent().expect("a file in the policy directory");
+    let tmp = dir
+        .parent()
+        .expect("the policy directory has a parent")
+        .join("change.staged");
     std::fs::write(&tmp, text).expect("write change");
     std::fs::File::options()
         .write(true)

@@ -15,7 +15,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
@@ -333,23 +333,69 @@ fn set(doc: &mut Value, path: &[&str], value: Value) {
 /// # Errors
 /// The file cannot be written.
 pub fn write_documents(path: &Path, docs: &[Value], revision_ns: Option<u64>) -> Result<()> {
+    stage_documents(path, docs, revision_ns)?.commit()
+}
+
+/// A file written beside the directory it is meant for, not yet in it.
+#[derive(Debug)]
+#[must_use = "nothing reaches the directory until commit"]
+pub struct Staged {
+    staged: PathBuf,
+    target: PathBuf,
+}
+
+impl Staged {
+    /// Moves the file into place: the directory changes once, with the whole file.
+    ///
+    /// # Errors
+    /// The rename fails.
+    pub fn commit(self) -> Result<()> {
+        std::fs::rename(&self.staged, &self.target).with_context(|| {
+            format!(
+                "renaming {} to {}",
+                self.staged.display(),
+                self.target.display()
+            )
+        })
+    }
+}
+
+/// Writes what [`write_documents`] writes to a file next to `path`'s directory. The
+/// agent's source takes the directory's own modification time as a revision too, so
+/// a temporary file inside it would announce the new revision while the directory
+/// still holds the old policies, and `lab apply` would return before the change is in
+/// force.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn stage_documents(path: &Path, docs: &[Value], revision_ns: Option<u64>) -> Result<Staged> {
     let mut text = String::new();
     for doc in docs {
         text.push_str("---\n");
         text.push_str(&serde_yaml::to_string(doc)?);
     }
-    let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
+        bail!("{} names no file in a directory", path.display());
+    };
+    let outside = dir.parent().unwrap_or(dir);
+    let dir_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let staged = outside.join(format!(".{dir_name}-{}.staged", file.to_string_lossy()));
+    std::fs::write(&staged, text).with_context(|| format!("writing {}", staged.display()))?;
     if let Some(ns) = revision_ns {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
         std::fs::File::options()
             .write(true)
-            .open(&tmp)
+            .open(&staged)
             .and_then(|f| f.set_modified(when))
-            .with_context(|| format!("setting the time of {}", tmp.display()))?;
+            .with_context(|| format!("setting the time of {}", staged.display()))?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    Ok(Staged {
+        staged,
+        target: path.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -420,6 +466,47 @@ mod tests {
             err.contains("default/b") && err.contains("10.0.0.1"),
             "{err}"
         );
+    }
+
+    /// `lab apply` waits for the agent's revision: while a write is only staged the
+    /// agent's source must see nothing new (a temporary file inside the directory
+    /// moved its modification time, so the agent reported the new revision with the
+    /// old policies and a probe right after `lab apply` saw stale rules), and once it
+    /// lands a revision at least the written one comes with the new documents.
+    #[test]
+    fn a_staged_write_changes_nothing_the_agent_reads_until_it_lands() {
+        let root = std::env::temp_dir().join(format!("netpol-lab-stage-{}", std::process::id()));
+        let dir = root.join("policies");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("cluster.yaml");
+        let pod = |name: &str| {
+            docs(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x}}\n"
+            ))
+        };
+        write_documents(&target, &pod("old"), None).unwrap();
+        let mut reader = crate::source::DirReader::new(&dir);
+        let first = reader.read().unwrap().expect("a first read");
+        assert_eq!(first.state.pods.len(), 1);
+        let revision = first.state.revision + 1_000_000_000;
+        let staged = stage_documents(&target, &pod("new"), Some(revision)).unwrap();
+        assert!(
+            reader.read().unwrap().is_none(),
+            "a staged write is invisible in the directory"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        staged.commit().unwrap();
+        let landed = reader.read().unwrap().expect("the landed write is read");
+        let names: Vec<String> = landed.state.pods.keys().map(|k| k.to_string()).collect();
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(
+            landed.state.revision >= revision,
+            "{} < {revision}",
+            landed.state.revision
+        );
+        assert_eq!(names.len(), 1);
+        assert!(names[0].contains("new"), "{names:?}");
     }
 
     #[test]
