@@ -56,6 +56,19 @@ fn pod_fixture(net: Net, ingress: u8, egress: u8) -> (KernelFixture, u32) {
     (fx, pa)
 }
 
+/// A pod whose ingress allows TCP port 80 from the peer's network (policy 11), its
+/// egress open.
+fn ingress_tcp_80_allowed(net: Net) -> (KernelFixture, u32) {
+    let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
+    fx.put_entry(
+        SET,
+        DIRECTION_INGRESS,
+        net.peer_net,
+        &[rule(PROTO_TCP, 80, 80, 11)],
+    );
+    (fx, pa)
+}
+
 fn syn_in(net: Net, port: u16) -> Vec<u8> {
     Frame::tcp(net.peer, 40000, net.pod, port, TCP_SYN).build()
 }
@@ -117,13 +130,7 @@ fn default_deny_drops_and_reports_default_deny() {
 #[test]
 fn allowed_cidr_and_port_accepts_with_its_policy() {
     each_family(|net| {
-        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(
-            SET,
-            DIRECTION_INGRESS,
-            net.peer_net,
-            &[rule(PROTO_TCP, 80, 80, 11)],
-        );
+        let (mut fx, pa) = ingress_tcp_80_allowed(net);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         assert_event(
             &one_event(&mut fx),
@@ -340,13 +347,7 @@ fn family_is_part_of_the_key() {
 #[test]
 fn conntrack_hit_needs_no_second_evaluation_or_event() {
     each_family(|net| {
-        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(
-            SET,
-            DIRECTION_INGRESS,
-            net.peer_net,
-            &[rule(PROTO_TCP, 80, 80, 11)],
-        );
+        let (mut fx, pa) = ingress_tcp_80_allowed(net);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         assert_eq!(fx.events().len(), 1);
         let data = Frame::tcp(net.peer, 40000, net.pod, 80, TCP_ACK).build();
@@ -369,13 +370,7 @@ fn conntrack_hit_needs_no_second_evaluation_or_event() {
 #[test]
 fn a_conntrack_hit_refreshes_the_flow_time_once_the_tick_moves_on() {
     each_family(|net| {
-        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(
-            SET,
-            DIRECTION_INGRESS,
-            net.peer_net,
-            &[rule(PROTO_TCP, 80, 80, 11)],
-        );
+        let (mut fx, pa) = ingress_tcp_80_allowed(net);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         let entry = |fx: &mut KernelFixture| fx.dp().maps().conntrack()[0].value;
         let tracked = entry(&mut fx);
@@ -488,13 +483,7 @@ fn reply_on_another_interface_is_dropped() {
 #[test]
 fn generation_change_re_evaluates_established_flows() {
     each_family(|net| {
-        let (mut fx, pa) = pod_fixture(net, STATE_POLICIES_APPLIED, STATE_DEFAULT_ALLOW);
-        fx.put_entry(
-            SET,
-            DIRECTION_INGRESS,
-            net.peer_net,
-            &[rule(PROTO_TCP, 80, 80, 11)],
-        );
+        let (mut fx, pa) = ingress_tcp_80_allowed(net);
         assert_eq!(fx.run(DIRECTION_INGRESS, pa, &syn_in(net, 80)), ACT_PASS);
         fx.events();
         // The policy is deleted: the new rule set has nothing for the peer.
