@@ -475,9 +475,8 @@ mod tests {
     /// lands a revision at least the written one comes with the new documents.
     #[test]
     fn a_staged_write_changes_nothing_the_agent_reads_until_it_lands() {
-        let root = std::env::temp_dir().join(format!("netpol-lab-stage-{}", std::process::id()));
-        let dir = root.join("policies");
-        let _ = std::fs::remove_dir_all(&root);
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("policies");
         std::fs::create_dir_all(&dir).unwrap();
         let target = dir.join("cluster.yaml");
         let pod = |name: &str| {
@@ -499,7 +498,6 @@ mod tests {
         staged.commit().unwrap();
         let landed = reader.read().unwrap().expect("the landed write is read");
         let names: Vec<String> = landed.state.pods.keys().map(|k| k.to_string()).collect();
-        let _ = std::fs::remove_dir_all(&root);
         assert!(
             landed.state.revision >= revision,
             "{} < {revision}",
