@@ -131,23 +131,13 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Writes `text` to `path` atomically with its modification time set to `revision`.
-/// The file is staged outside the watched directory: the agent counts the directory's
-/// own time in its revision, so a temporary file inside would report `revision`
-/// applied before the change is.
+/// Writes `text` to `path` atomically with its modification time set to `revision`,
+/// staged outside the watched directory as `lab apply` stages its file (see
+/// `agent::lab::manifests::stage_text`).
 fn write_revision(path: &Path, text: &str, revision: u64) {
-    let dir = path.parent().expect("a file in the policy directory");
-    let tmp = dir
-        .parent()
-        .expect("the policy directory has a parent")
-        .join("change.staged");
-    std::fs::write(&tmp, text).expect("write change");
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_nanos(revision)))
-        .expect("set revision");
-    std::fs::rename(&tmp, path).expect("rename change");
+    agent::lab::manifests::stage_text(path, text, Some(revision))
+        .and_then(agent::lab::manifests::Staged::commit)
+        .expect("write change");
 }
 
 fn applied_revision(metrics: SocketAddr) -> Option<u64> {

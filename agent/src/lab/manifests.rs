@@ -374,6 +374,14 @@ pub fn stage_documents(path: &Path, docs: &[Value], revision_ns: Option<u64>) ->
         text.push_str("---\n");
         text.push_str(&serde_yaml::to_string(doc)?);
     }
+    stage_text(path, &text, revision_ns)
+}
+
+/// [`stage_documents`] for text already rendered.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn stage_text(path: &Path, text: &str, revision_ns: Option<u64>) -> Result<Staged> {
     let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
         bail!("{} names no file in a directory", path.display());
     };
