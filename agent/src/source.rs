@@ -9,11 +9,12 @@
 //! last good version; one that was never good is ignored. A Pod or NetworkPolicy
 //! without a namespace goes to `default`, as kubectl does.
 //!
-//! Each state carries a revision: the newest modification time (ns) of the directory
-//! and its files, read before the files are, so a state is at least as new as its
-//! revision says. `lab apply` waits for the agent to have applied its revision, so it
-//! stages its file outside the directory: a temporary file inside would move the
-//! directory's time, and with it the revision, before the new policies are there.
+//! Each state carries a revision: the newest modification time (ns) of its files and,
+//! when the set of files changed (one added, removed or renamed over), of the
+//! directory, read before the files are, so a state is at least as new as its revision
+//! says. `lab apply` waits for the agent to have applied its revision. A file that is
+//! not YAML (an editor's swap file, a writer's temporary) moves the directory's time
+//! but not the revision, so a waiting writer never sees its revision before its policies.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -108,7 +109,29 @@ pub struct DirReader {
     /// Each document's last version that loaded, by (file, index).
     last_good: HashMap<(PathBuf, usize), Arc<ClusterState>>,
     /// What the last read saw: an unchanged directory is not merged again.
-    last_look: Option<(BTreeMap<PathBuf, Stamp>, u64)>,
+    last_look: Option<Look>,
+}
+
+/// One look at the directory: its YAML files' stamps and the revision they make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Look {
+    files: BTreeMap<PathBuf, Stamp>,
+    /// The directory's modification time as last counted: when the set of files changed.
+    dir_time_ns: u64,
+    revision: u64,
+}
+
+impl Look {
+    /// Whether `other` has the same files (by path and identity), whatever their
+    /// contents: only then may the directory's own time be left out.
+    fn same_files(&self, other: &BTreeMap<PathBuf, Stamp>) -> bool {
+        self.files.len() == other.len()
+            && self
+                .files
+                .iter()
+                .zip(other)
+                .all(|((p, a), (q, b))| p == q && (a.inode, a.device) == (b.inode, b.device))
+    }
 }
 
 impl DirReader {
@@ -123,11 +146,11 @@ impl DirReader {
 
     /// The YAML files with their stamps (symlinks followed, as a ConfigMap volume's
     /// files are links into `..data`), and the revision: the newest modification time
-    /// of the directory and those files.
-    fn look(&self) -> Result<(BTreeMap<PathBuf, Stamp>, u64), String> {
+    /// of those files and, if they are not the files the last look saw, the directory.
+    fn look(&self) -> Result<Look, String> {
         let dir_meta = std::fs::metadata(&self.dir)
             .map_err(|e| format!("policy directory {}: {e}", self.dir.display()))?;
-        let mut revision = mtime_ns(&dir_meta);
+        let dir_time_now = mtime_ns(&dir_meta);
         let mut files = BTreeMap::new();
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| format!("policy directory {}: {e}", self.dir.display()))?;
@@ -148,10 +171,21 @@ impl DirReader {
                 inode: meta.ino(),
                 device: meta.dev(),
             };
-            revision = revision.max(stamp.mtime_ns);
             files.insert(path, stamp);
         }
-        Ok((files, revision))
+        let dir_time_ns = match &self.last_look {
+            Some(last) if last.same_files(&files) => last.dir_time_ns,
+            _ => dir_time_now,
+        };
+        let revision = files
+            .values()
+            .map(|s| s.mtime_ns)
+            .fold(dir_time_ns, u64::max);
+        Ok(Look {
+            files,
+            dir_time_ns,
+            revision,
+        })
     }
 
     /// Parses `path` and keeps its documents, each good one also as its last good
@@ -188,7 +222,11 @@ impl DirReader {
         if self.last_look.as_ref() == Some(&look) {
             return Ok(None);
         }
-        let (stamps, revision) = &look;
+        let Look {
+            files: stamps,
+            revision,
+            ..
+        } = &look;
         self.files.retain(|path, _| stamps.contains_key(path));
         self.last_good
             .retain(|(path, _), _| stamps.contains_key(path));
@@ -442,6 +480,75 @@ mod tests {
         let after = reader.read().unwrap().unwrap();
         assert!(after.state.policies.is_empty());
         assert!(reader.last_good.keys().all(|(p, _)| p != &b));
+    }
+
+    /// Sets the modification time of `path` (a file or a directory).
+    fn set_mtime(path: &Path, ns: u64) {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_nanos(ns))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_directory_time_counts_only_when_the_set_of_files_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = d.join("a.yaml");
+        std::fs::write(&a, format!("{NS}---\n{}", policy("p1", "80"))).unwrap();
+        const SECOND: u64 = 1_000_000_000;
+        let base = 1_800_000_000 * SECOND;
+        set_mtime(&a, base);
+        set_mtime(d, base + SECOND);
+        let mut reader = DirReader::new(d);
+        let first = reader.read().unwrap().unwrap();
+        assert_eq!(
+            first.state.revision,
+            base + SECOND,
+            "a first look counts the directory"
+        );
+
+        // An editor's swap file (not YAML) moves the directory's time: nothing to read.
+        std::fs::write(d.join(".a.yaml.swp"), "x").unwrap();
+        set_mtime(d, base + 2 * SECOND);
+        assert!(
+            reader.read().unwrap().is_none(),
+            "a file that is not policy input changes neither the state nor the revision"
+        );
+
+        // A file written in place counts by its own time.
+        std::fs::write(&a, format!("{NS}---\n{}", policy("p1", "81"))).unwrap();
+        set_mtime(&a, base + 3 * SECOND);
+        set_mtime(d, base + 4 * SECOND);
+        let in_place = reader.read().unwrap().unwrap();
+        assert_eq!(in_place.state.revision, base + 3 * SECOND);
+
+        // A file renamed over another: a new file at the same path, so the directory counts.
+        let staged = tempfile::NamedTempFile::new_in(d.parent().unwrap()).unwrap();
+        let b = d.join("b.yaml");
+        std::fs::write(&b, policy("p2", "80")).unwrap();
+        set_mtime(&b, base);
+        set_mtime(d, base + 5 * SECOND);
+        let added = reader.read().unwrap().unwrap();
+        assert_eq!(
+            added.state.revision,
+            base + 5 * SECOND,
+            "an added file counts the directory"
+        );
+        std::fs::write(staged.path(), policy("p3", "80")).unwrap();
+        set_mtime(staged.path(), base);
+        staged.persist(&b).unwrap();
+        set_mtime(d, base + 6 * SECOND);
+        let renamed = reader.read().unwrap().unwrap();
+        assert_eq!(renamed.state.revision, base + 6 * SECOND);
+        assert_eq!(policy_names(&renamed.state), ["p1", "p3"]);
+
+        // A removed file: the directory's time is the only trace, and it counts.
+        std::fs::remove_file(&b).unwrap();
+        set_mtime(d, base + 7 * SECOND);
+        let removed = reader.read().unwrap().unwrap();
+        assert_eq!(removed.state.revision, base + 7 * SECOND);
+        assert_eq!(policy_names(&removed.state), ["p1"]);
     }
 
     #[test]

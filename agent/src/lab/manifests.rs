@@ -360,11 +360,10 @@ impl Staged {
     }
 }
 
-/// Writes what [`write_documents`] writes to a file next to `path`'s directory. The
-/// agent's source takes the directory's own modification time as a revision too, so
-/// a temporary file inside it would announce the new revision while the directory
-/// still holds the old policies, and `lab apply` would return before the change is in
-/// force.
+/// Writes what [`write_documents`] writes to a file next to `path`'s directory, so the
+/// directory changes once, with the whole file. Nothing the agent's source reads moves
+/// before then: a revision seen early would let `lab apply` return before the change
+/// is in force (the source leaves files that are not YAML out of its revision too).
 ///
 /// # Errors
 /// The file cannot be written.
