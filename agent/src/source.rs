@@ -112,25 +112,33 @@ pub struct DirReader {
     last_look: Option<Look>,
 }
 
-/// One look at the directory: its YAML files' stamps and the revision they make.
+/// One look at the directory: its YAML files' stamps and the directory's time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Look {
     files: BTreeMap<PathBuf, Stamp>,
     /// The directory's modification time as last counted: when the set of files changed.
     dir_time_ns: u64,
-    revision: u64,
 }
 
 impl Look {
+    /// The newest of the files' times and the directory's counted time.
+    fn revision(&self) -> u64 {
+        self.files
+            .values()
+            .map(|s| s.mtime_ns)
+            .fold(self.dir_time_ns, u64::max)
+    }
+
     /// Whether `other` has the same files (by path and identity), whatever their
     /// contents: only then may the directory's own time be left out.
     fn same_files(&self, other: &BTreeMap<PathBuf, Stamp>) -> bool {
-        self.files.len() == other.len()
-            && self
-                .files
-                .iter()
-                .zip(other)
-                .all(|((p, a), (q, b))| p == q && (a.inode, a.device) == (b.inode, b.device))
+        fn identity<'a>((path, s): (&'a PathBuf, &'a Stamp)) -> (&'a PathBuf, u64, u64) {
+            (path, s.inode, s.device)
+        }
+        self.files
+            .iter()
+            .map(identity)
+            .eq(other.iter().map(identity))
     }
 }
 
@@ -177,15 +185,7 @@ impl DirReader {
             Some(last) if last.same_files(&files) => last.dir_time_ns,
             _ => dir_time_now,
         };
-        let revision = files
-            .values()
-            .map(|s| s.mtime_ns)
-            .fold(dir_time_ns, u64::max);
-        Ok(Look {
-            files,
-            dir_time_ns,
-            revision,
-        })
+        Ok(Look { files, dir_time_ns })
     }
 
     /// Parses `path` and keeps its documents, each good one also as its last good
@@ -222,17 +222,13 @@ impl DirReader {
         if self.last_look.as_ref() == Some(&look) {
             return Ok(None);
         }
-        let Look {
-            files: stamps,
-            revision,
-            ..
-        } = &look;
+        let stamps = &look.files;
         self.files.retain(|path, _| stamps.contains_key(path));
         self.last_good
             .retain(|(path, _), _| stamps.contains_key(path));
         let mut out = DirRead {
             state: ClusterState {
-                revision: *revision,
+                revision: look.revision(),
                 ..ClusterState::default()
             },
             ..DirRead::default()
@@ -523,8 +519,6 @@ mod tests {
         let in_place = reader.read().unwrap().unwrap();
         assert_eq!(in_place.state.revision, base + 3 * SECOND);
 
-        // A file renamed over another: a new file at the same path, so the directory counts.
-        let staged = tempfile::NamedTempFile::new_in(d.parent().unwrap()).unwrap();
         let b = d.join("b.yaml");
         std::fs::write(&b, policy("p2", "80")).unwrap();
         set_mtime(&b, base);
@@ -535,6 +529,8 @@ mod tests {
             base + 5 * SECOND,
             "an added file counts the directory"
         );
+        // A file renamed over another: a new file at the same path, so the directory counts.
+        let staged = tempfile::NamedTempFile::new_in(d.parent().unwrap()).unwrap();
         std::fs::write(staged.path(), policy("p3", "80")).unwrap();
         set_mtime(staged.path(), base);
         staged.persist(&b).unwrap();
